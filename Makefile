@@ -1,0 +1,27 @@
+# Two commands on a fresh machine: `make demo` (the main job, tiny profile, offline) and
+# `make test`. Both create or update .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo reproduce lab clean-notebooks
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -n 2 tests
+
+demo: $(STAMP)
+	$(BIN)/avlib reproduce --profile tiny
+
+reproduce: demo
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/

@@ -1,0 +1,3 @@
+from avlib.cli import main
+
+raise SystemExit(main())

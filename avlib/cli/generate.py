@@ -1,0 +1,90 @@
+"""``avlib generate``: text and/or audio in, mp4 (audio muxed) + JSON sidecar out."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from avlib.config import PROFILES, load_config
+from avlib.errors import AvlibError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "generate", help="generate a video from text and/or audio",
+        description="Generate a video through the frozen text-to-video model. With --mapper, the "
+                    "audio conditions the frames through a trained mapper; otherwise the prompt "
+                    "does and --audio is only muxed into the mp4.")
+    p.add_argument("--prompt", default=None, help="text prompt (with --mapper: text around the audio tokens)")
+    p.add_argument("--audio", type=Path, default=None, help="audio file (wav/flac/mp3/mp4)")
+    p.add_argument("--mapper", type=Path, default=None, help="run folder written by `avlib train`")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
+    p.add_argument("--profile", choices=PROFILES, default="tiny",
+                   help="tiny (CPU, offline, default) or paper (zeroscope on a GPU)")
+    p.add_argument("--pretrained", default=None, help="text-to-video weights: hub id or local folder")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (paper: 25)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (paper: 25)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 64)")
+    p.add_argument("--frames", type=int, default=None, help="number of frames (paper: 24)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: frames span the audio)")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda (default from the profile)")
+    p.set_defaults(func=run)
+
+
+def _run_config(args: argparse.Namespace):
+    """The experiment config behind the defaults: the mapper run's own, or the profile's."""
+    if args.mapper is not None:
+        config_file = args.mapper / "config.json"
+        if not config_file.is_file():
+            raise AvlibError(f"{args.mapper} is not a training run (no config.json); "
+                             "pass the folder written by `avlib train`")
+        saved = json.loads(config_file.read_text())["config"]
+        return load_config(saved["name"], saved["profile"], _flatten(saved))
+    return load_config("dog", args.profile)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if key in ("name", "profile"):
+            continue
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from avlib.generate import GenerationSettings, generate_file, read_conditioning_audio
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.pipeline.t2v import load_t2v
+
+    if args.output.suffix.lower() != ".mp4":
+        raise AvlibError(f"output {args.output} must end in .mp4")
+    if args.mapper is not None and args.audio is None:
+        raise AvlibError("--mapper needs --audio: the mapper turns audio into the video's conditioning")
+    if args.audio is not None:
+        read_conditioning_audio(args.audio)  # fail on bad audio before loading any model
+    config = _run_config(args)
+    inference = config.inference
+    settings = GenerationSettings(
+        num_inference_steps=args.steps or inference.num_inference_steps,
+        guidance_scale=args.guidance if args.guidance is not None else inference.guidance_scale,
+        num_frames=args.frames or (config.mapper.num_frames if args.mapper else inference.num_frames),
+        height=args.height or inference.height, width=args.width or inference.width,
+        fps=args.fps, seed=args.seed if args.seed is not None else inference.seed,
+    )
+    device = args.device or config.model.device
+    t2v = load_t2v(args.pretrained or config.model.pretrained, dtype=config.model.dtype, device=device)
+    if args.mapper is not None:
+        pipeline = AudioToVideoPipeline.from_pretrained(args.mapper / "pipeline", t2v=t2v, device=device)
+    else:
+        pipeline = AudioToVideoPipeline.from_t2v(t2v)
+    pipeline.enable_vae_slicing(config.model.vae_slicing)
+    sidecar = generate_file(pipeline, args.output, settings, prompt=args.prompt,
+                            audio_path=args.audio, config=config)
+    print(f"wrote {args.output} ({settings.num_frames} frames, {sidecar['elapsed_s']} s)")
+    return 0

@@ -1,0 +1,268 @@
+"""Experiment configs: the report's experiments as named YAML files, validated into dataclasses.
+
+Resolution order (later wins)::
+
+    dataclass defaults < profile (tiny | paper) < experiment YAML
+                       < the experiment's own ``profiles: {tiny: ...}`` block < overrides
+
+Overrides are dotted keys (``train.lr=1e-5``) from ``--set`` on the CLI or from papermill
+parameters; a few short aliases (``lr``, ``epochs``, ``encoder``...) name common ones.
+Unknown experiments, profiles and keys raise :class:`ConfigError` listing what exists.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from avlib.errors import ConfigError
+
+PROFILES = ("tiny", "paper")
+
+# Short names accepted as overrides (papermill parameters use these).
+ALIASES = {
+    "lr": "train.lr",
+    "epochs": "train.epochs",
+    "seed": "train.seed",
+    "encoder": "encoder.name",
+    "text_prompt": "prompt",
+    "steps": "inference.num_inference_steps",
+    "guidance": "inference.guidance_scale",
+}
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "dog"                 # dog | thunder | volleyball | multiclass | synth
+    classes: list[str] = field(default_factory=lambda: ["dog"])
+    manifest: str | None = None          # CSV in data_manifests/ (None: the dataset's default)
+    root: str | None = None              # folder holding the clips (mp4 + wav)
+    split: str = "repo"                  # repo: the report repository's split | report: 400/100
+    clip_seconds: float = 1.0            # audio seconds per training example
+    num_frames: int = 24
+    fps: float = 24.0                    # rate at which frames are sampled from a clip
+    height: int = 320
+    width: int = 576
+    short_clips: str = "pad"             # pad | reject
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "cavp"                   # cavp | beats
+    checkpoint: str | None = None        # local file, or hub "repo_id::filename"; tiny: None
+    layers: str = "all"                  # beats only: last | all (TempoTokens uses all)
+    width: int | None = None             # tiny profile: narrower network (None = official)
+
+
+@dataclass
+class MapperConfig:
+    kind: str = "audiovisgen"            # audiovisgen | tempotokens
+    hidden_dim: int = 1024
+    token_dim: int = 1024                # = the text encoder's hidden size
+    num_frames: int = 24
+    windows: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    attention: bool = True               # the report's self-attention after the MLP
+    attention_heads: int = 8
+    checkpoint: str | None = None        # released mapper weights (TempoTokens baseline)
+    upstream_dropout: bool = False       # TempoTokens' dropout left on at inference
+
+
+@dataclass
+class ModelConfig:
+    pretrained: str = "cerspense/zeroscope_v2_576w"   # hub id or local diffusers folder
+    dtype: str = "float16"               # float32 | float16 | bfloat16 (CPU always float32)
+    device: str = "cuda"
+    vae_slicing: bool = True
+    cpu_offload: bool = False
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-5
+    lr_grid: list[float] = field(default_factory=lambda: [1e-4, 1e-5, 1e-6])
+    weight_decay: float = 0.01
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
+    batch_size: int = 1
+    epochs: int = 10
+    max_steps: int | None = None         # stop early (tiny runs); None = all epochs
+    seed: int = 64
+    temporal_reg: float = 0.01           # TempoTokens' 0.01 x mean|temporal tokens|
+    gradient_checkpointing: bool = True
+    checkpoint_every: int = 500
+    train_unet: bool = False             # the report tried it and found it worse
+    cache_features: bool = True
+    mixed_precision: str = "no"          # no | fp16 | bf16 (accelerate)
+
+
+@dataclass
+class InferenceConfig:
+    num_inference_steps: int = 25
+    guidance_scale: float = 25.0
+    num_frames: int = 24
+    height: int = 320
+    width: int = 576
+    fps: float = 12.0
+    audio_seconds: float = 2.0
+    seed: int | None = 64
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "custom"
+    description: str = ""
+    profile: str = "tiny"
+    prompt: str | None = None            # text with the audio; None/"" = audio only
+    eval_per_class: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    mapper: MapperConfig = field(default_factory=MapperConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *sections: str) -> str:
+        """A short hash of some sections (e.g. ``"encoder"``), for cache keys."""
+        data = self.to_dict()
+        picked = {s: data[s] for s in sections} if sections else data
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_yaml(*parts: str) -> dict[str, Any]:
+    text = resources.files("avlib.configs").joinpath(*parts).read_text()
+    return yaml.safe_load(text) or {}
+
+
+def list_experiments() -> list[str]:
+    folder = resources.files("avlib.configs").joinpath("experiments")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _merge(base: dict, update: Mapping, where: str) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if key not in base:
+            raise ConfigError(f"unknown config key '{where}{key}' (valid: {', '.join(sorted(base))})")
+        if isinstance(base[key], dict) and isinstance(value, Mapping):
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def _from_dict(cls: type, data: dict, where: str = "") -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        value = data[f.name]
+        sub = _SECTION_TYPES.get(f.name) if cls is ExperimentConfig else None
+        kwargs[f.name] = _from_dict(sub, value, f"{f.name}.") if sub else _check_type(
+            value, f.type, f"{where}{f.name}")
+    return cls(**kwargs)
+
+
+def _check_type(value: Any, annotation: str, key: str) -> Any:
+    """Light validation of the YAML/override value against the field's annotation."""
+    kinds = {"int": int, "float": (int, float), "str": str, "bool": bool}
+    allowed = [k.strip() for k in str(annotation).split("|")]
+    if value is None:
+        if "None" in allowed:
+            return None
+        raise ConfigError(f"config key '{key}' may not be empty")
+    if "float" in allowed and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-5" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
+    for kind in allowed:
+        if kind.startswith("list"):
+            if isinstance(value, list):
+                return value
+        elif kind in kinds and isinstance(value, kinds[kind]) and not (
+                kind in ("int", "float") and isinstance(value, bool)):
+            return float(value) if kind == "float" else value
+    raise ConfigError(f"config key '{key}' should be {annotation}, got {value!r}")
+
+
+_SECTION_TYPES = {"data": DataConfig, "encoder": EncoderConfig, "mapper": MapperConfig,
+                  "model": ModelConfig, "train": TrainConfig, "inference": InferenceConfig}
+
+
+def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """``["train.lr=1e-5", ...]`` or a mapping -> ``{"train.lr": 1e-05}`` (values parsed as YAML)."""
+    if not items:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. --set train.lr=1e-5)")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+def _nest(dotted: Mapping[str, Any]) -> dict:
+    nested: dict = {}
+    for key, value in dotted.items():
+        parts = ALIASES.get(key, key).split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(experiment: str = "dog", profile: str = "tiny",
+                overrides: Iterable[str] | Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """The named experiment of the report, in a profile, with overrides applied."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
+    if experiment not in list_experiments():
+        raise ConfigError(
+            f"unknown experiment '{experiment}' (choose from: {', '.join(list_experiments())})")
+    spec = _read_yaml("experiments", f"{experiment}.yaml")
+    per_profile = spec.pop("profiles", {}) or {}
+    data = ExperimentConfig().to_dict()
+    data = _merge(data, _read_yaml("profiles", f"{profile}.yaml"), "")
+    data = _merge(data, spec, "")
+    data = _merge(data, per_profile.get(profile, {}), "")
+    data = _merge(data, _nest(parse_overrides(overrides)), "")
+    data["name"], data["profile"] = experiment, profile
+    config = _from_dict(ExperimentConfig, data)
+    validate(config)
+    return config
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Cross-field checks that a typo would otherwise turn into a confusing crash later."""
+    choices = {
+        "data.dataset": (config.data.dataset, ("dog", "thunder", "volleyball", "multiclass", "synth")),
+        "data.split": (config.data.split, ("repo", "report")),
+        "data.short_clips": (config.data.short_clips, ("pad", "reject")),
+        "encoder.name": (config.encoder.name, ("cavp", "beats")),
+        "encoder.layers": (config.encoder.layers, ("last", "all")),
+        "mapper.kind": (config.mapper.kind, ("audiovisgen", "tempotokens")),
+        "model.dtype": (config.model.dtype, ("float32", "float16", "bfloat16")),
+        "train.mixed_precision": (config.train.mixed_precision, ("no", "fp16", "bf16")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}='{value}' is not one of: {', '.join(allowed)}")
+    positive = {"train.epochs": config.train.epochs, "train.batch_size": config.train.batch_size,
+                "train.lr": config.train.lr, "inference.num_frames": config.inference.num_frames,
+                "inference.num_inference_steps": config.inference.num_inference_steps,
+                "data.clip_seconds": config.data.clip_seconds}
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    if any(w < 1 for w in config.mapper.windows) or not config.mapper.windows:
+        raise ConfigError(f"mapper.windows must be positive integers, got {config.mapper.windows}")

@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Anything a user can cause (a missing file, a wrong checkpoint, an unknown experiment)
+raises :class:`AvlibError` with one message that names the problem and the fix. The CLI
+prints it on one line and exits non-zero; tracebacks are for bugs, not for bad input.
+"""
+
+
+class AvlibError(Exception):
+    """A problem with the user's input, config or files (not a bug in avlib)."""
+
+
+class ConfigError(AvlibError):
+    """An experiment config, override or parameter that does not validate."""
+
+
+class CheckpointError(AvlibError):
+    """A checkpoint that is missing, unreadable, or of the wrong layout."""
+
+
+class MediaError(AvlibError):
+    """An audio or video file that is missing, unreadable or unusable."""

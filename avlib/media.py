@@ -1,0 +1,178 @@
+"""Reading and writing audio and video files.
+
+All decoding and encoding goes through the ffmpeg binary that ``imageio-ffmpeg`` ships
+(called with argument lists, never a shell string), plus ``soundfile`` for plain audio
+files. Audio comes back as float32 mono at the rate asked for; video as uint8 RGB frames.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from avlib.errors import MediaError
+from avlib.io import atomic_path
+
+SAMPLE_RATE = 16_000
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _require_file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{what} file not found: {path} (check the path)")
+    return path
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (deterministic, no extra dependency)."""
+    if orig_sr == target_sr:
+        return wave.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(target_sr, orig_sr)
+    out = resample_poly(wave, ratio.numerator, ratio.denominator, axis=-1)
+    return out.astype(np.float32)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Load any audio file (wav, flac, mp3) or a video's audio track as mono float32.
+
+    Stereo is averaged to mono and any sample rate is resampled to ``sample_rate``.
+    Raises :class:`MediaError` for a missing, unreadable or empty file.
+    """
+    path = _require_file(path, "audio")
+    try:
+        import soundfile
+
+        wave, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
+        wave = wave.mean(axis=1)
+    except Exception:
+        wave, sr = _decode_audio_ffmpeg(path, sample_rate), sample_rate
+    if wave.size == 0:
+        raise MediaError(f"audio file {path} contains no samples (use a clip of at least 0.1 s)")
+    if not np.all(np.isfinite(wave)):
+        raise MediaError(f"audio file {path} contains NaN or infinite samples (re-export it)")
+    return resample(wave, int(sr), sample_rate)
+
+
+def _decode_audio_ffmpeg(path: Path, sample_rate: int) -> np.ndarray:
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1",
+           "-ar", str(sample_rate), "-f", "f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0 or not proc.stdout:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        detail = reason[-1] if reason else "no audio stream"
+        raise MediaError(
+            f"cannot read audio from {path}: {detail} "
+            "(give a wav/flac/mp3 file or a video with an audio track)"
+        )
+    return np.frombuffer(proc.stdout, dtype="<f4").copy()
+
+
+def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono float audio as a 16-bit PCM wav, atomically."""
+    import soundfile
+
+    with atomic_path(path) as tmp:
+        soundfile.write(str(tmp), np.asarray(wave, dtype=np.float32), sample_rate,
+                        subtype="PCM_16", format="WAV")
+    return Path(path)
+
+
+def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) frames as uint8; floats are taken to be in [0, 1]."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected frames shaped (F, H, W, 3), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        frames = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return frames
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float,
+                audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
+                crf: int = 18) -> Path:
+    """Encode frames (F, H, W, 3) as H.264 mp4, muxing ``audio`` as AAC when given.
+
+    The file appears at ``path`` only once ffmpeg has finished successfully.
+    """
+    frames = to_uint8_frames(frames)
+    n, h, w, _ = frames.shape
+    # yuv420p needs even sizes: pad by one edge pixel rather than fail on odd tiny frames.
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        n, h, w, _ = frames.shape
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as scratch:
+        cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}",
+               "-i", "-"]
+        if audio is not None:
+            wav = save_audio(Path(scratch) / "audio.wav", audio, sample_rate)
+            cmd += ["-i", str(wav)]
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf),
+                "-preset", "veryfast", "-movflags", "+faststart"]
+        if audio is not None:
+            cmd += ["-c:a", "aac", "-b:a", "128k"]
+        cmd += [str(tmp)]
+        proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True)
+        if proc.returncode != 0:
+            raise MediaError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace').strip()}")
+    return Path(path)
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, float]:
+    """Decode a video into uint8 RGB frames (F, H, W, 3) and its frame rate."""
+    import imageio_ffmpeg
+
+    path = _require_file(path, "video")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        w, h = meta["size"]
+        frames = [np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3) for buf in reader]
+    except (RuntimeError, StopIteration, OSError) as exc:
+        raise MediaError(f"cannot decode video {path}: {exc} (is it a valid mp4?)") from exc
+    if not frames:
+        raise MediaError(f"video {path} has no frames")
+    return np.stack(frames), float(meta["fps"])
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    fps: float | None
+    audio_sample_rate: int | None
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Container duration and streams, parsed from ``ffmpeg -i`` (no ffprobe needed)."""
+    path = _require_file(path, "media")
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                          capture_output=True)
+    text = proc.stderr.decode(errors="replace")
+    dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
+    if dur is None:
+        raise MediaError(f"cannot read {path}: not a media file ffmpeg understands")
+    hours, minutes, seconds = dur.groups()
+    fps = re.search(r"Video:.*?([\d.]+) fps", text)
+    rate = re.search(r"Audio:.*?(\d+) Hz", text)
+    return MediaInfo(
+        duration_s=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
+        has_video="Video:" in text,
+        has_audio="Audio:" in text,
+        fps=float(fps.group(1)) if fps else None,
+        audio_sample_rate=int(rate.group(1)) if rate else None,
+    )

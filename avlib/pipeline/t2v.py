@@ -1,0 +1,102 @@
+"""Load the frozen text-to-video model: zeroscope_v2_576w, or its tiny twin, by one code path.
+
+``load_t2v("cerspense/zeroscope_v2_576w")`` resolves the hub id through huggingface_hub's
+cache (honouring ``HF_HUB_OFFLINE``), ``load_t2v("/some/folder")`` reads a local diffusers
+folder, and ``load_t2v("tiny")`` builds the tiny twin once into avlib's cache folder. All
+three then go through the same ``from_pretrained`` calls, with every weight frozen.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from avlib.errors import CheckpointError
+
+ZEROSCOPE_ID = "cerspense/zeroscope_v2_576w"
+SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+TINY_VERSION = 1  # bump when build_tiny_t2v changes, so stale cached twins are rebuilt
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class T2VComponents:
+    """The frozen parts of a text-to-video diffusion model, as diffusers names them."""
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler: object
+    source: str
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+def cache_dir() -> Path:
+    """Where avlib keeps things it builds locally (``AVLIB_CACHE`` overrides)."""
+    return Path(os.environ.get("AVLIB_CACHE", Path.home() / ".cache" / "avlib"))
+
+
+def resolve_pretrained(pretrained: str) -> Path:
+    """A local diffusers folder for ``pretrained``: "tiny", a local path, or a hub id."""
+    if pretrained == "tiny":
+        return ensure_tiny_t2v()
+    local = Path(pretrained).expanduser()
+    if local.is_dir():
+        missing = [s for s in SUBFOLDERS if not (local / s).is_dir()]
+        if missing:
+            raise CheckpointError(
+                f"{local} is not a diffusers text-to-video folder: missing {', '.join(missing)} "
+                "(pass the folder that holds unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
+        return local
+    from huggingface_hub import snapshot_download
+
+    patterns = ["model_index.json"] + [f"{s}/*" for s in SUBFOLDERS]
+    try:
+        return Path(snapshot_download(pretrained, allow_patterns=patterns))
+    except Exception as exc:  # offline, unknown repo, no network: one actionable message
+        raise CheckpointError(
+            f"weights for {pretrained} not found in the cache; run with network once or pass a "
+            f"local path ({type(exc).__name__})") from exc
+
+
+def ensure_tiny_t2v(seed: int = 0) -> Path:
+    """Build the tiny twin into the cache on first use (deterministic for a seed)."""
+    from avlib.pipeline.tiny import build_tiny_t2v
+
+    target = cache_dir() / f"tiny-t2v-v{TINY_VERSION}-seed{seed}"
+    if not (target / "unet").is_dir():
+        staging = target.with_name(target.name + f".tmp{os.getpid()}")
+        build_tiny_t2v(staging, seed=seed)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first: theirs is identical
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str = "cpu") -> T2VComponents:
+    """Load UNet3D, VAE, CLIP text encoder, tokenizer and scheduler, frozen, in ``dtype``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = resolve_pretrained(pretrained)
+    if device == "cpu":
+        dtype = "float32"  # half precision on CPU is slow and inaccurate
+    torch_dtype = DTYPES[dtype]
+    unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
+    text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)
+    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+    for model in (unet, vae, text_encoder):
+        model.requires_grad_(False).eval().to(device)
+    return T2VComponents(unet, vae, text_encoder, tokenizer, scheduler, source=str(pretrained))

@@ -1,0 +1,74 @@
+import pytest
+
+from avlib.config import ExperimentConfig, list_experiments, load_config, parse_overrides
+from avlib.errors import ConfigError
+
+TABLE2 = {"volleyball": 10, "thunder": 15, "dog": 20, "dog_text": 20, "multiclass": 20}
+
+
+def test_every_table2_experiment_is_a_named_config():
+    names = list_experiments()
+    assert set(TABLE2) | {"tempotokens"} <= set(names)
+
+
+@pytest.mark.parametrize("name,epochs", TABLE2.items())
+def test_paper_profile_carries_table1_hyperparameters(name, epochs):
+    cfg = load_config(name, "paper")
+    assert cfg.train.epochs == epochs
+    assert cfg.train.seed == 64 and cfg.train.batch_size == 1
+    assert cfg.train.weight_decay == 0.01
+    assert cfg.train.lr_grid == [1e-4, 1e-5, 1e-6]
+    assert cfg.inference.num_inference_steps == 25 and cfg.inference.guidance_scale == 25
+    assert cfg.model.pretrained == "cerspense/zeroscope_v2_576w"
+    assert cfg.encoder.name == "cavp"
+
+
+def test_experiment_specifics():
+    assert load_config("dog_text", "paper").prompt == "a dog barking"
+    assert load_config("dog", "paper").prompt is None
+    multi = load_config("multiclass", "paper")
+    assert multi.eval_per_class and multi.data.classes == ["dog", "thunder"]
+    baseline = load_config("tempotokens", "paper")
+    assert baseline.encoder.name == "beats" and baseline.mapper.kind == "tempotokens"
+
+
+def test_tiny_profile_overlays_sizes_but_keeps_experiment():
+    cfg = load_config("thunder", "tiny")
+    assert cfg.model.pretrained == "tiny" and cfg.model.device == "cpu"
+    assert cfg.inference.height == 32 and cfg.data.dataset == "synth"
+    assert cfg.data.classes == ["thunder"] and cfg.name == "thunder" and cfg.profile == "tiny"
+
+
+def test_overrides_from_cli_strings_and_aliases():
+    cfg = load_config("dog", "tiny", ["train.lr=1e-5", "mapper.attention=false", "epochs=3"])
+    assert cfg.train.lr == 1e-5 and cfg.mapper.attention is False and cfg.train.epochs == 3
+    cfg = load_config("dog", "tiny", {"lr": 1e-6, "text_prompt": "a dog"})
+    assert cfg.train.lr == 1e-6 and cfg.prompt == "a dog"
+    assert parse_overrides(["mapper.windows=[1, 2]"]) == {"mapper.windows": [1, 2]}
+
+
+@pytest.mark.parametrize("bad,match", [
+    (["train.lrr=1"], "unknown config key 'train.lrr'"),
+    (["nosuch.key=1"], "unknown config key 'nosuch'"),
+    (["train.epochs=-1"], "train.epochs must be positive"),
+    (["train.epochs=abc"], "train.epochs' should be int"),
+    (["encoder.name=wav2vec"], "encoder.name='wav2vec' is not one of"),
+    (["train.lr"], "not KEY=VALUE"),
+])
+def test_bad_overrides_name_the_problem(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("dog", "tiny", bad)
+
+
+def test_unknown_experiment_and_profile_list_the_choices():
+    with pytest.raises(ConfigError, match="unknown experiment 'cat'.*dog"):
+        load_config("cat")
+    with pytest.raises(ConfigError, match="unknown profile 'huge'"):
+        load_config("dog", "huge")
+
+
+def test_fingerprint_tracks_the_sections_asked_for():
+    a, b = load_config("dog", "tiny"), load_config("dog", "tiny", ["train.lr=0.5"])
+    assert a.fingerprint("encoder") == b.fingerprint("encoder")
+    assert a.fingerprint("train") != b.fingerprint("train")
+    assert isinstance(a, ExperimentConfig)

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+import soundfile
+
+from avlib.errors import MediaError
+from avlib.media import load_audio, probe, read_video, write_video
+
+
+def _frames(n=12, size=32):
+    ramp = np.linspace(0, 255, size, dtype=np.uint8)
+    frame = np.stack([np.tile(ramp, (size, 1))] * 3, axis=-1)
+    return np.stack([np.roll(frame, i, axis=1) for i in range(n)])
+
+
+def test_mp4_writer_keeps_frames_fps_and_audio(tmp_path):
+    audio = 0.2 * np.sin(np.linspace(0, 2000, 16000)).astype(np.float32)  # 1 s
+    out = write_video(tmp_path / "clip.mp4", _frames(12), fps=12, audio=audio)
+    info = probe(out)
+    assert info.has_video and info.has_audio and info.fps == 12.0
+    assert info.duration_s == pytest.approx(1.0, abs=0.1)
+    frames, fps = read_video(out)
+    assert frames.shape == (12, 32, 32, 3) and fps == 12.0
+    assert np.abs(frames.astype(int) - _frames(12).astype(int)).mean() < 8  # lossy but close
+    decoded = load_audio(out)
+    assert decoded.shape[0] == pytest.approx(16000, abs=1100)
+    assert list(tmp_path.iterdir()) == [out]  # no temporary files left behind
+
+
+def test_mp4_writer_without_audio_and_odd_size(tmp_path):
+    out = write_video(tmp_path / "odd.mp4", np.zeros((5, 15, 17, 3)), fps=5)
+    info = probe(out)
+    assert not info.has_audio and read_video(out)[0].shape == (5, 16, 18, 3)
+
+
+def test_load_audio_resamples_and_mixes_stereo(tmp_path):
+    t = np.arange(44100) / 44100
+    stereo = np.stack([np.sin(2 * np.pi * 300 * t), np.zeros_like(t)], axis=1).astype(np.float32)
+    soundfile.write(tmp_path / "s.wav", stereo, 44100)
+    wave = load_audio(tmp_path / "s.wav")
+    assert wave.dtype == np.float32 and wave.ndim == 1 and wave.shape[0] == 16000
+    assert np.abs(wave).max() == pytest.approx(0.5, abs=0.02)  # mono = mean of the channels
+
+
+@pytest.mark.parametrize("content,match", [(None, "not found"), (b"not audio at all", "cannot read audio")])
+def test_load_audio_errors_name_the_file(tmp_path, content, match):
+    path = tmp_path / "bad.wav"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(MediaError, match=match):
+        load_audio(path)
