@@ -7,6 +7,7 @@ it is a plain text-to-video pipeline on the same code path.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from avlib.errors import ConfigError
 from avlib.io import write_json
 from avlib.pipeline.conditioning import (
     enable_frame_conditioning, encode_frame_prompts, encode_text,
@@ -41,16 +43,19 @@ class AudioToVideoPipeline:
         return cls(t2v.unet, t2v.vae, t2v.text_encoder, t2v.tokenizer, t2v.scheduler,
                    audio_encoder, mapper, t2v_source=t2v.source, encoder_config=encoder_config)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write the trained part (mapper, safetensors) and the recipe for the frozen parts."""
+    def save_pretrained(self, directory: str | Path, save_unet: bool = False) -> Path:
+        """Write the trained parts (mapper; the UNet if it was fine-tuned) and the recipe for
+        the frozen parts, which are reloaded from their source instead of copied."""
         from avlib.mapper import save_mapper
 
         directory = Path(directory)
         if self.mapper is not None:
             save_mapper(self.mapper, directory / "mapper")
+        if save_unet:
+            self.unet.save_pretrained(directory / "unet")
         write_json(directory / PIPELINE_FILE, {
             "t2v": self.t2v_source, "encoder": self.encoder_config,
-            "has_mapper": self.mapper is not None,
+            "has_mapper": self.mapper is not None, "unet": "unet" if save_unet else None,
         })
         return directory
 
@@ -70,6 +75,11 @@ class AudioToVideoPipeline:
                                   "by `avlib train` (or AudioToVideoPipeline.save_pretrained)")
         recipe = json.loads(recipe_file.read_text())
         t2v = t2v or load_t2v(recipe["t2v"], dtype=dtype, device=device)
+        if recipe.get("unet"):  # a fine-tuned UNet replaces the frozen one
+            from diffusers import UNet3DConditionModel
+
+            unet = UNet3DConditionModel.from_pretrained(directory / recipe["unet"])
+            t2v = dataclasses.replace(t2v, unet=unet.requires_grad_(False).eval().to(t2v.unet.device, t2v.unet.dtype))
         encoder = mapper = None
         if recipe.get("has_mapper"):
             encoder = build_audio_encoder(EncoderConfig(**recipe["encoder"])).eval().to(device)
@@ -106,7 +116,11 @@ class AudioToVideoPipeline:
     def audio_tokens(self, waveform: torch.Tensor, num_frames: int):
         """Audio (B, samples) at 16 kHz -> mapper output with tokens (B, F, L, D)."""
         features = self._on_device(self.audio_encoder).encode(waveform.to(self.device))  # (B, T, D_audio)
-        return self._on_device(self.mapper)(features, num_frames=num_frames)
+        mapper = self._on_device(self.mapper)
+        if mapper.num_frames != num_frames:
+            raise ConfigError(f"this mapper makes tokens for {mapper.num_frames} frames; "
+                              f"generate {mapper.num_frames} frames (got num_frames={num_frames})")
+        return mapper(features)
 
     def encode_conditioning(self, waveform: torch.Tensor | None, prompt: str | None,
                             num_frames: int, batch: int) -> torch.Tensor:

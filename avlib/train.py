@@ -1,0 +1,313 @@
+"""Train a mapper against a frozen text-to-video model: one loop, top to bottom.
+
+    audio -> frozen encoder -> mapper (trained) -> per-frame tokens in the prompt
+          -> frozen CLIP text encoder -> frozen UNet3D predicts the noise added to
+             the clip's VAE latents -> MSE + temporal_reg * mean|temporal tokens|
+
+Everything random in a run comes from the seed: the order of clips in each epoch is a
+permutation seeded by (seed, epoch) and the diffusion noise comes from one generator whose
+state is checkpointed, so a run stopped and resumed ends with exactly the weights of an
+uninterrupted one. Frozen features (audio embeddings, VAE latents) are computed once per
+clip and cached on disk, keyed by everything that changes them.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from avlib.audio import build_audio_encoder
+from avlib.audio.cache import EmbeddingCache, encoder_cache_key
+from avlib.config import ExperimentConfig
+from avlib.errors import AvlibError
+from avlib.io import atomic_path, run_record, write_json
+from avlib.mapper import build_mapper
+from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+from avlib.pipeline.conditioning import encode_frame_prompts, enable_frame_conditioning
+from avlib.pipeline.t2v import T2VComponents, cache_dir, load_t2v
+
+CHECKPOINTS = "checkpoints"
+
+
+# -- frozen features ----------------------------------------------------------------------------
+class FrozenFeatures:
+    """Audio embeddings and VAE latents of clips, computed by the frozen models (and cached)."""
+
+    def __init__(self, config: ExperimentConfig, t2v: T2VComponents, encoder: torch.nn.Module,
+                 cache_root: Path | None):
+        self.t2v, self.encoder = t2v, encoder
+        self.hits = self.misses = 0
+        self.audio_cache = self.latent_cache = None
+        if cache_root is not None:
+            self.audio_cache = EmbeddingCache(cache_root, encoder_cache_key(config.encoder))
+            latent_key = "latents-" + _hash({"vae": t2v.source, "data": dataclasses.asdict(config.data)})
+            self.latent_cache = EmbeddingCache(cache_root, latent_key)
+
+    @torch.no_grad()
+    def compute(self, clip: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """One clip -> (audio features (T, D_audio), latents (C, F, h, w))."""
+        device = self.t2v.unet.device
+        audio = self.encoder.encode(torch.as_tensor(clip["waveform"])[None].to(device))[0]
+        frames = torch.as_tensor(clip["frames"]).to(device, self.t2v.vae.dtype)      # (F, 3, H, W)
+        latents = self.t2v.vae.encode(frames).latent_dist.mean                        # (F, C, h, w)
+        latents = latents * self.t2v.vae.config.scaling_factor
+        return audio.float().cpu(), latents.permute(1, 0, 2, 3).float().cpu()       # (C, F, h, w)
+
+    def __call__(self, clip: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        clip_id = str(clip["clip_id"])
+        if self.audio_cache is None:
+            return self.compute(clip)
+        if clip_id in self.audio_cache and clip_id in self.latent_cache:
+            self.hits += 1
+            return (torch.from_numpy(self.audio_cache.load(clip_id)),
+                    torch.from_numpy(self.latent_cache.load(clip_id)))
+        self.misses += 1
+        audio, latents = self.compute(clip)
+        self.audio_cache.save(clip_id, audio.numpy())
+        self.latent_cache.save(clip_id, latents.numpy())
+        return audio, latents
+
+
+class FeatureDataset(Dataset):
+    """Clips as (audio features, latents), through :class:`FrozenFeatures`."""
+
+    def __init__(self, clips: Dataset, features: FrozenFeatures):
+        self.clips, self.features = clips, features
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict:
+        audio, latents = self.features(self.clips[index])
+        return {"audio": audio, "latents": latents}
+
+
+class EpochPermutation(Sampler):
+    """A fresh order every epoch, fixed by (seed, epoch): resumable without saved sampler state."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def save_checkpoint(folder: Path, step: int, trainables: dict[str, torch.nn.Module],
+                    optimizer: torch.optim.Optimizer, noise_generator: torch.Generator,
+                    losses: list[dict]) -> Path:
+    """Weights, optimizer, RNG states and step, as safetensors + JSON, in one atomic rename."""
+    target = folder / f"step_{step:07d}"
+    staging = folder / f".step_{step:07d}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, module in trainables.items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                  staging / f"{name}.safetensors")
+    optim = optimizer.state_dict()
+    tensors = {f"{index}.{key}": value.cpu() for index, state in optim["state"].items()
+               for key, value in state.items()}
+    save_file(tensors, staging / "optimizer.safetensors")
+    save_file({"torch": torch.get_rng_state(), "noise": noise_generator.get_state()},
+              staging / "rng.safetensors")
+    write_json(staging / "state.json", {
+        "step": step, "param_groups": optim["param_groups"], "losses": losses,
+        "python_rng": _jsonable(random.getstate()), "numpy_rng": _jsonable(np.random.get_state()),
+    })
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted((run_dir / CHECKPOINTS).glob("step_*"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, trainables: dict[str, torch.nn.Module],
+                    optimizer: torch.optim.Optimizer, noise_generator: torch.Generator) -> tuple[int, list]:
+    """Restore what :func:`save_checkpoint` wrote; returns (step, losses so far)."""
+    state = json.loads((path / "state.json").read_text())
+    for name, module in trainables.items():
+        module.load_state_dict(load_file(path / f"{name}.safetensors"))
+    tensors = load_file(path / "optimizer.safetensors")
+    optim_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        optim_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
+    rng = load_file(path / "rng.safetensors")
+    torch.set_rng_state(rng["torch"])
+    noise_generator.set_state(rng["noise"])
+    random.setstate(_tuples(state["python_rng"]))
+    np_state = state["numpy_rng"]
+    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+    return state["step"], state["losses"]
+
+
+# -- the objective ------------------------------------------------------------------------------
+def denoising_loss(t2v: T2VComponents, mapper: torch.nn.Module, noise_schedule, audio: torch.Tensor,
+                   latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
+                   prompt: str | None, temporal_reg: float):
+    """TempoTokens' objective: noise-prediction MSE + ``temporal_reg`` * mean|temporal tokens|.
+
+    ``audio`` (B, T, D_audio) features, ``latents`` and ``noise`` (B, C, F, h, w).
+    Returns (loss, mse, regulariser).
+    """
+    noisy = noise_schedule.add_noise(latents, noise, timesteps)
+    out = mapper(audio)                                                        # tokens (B, F, L, D)
+    context = encode_frame_prompts(t2v.text_encoder, t2v.tokenizer, prompt, out.frame_tokens)  # (B, F*77, D)
+    predicted = t2v.unet(noisy, timesteps, encoder_hidden_states=context).sample
+    mse = F.mse_loss(predicted.float(), noise.float())
+    regulariser = out.temporal_tokens.abs().mean()
+    return mse + temporal_reg * regulariser, mse, regulariser
+
+
+# -- the loop -----------------------------------------------------------------------------------
+def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume: bool = False,
+          progress: bool = True) -> dict:
+    """Train ``config``'s mapper on ``clips`` into ``run_dir``; returns a summary dict.
+
+    ``clips[i]`` is a dict with ``frames`` (F, 3, H, W) in [-1, 1], ``waveform`` (samples,)
+    at 16 kHz and ``clip_id``. The run folder gets ``config.json``, ``losses.csv``,
+    ``checkpoints/step_*`` and, at the end, ``pipeline/`` (loadable by ``avlib generate``).
+    """
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+
+    run_dir = Path(run_dir)
+    if len(clips) == 0:
+        raise AvlibError("the training set is empty: check data.root / the manifest split")
+    if not resume and latest_checkpoint(run_dir) is not None:
+        raise AvlibError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it "
+                         "or choose a new --out folder")
+    tcfg = config.train
+    accelerator = Accelerator(mixed_precision=tcfg.mixed_precision, cpu=config.model.device == "cpu")
+    # Frozen parts.
+    t2v = load_t2v(config.model.pretrained, dtype="float32", device=str(accelerator.device))
+    enable_frame_conditioning(t2v.unet, t2v.tokenizer.model_max_length)
+    encoder = build_audio_encoder(config.encoder).eval().requires_grad_(False).to(accelerator.device)
+    noise_schedule = DDPMScheduler.from_config(t2v.scheduler.config)
+    if tcfg.gradient_checkpointing:
+        t2v.unet.enable_gradient_checkpointing()
+
+    # Trained parts. Seed right here: loading the frozen parts may have drawn random numbers.
+    random.seed(tcfg.seed)
+    np.random.seed(tcfg.seed)
+    torch.manual_seed(tcfg.seed)
+    mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).to(accelerator.device)
+    trainables = {"mapper": mapper}
+    if tcfg.train_unet:
+        t2v.unet.requires_grad_(True).train()
+        trainables["unet"] = t2v.unet
+    parameters = [p for module in trainables.values() for p in module.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=tcfg.lr, betas=tuple(tcfg.adam_betas),
+                                  eps=tcfg.adam_eps, weight_decay=tcfg.weight_decay)
+    noise_generator = torch.Generator().manual_seed(tcfg.seed)
+
+    step, losses = 0, []
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise AvlibError(f"nothing to resume in {run_dir}: no {CHECKPOINTS}/step_* folder")
+        step, losses = load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
+    write_json(run_dir / "config.json", run_record(config, seed=tcfg.seed))
+
+    features = FrozenFeatures(config, t2v, encoder,
+                              cache_dir() / "features" if tcfg.cache_features else None)
+    sampler = EpochPermutation(len(clips), tcfg.seed)
+    loader = DataLoader(FeatureDataset(clips, features), batch_size=tcfg.batch_size, sampler=sampler)
+    mapper, optimizer, loader = accelerator.prepare(mapper, optimizer, loader)
+
+    steps_per_epoch = math.ceil(len(clips) / tcfg.batch_size)
+    total = tcfg.epochs * steps_per_epoch
+    if tcfg.max_steps is not None:
+        total = min(total, tcfg.max_steps)
+    bar = tqdm(total=total, initial=step, desc=f"train {config.name}", disable=not progress)
+    while step < total:
+        epoch, done_in_epoch = divmod(step, steps_per_epoch)
+        epoch_loader = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
+        epoch_loader.set_epoch(epoch)  # accelerate would otherwise count epochs per loader object
+        for batch in epoch_loader:
+            latents = batch["latents"]                                         # (B, C, F, h, w)
+            noise = torch.randn(latents.shape, generator=noise_generator).to(latents)
+            timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps,
+                                      (latents.shape[0],), generator=noise_generator).to(latents.device)
+            with accelerator.autocast():
+                loss, mse, regulariser = denoising_loss(
+                    t2v, mapper, noise_schedule, batch["audio"], latents, noise, timesteps,
+                    config.prompt, tcfg.temporal_reg)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append({"step": step, "epoch": epoch, "loss": loss.item(), "mse": mse.item(),
+                           "regulariser": regulariser.item()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step % tcfg.checkpoint_every == 0 or step == total:
+                if accelerator.is_main_process:
+                    save_checkpoint(run_dir / CHECKPOINTS, step, _unwrapped(accelerator, trainables, mapper),
+                                    optimizer, noise_generator, losses)
+            if step >= total:
+                break
+    bar.close()
+
+    if accelerator.is_main_process:
+        _write_losses(run_dir / "losses.csv", losses)
+        pipeline = AudioToVideoPipeline.from_t2v(
+            t2v, encoder, accelerator.unwrap_model(mapper), encoder_config=dataclasses.asdict(config.encoder))
+        pipeline.save_pretrained(run_dir / "pipeline", save_unet=tcfg.train_unet)
+    summary = {"steps": step, "final_loss": losses[-1]["loss"] if losses else None,
+               "cache_hits": features.hits, "cache_misses": features.misses}
+    write_json(run_dir / "train_summary.json", run_record(config, seed=tcfg.seed, **summary))
+    return summary
+
+
+def _unwrapped(accelerator, trainables: dict, mapper) -> dict:
+    return {**trainables, "mapper": accelerator.unwrap_model(mapper)}
+
+
+def _write_losses(path: Path, losses: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "epoch", "loss", "mse", "regulariser"])
+        writer.writeheader()
+        writer.writerows(losses)
+
+
+def _hash(obj) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (tuple, list)):
+        return [_jsonable(x) for x in obj]
+    return obj
+
+
+def _tuples(obj):
+    return tuple(_tuples(x) for x in obj) if isinstance(obj, list) else obj
