@@ -43,12 +43,14 @@ class DataConfig:
     manifest: str | None = None          # CSV in data_manifests/ (None: the dataset's default)
     root: str | None = None              # folder holding the clips (mp4 + wav)
     split: str = "repo"                  # repo: the report repository's split | report: 400/100
+    split_seed: int = 0                  # report split: seeded hash of the clip id (avlib.data.manifests)
     clip_seconds: float = 1.0            # audio seconds per training example
     num_frames: int = 24
     fps: float = 24.0                    # rate at which frames are sampled from a clip
     height: int = 320
     width: int = 576
     short_clips: str = "pad"             # pad | reject
+    synth_clips_per_class: int = 24      # synth with no data.root: clips generated per class
 
 
 @dataclass
@@ -240,6 +242,26 @@ def load_config(experiment: str = "dog", profile: str = "tiny",
     config = _from_dict(ExperimentConfig, data)
     validate(config)
     return config
+
+
+def config_from_record(record: Mapping[str, Any],
+                       overrides: Iterable[str] | Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Rebuild the config saved in a result file (``{"config": {...}}``), then apply overrides."""
+    saved = record["config"]
+    return load_config(saved["name"], saved["profile"],
+                       {**_flatten(saved), **parse_overrides(overrides)})
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if not prefix and key in ("name", "profile"):
+            continue
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def validate(config: ExperimentConfig) -> None:

@@ -196,8 +196,6 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     from diffusers import DDPMScheduler
 
     run_dir = Path(run_dir)
-    if len(clips) == 0:
-        raise AvlibError("the training set is empty: check data.root / the manifest split")
     if not resume and latest_checkpoint(run_dir) is not None:
         raise AvlibError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it "
                          "or choose a new --out folder")
@@ -241,8 +239,10 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
 
     steps_per_epoch = math.ceil(len(clips) / tcfg.batch_size)
     total = tcfg.epochs * steps_per_epoch
-    if tcfg.max_steps is not None:
+    if tcfg.max_steps is not None:  # 0 = no training: e.g. released weights (tempotokens_baseline)
         total = min(total, tcfg.max_steps)
+    if total > 0 and len(clips) == 0:
+        raise AvlibError("the training set is empty: check data.root and the manifest's train split")
     bar = tqdm(total=total, initial=step, desc=f"train {config.name}", disable=not progress)
     while step < total:
         epoch, done_in_epoch = divmod(step, steps_per_epoch)

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from avlib.config import PROFILES, load_config
+from avlib.config import PROFILES, config_from_record, load_config
 from avlib.errors import AvlibError
 
 
@@ -40,21 +40,8 @@ def _run_config(args: argparse.Namespace):
         if not config_file.is_file():
             raise AvlibError(f"{args.mapper} is not a training run (no config.json); "
                              "pass the folder written by `avlib train`")
-        saved = json.loads(config_file.read_text())["config"]
-        return load_config(saved["name"], saved["profile"], _flatten(saved))
+        return config_from_record(json.loads(config_file.read_text()))
     return load_config("dog", args.profile)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if key in ("name", "profile"):
-            continue
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ class AudioToVideoPipeline:
         self.tokenizer, self.scheduler = tokenizer, scheduler
         self.audio_encoder, self.mapper = audio_encoder, mapper
         self.t2v_source, self.encoder_config = t2v_source, encoder_config or {}
-        self.vae_slicing = True
+        self.vae_slicing = False
         self._offload_device: torch.device | None = None
         enable_frame_conditioning(unet, tokenizer.model_max_length)
 
@@ -122,13 +122,15 @@ class AudioToVideoPipeline:
                               f"generate {mapper.num_frames} frames (got num_frames={num_frames})")
         return mapper(features)
 
-    def encode_conditioning(self, waveform: torch.Tensor | None, prompt: str | None,
-                            num_frames: int, batch: int) -> torch.Tensor:
-        """The conditional context: (B, F*77, D) with audio, (B, 77, D) for text alone."""
+    def encode_conditioning(self, waveform: torch.Tensor | None, prompt: str | None, num_frames: int,
+                            batch: int, frame_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """The conditional context: (B, F*77, D) with audio or given tokens, (B, 77, D) for text alone."""
         text_encoder = self._on_device(self.text_encoder)
-        if waveform is None or self.mapper is None:
+        if frame_tokens is None and waveform is not None and self.mapper is not None:
+            frame_tokens = self.audio_tokens(waveform, num_frames).frame_tokens
+        if frame_tokens is None:
             return encode_text(text_encoder, self.tokenizer, [prompt or ""] * batch)
-        tokens = self.audio_tokens(waveform, num_frames).frame_tokens.to(text_encoder.dtype)
+        tokens = frame_tokens.to(text_encoder.device, text_encoder.dtype)    # (B, F, L, D)
         return encode_frame_prompts(text_encoder, self.tokenizer, prompt, tokens)
 
     # -- generation -----------------------------------------------------------------------------
@@ -136,14 +138,21 @@ class AudioToVideoPipeline:
     def __call__(self, audio: np.ndarray | torch.Tensor | None = None, prompt: str | None = None,
                  num_inference_steps: int = 25, guidance_scale: float = 25.0, num_frames: int = 24,
                  height: int = 320, width: int = 576, generator: torch.Generator | None = None,
-                 negative_prompt: str = "", progress: bool = True) -> np.ndarray:
-        """Generate frames (B, F, H, W, 3) in [0, 1] from 16 kHz audio (samples,) or (B, samples)."""
+                 negative_prompt: str = "", frame_tokens: torch.Tensor | None = None,
+                 progress: bool = True) -> np.ndarray:
+        """Generate frames (B, F, H, W, 3) in [0, 1].
+
+        Conditioning: 16 kHz ``audio`` (samples,) or (B, samples) through the encoder and mapper,
+        or precomputed ``frame_tokens`` (B, F, L, D) (e.g. from ``avlib tokens``), placed into
+        ``prompt``; with neither, the prompt alone (plain text-to-video).
+        """
         waveform = None
         if audio is not None:
             waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32))
             waveform = waveform[None] if waveform.ndim == 1 else waveform   # (B, samples)
-        batch = 1 if waveform is None else waveform.shape[0]
-        context = self.encode_conditioning(waveform, prompt, num_frames, batch)
+        batch = (frame_tokens.shape[0] if frame_tokens is not None
+                 else 1 if waveform is None else waveform.shape[0])
+        context = self.encode_conditioning(waveform, prompt, num_frames, batch, frame_tokens)
         do_guidance = guidance_scale > 1.0
         if do_guidance:
             # The unconditional branch: the empty (or negative) prompt, the same for every frame.

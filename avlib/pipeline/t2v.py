@@ -2,8 +2,9 @@
 
 ``load_t2v("cerspense/zeroscope_v2_576w")`` resolves the hub id through huggingface_hub's
 cache (honouring ``HF_HUB_OFFLINE``), ``load_t2v("/some/folder")`` reads a local diffusers
-folder, and ``load_t2v("tiny")`` builds the tiny twin once into avlib's cache folder. All
-three then go through the same ``from_pretrained`` calls, with every weight frozen.
+folder, ``load_t2v("tiny")`` builds the tiny twin once into avlib's cache folder, and
+``load_t2v("toyworld")`` reads the shipped toy-world model (:mod:`avlib.toyworld`). All
+of them then go through the same ``from_pretrained`` calls, with every weight frozen.
 """
 from __future__ import annotations
 
@@ -44,9 +45,11 @@ def cache_dir() -> Path:
 
 
 def resolve_pretrained(pretrained: str) -> Path:
-    """A local diffusers folder for ``pretrained``: "tiny", a local path, or a hub id."""
+    """A local diffusers folder for ``pretrained``: "tiny", "toyworld", a local path, or a hub id."""
     if pretrained == "tiny":
         return ensure_tiny_t2v()
+    if pretrained == "toyworld":
+        return toyworld_t2v()
     local = Path(pretrained).expanduser()
     if local.is_dir():
         missing = [s for s in SUBFOLDERS if not (local / s).is_dir()]
@@ -81,6 +84,17 @@ def ensure_tiny_t2v(seed: int = 0) -> Path:
 
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def toyworld_t2v() -> Path:
+    """The shipped toy-world text-to-video model (trained by ``avlib toyworld build``)."""
+    from avlib.toyworld import T2V_SUBDIR, WEIGHTS_DIR
+
+    folder = WEIGHTS_DIR / T2V_SUBDIR
+    if not (folder / "unet").is_dir():
+        raise CheckpointError(f"the toy world's weights are missing from {WEIGHTS_DIR}; build them with "
+                              f"`avlib toyworld build --out {WEIGHTS_DIR}`")
+    return folder
 
 
 def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str = "cpu") -> T2VComponents:

@@ -1,0 +1,107 @@
+"""``avlib metrics``: one metric on a set of videos, written as JSON.
+
+    avlib metrics av-align VIDEO... [--version 2025|2023] --json OUT.json
+    avlib metrics fvd --real DIR --fake DIR [--i3d PATH_OR_URL] [--frames 16] --json OUT.json
+    avlib metrics clipsim --videos DIR --text T [--model ID] --json OUT.json
+"""
+from __future__ import annotations
+
+import argparse
+
+from avlib.errors import CheckpointError
+from avlib.io import run_record, write_json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "metrics", help="compute AV-Align, FVD or CLIPSIM on videos (JSON with 95%% CIs)",
+        description="Compute one metric with its pinned definition, N and a seeded 95% "
+                    "bootstrap CI, and write it as JSON.")
+    metrics = parser.add_subparsers(dest="metric", metavar="METRIC", required=True)
+
+    align = metrics.add_parser("av-align", help="AV-Align (TempoTokens) of each video",
+                               description="Audio comes from {stem}.wav beside each video, "
+                                           "else from the video's own audio track.")
+    align.add_argument("videos", nargs="+", metavar="VIDEO", help="mp4 files")
+    align.add_argument("--version", choices=("2025", "2023"), default="2025",
+                       help="upstream definition (default: 2025, one-to-one matching, threshold 0.1)")
+    align.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
+    _common(align)
+    align.set_defaults(func=run_av_align)
+
+    fvd = metrics.add_parser("fvd", help="Frechet Video Distance between two folders")
+    fvd.add_argument("--real", required=True, metavar="DIR", help="folder of real .mp4 clips")
+    fvd.add_argument("--fake", required=True, metavar="DIR", help="folder of generated .mp4 clips")
+    fvd.add_argument("--i3d", metavar="PATH_OR_URL",
+                     help="i3d_pretrained_400.pt (plain state dict) or StyleGAN-V's "
+                          "i3d_torchscript.pt; 'tiny' for a random test network")
+    fvd.add_argument("--frames", type=int, default=16, help="frames per video (default: 16)")
+    fvd.add_argument("--resize", choices=("short-side", "squash"), default="short-side",
+                     help="short-side: resize + centre crop, as VideoGPT (default); squash: to 224x224")
+    fvd.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
+    _common(fvd)
+    fvd.set_defaults(func=run_fvd)
+
+    clip = metrics.add_parser("clipsim", help="CLIP similarity of each video's frames to a text")
+    clip.add_argument("--videos", required=True, metavar="DIR", help="folder of .mp4 videos")
+    clip.add_argument("--text", required=True, help="text to compare with (e.g. the class name)")
+    clip.add_argument("--model", default=None, metavar="ID",
+                      help="CLIP hub id or folder (default: openai/clip-vit-base-patch32); "
+                           "'tiny' for a random test network")
+    _common(clip)
+    clip.set_defaults(func=run_clipsim)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", required=True, metavar="OUT.json", help="where to write the result")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _finish(args, result: dict, line: str) -> int:
+    result["run_record"] = run_record(seed=args.seed, command=f"metrics {args.metric}")
+    write_json(args.json, result)
+    print(f"{line} -> {args.json}")
+    return 0
+
+
+def run_av_align(args) -> int:
+    from avlib.metrics import av_align
+
+    results = av_align.av_align_videos(args.videos, args.version, args.workers, not args.quiet)
+    summary = av_align.summarize(results, args.version, args.seed)
+    low, high = summary["ci95"]
+    return _finish(args, summary, f"AV-Align ({args.version}) {summary['mean']:.3f} "
+                                  f"[{low:.3f}, {high:.3f}], n={summary['n']}")
+
+
+def run_fvd(args) -> int:
+    from avlib.evaluate import list_videos
+    from avlib.metrics import cache_dir, fvd
+
+    if args.i3d is None:
+        raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
+                              "(i3d_pretrained_400.pt, or --i3d tiny for a random test network)")
+    backbone = (fvd.tiny_backbone(frames=args.frames) if args.i3d == "tiny"
+                else fvd.pretrained_backbone(args.i3d, args.frames, args.resize))
+    cache = None if args.no_cache else fvd.FeatureCache(cache_dir() / "fvd_features")
+    result = fvd.compute_fvd(list_videos(args.real), list_videos(args.fake), backbone, cache,
+                             seed=args.seed, progress=not args.quiet)
+    low, high = result["ci95"]
+    return _finish(args, result, f"FVD {result['fvd']:.4g} [{low:.4g}, {high:.4g}], "
+                                 f"n_real={result['n_real']}, n_fake={result['n_fake']}")
+
+
+def run_clipsim(args) -> int:
+    from avlib.evaluate import list_videos
+    from avlib.metrics import clipsim
+
+    scorer = (clipsim.ClipScorer.tiny() if args.model == "tiny"
+              else clipsim.ClipScorer.from_pretrained(args.model or clipsim.DEFAULT_MODEL))
+    videos = list_videos(args.videos)
+    texts = [args.text] * len(videos)
+    scores = clipsim.clipsim_videos(videos, texts, scorer, not args.quiet)
+    summary = clipsim.summarize(videos, texts, scores, scorer, args.seed)
+    low, high = summary["ci95"]
+    return _finish(args, summary, f"CLIPSIM ({scorer.model_id}) {summary['mean']:.4f} "
+                                  f"[{low:.4f}, {high:.4f}], n={summary['n']}")

@@ -1,0 +1,39 @@
+"""The clips an experiment trains or evaluates on, from its config alone.
+
+A real dataset reads ``data.root`` (clips curated from its manifest). The synthetic world
+(``data.dataset: synth``, the tiny profile) needs no files: when ``data.root`` is unset the
+clips are generated once into avlib's cache folder, keyed by their parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from avlib.config import ExperimentConfig
+from avlib.data.dataset import ClipDataset
+from avlib.data.synthetic import write_synthetic_dataset
+
+
+def synthetic_root(config: ExperimentConfig) -> Path:
+    """Where the synthetic clips for ``config`` live; written on first use."""
+    from avlib.pipeline.t2v import cache_dir
+
+    data = config.data
+    params = dict(classes=list(data.classes), clips_per_class=data.synth_clips_per_class,
+                  seconds=max(data.clip_seconds, data.num_frames / data.fps), fps=data.fps,
+                  size=max(data.height, data.width), seed=config.train.seed)
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    root = cache_dir() / "synth" / key
+    if not (root / "manifest.csv").is_file():
+        write_synthetic_dataset(root, **params)
+    return root
+
+
+def load_split(config: ExperimentConfig, split: str, start: str = "zero") -> ClipDataset:
+    """The ``split`` (train | test) clips of ``config``'s dataset, as a ``ClipDataset``."""
+    data = config.data
+    if data.dataset == "synth" and data.root is None:
+        data = dataclasses.replace(data, root=str(synthetic_root(config)))
+    return ClipDataset.from_config(data, split, prompt=config.prompt, start=start, seed=config.train.seed)

@@ -1,0 +1,210 @@
+"""Evaluate a generation run: FVD, CLIPSIM and AV-Align with 95% CIs, into ``metrics.json``.
+
+A run folder, as ``avlib generate`` writes it::
+
+    RUN_DIR/config.json              {"config": ExperimentConfig.to_dict(), ...provenance}
+    RUN_DIR/samples/<clip_id>.mp4    generated video with its audio muxed in
+    RUN_DIR/samples/<clip_id>.wav    that audio (AV-Align reads it, TempoTokens' convention)
+    RUN_DIR/samples/index.csv        clip_id,label,prompt
+    RUN_DIR/reference/<clip_id>.mp4  real test clips: FVD's real set
+    RUN_DIR/reference/index.csv      optional clip_id,label: per-class FVD against that class
+
+Every per-video value (AV-Align score and peaks, CLIPSIM) is computed once; the overall
+numbers and, when the config asks for ``eval_per_class``, one set per class are then
+aggregated from them. CLIPSIM compares each video with its class name, as the report did.
+In the tiny profile the FVD and CLIP networks are seeded random stand-ins, and the output
+says so wherever a number appears.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from avlib.errors import AvlibError, CheckpointError, ConfigError, MediaError
+from avlib.io import run_record, write_json
+
+
+
+def list_videos(folder: str | Path) -> list[Path]:
+    """The ``.mp4`` files of a folder, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MediaError(f"video folder not found: {folder} (check the path)")
+    videos = sorted(folder.glob("*.mp4"))
+    if not videos:
+        raise MediaError(f"no .mp4 files in {folder} (point at the folder holding the videos)")
+    return videos
+
+
+def _read_index(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if not rows or missing:
+        raise MediaError(f"{path} must be a CSV with columns {','.join(columns)} and one row "
+                         f"per clip (missing: {', '.join(missing) or 'all rows'})")
+    return rows
+
+
+@dataclass
+class Sample:
+    clip_id: str
+    label: str
+    prompt: str
+    video: Path
+
+
+@dataclass
+class RunFolder:
+    """The parts of a run folder that evaluation reads."""
+
+    root: Path
+    config: dict[str, Any]
+    samples: list[Sample]
+    references: list[Path]
+    reference_labels: dict[str, str] | None  # clip_id -> class; None without reference/index.csv
+
+    @classmethod
+    def read(cls, root: str | Path) -> "RunFolder":
+        root = Path(root)
+        config_path = root / "config.json"
+        if not config_path.is_file():
+            raise ConfigError(f"{root} is not a run folder: no config.json (pass the folder "
+                              "that `avlib generate` wrote)")
+        config = json.loads(config_path.read_text())["config"]
+        samples = []
+        for row in _read_index(root / "samples" / "index.csv", ("clip_id", "label", "prompt")):
+            video = root / "samples" / f"{row['clip_id']}.mp4"
+            if not video.is_file():
+                raise MediaError(f"samples/index.csv lists {row['clip_id']} but {video} is "
+                                 "missing (re-run generation or remove the row)")
+            samples.append(Sample(row["clip_id"], row["label"], row["prompt"] or "", video))
+        references = list_videos(root / "reference")
+        index = root / "reference" / "index.csv"
+        labels = ({row["clip_id"]: row["label"] for row in _read_index(index, ("clip_id", "label"))}
+                  if index.is_file() else None)
+        return cls(root, config, samples, references, labels)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.config.get("profile") == "tiny"
+
+    def references_of(self, label: str) -> list[int]:
+        """Indices of the reference clips of one class (all of them without labels)."""
+        if self.reference_labels is None:
+            return list(range(len(self.references)))
+        return [i for i, path in enumerate(self.references)
+                if self.reference_labels.get(path.stem) == label]
+
+
+def choose_backbones(tiny: bool, i3d: str | None, clip_model: str | None, fvd_frames: int | None,
+                     seed: int):
+    """FVD and CLIP networks: the given ones, else tiny random ones in the tiny profile."""
+    from avlib.metrics import clipsim, fvd
+
+    if i3d is not None:
+        feature_net = fvd.pretrained_backbone(i3d, frames=fvd_frames or 16)
+    elif tiny:
+        feature_net = fvd.tiny_backbone(seed, frames=fvd_frames or 8)
+    else:
+        raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
+                              "(i3d_pretrained_400.pt as shipped in TATS, or StyleGAN-V's "
+                              "i3d_torchscript.pt)")
+    if clip_model is not None:
+        scorer = clipsim.ClipScorer.from_pretrained(clip_model)
+    elif tiny:
+        scorer = clipsim.ClipScorer.tiny(seed)
+    else:
+        scorer = clipsim.ClipScorer.from_pretrained(clipsim.DEFAULT_MODEL)
+    return feature_net, scorer
+
+
+def _fvd_entry(real: np.ndarray, fake: np.ndarray, seed: int) -> dict[str, Any]:
+    """FVD of one group; a group too small for a covariance gets ``None`` and the reason."""
+    from avlib.metrics.fvd import fvd_with_ci
+
+    try:
+        result = fvd_with_ci(real, fake, seed)
+    except AvlibError as exc:
+        return {"value": None, "ci95": None, "n": len(fake), "n_real": len(real), "error": str(exc)}
+    return {"value": result.pop("fvd"), "n": result["n_fake"], **result}
+
+
+def _mean_entry(values: Sequence[float], seed: int, **details: Any) -> dict[str, Any]:
+    from avlib.metrics.stats import mean_with_ci
+
+    summary = mean_with_ci(values, seed=seed)
+    return {"value": summary.pop("mean"), **summary, **details}
+
+
+def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | None = None,
+                 av_align_version: str = "2025", fvd_frames: int | None = None,
+                 workers: int | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a run folder and write ``RUN_DIR/metrics.json``; returns what was written."""
+    from avlib.metrics import av_align, cache_dir, clipsim, fvd
+
+    run = RunFolder.read(run_dir)
+    if not run.samples:
+        raise MediaError(f"{run.root}/samples/index.csv lists no clips (generate samples first)")
+    feature_net, scorer = choose_backbones(run.is_tiny, i3d, clip_model, fvd_frames, seed)
+    videos = [s.video for s in run.samples]
+
+    alignments = av_align.av_align_videos(videos, av_align_version, workers, progress)
+    similarities = clipsim.clipsim_videos(videos, [s.label for s in run.samples], scorer, progress)
+    cache = fvd.FeatureCache(cache_dir() / "fvd_features")
+    fake, fake_padded = fvd.extract_features(videos, feature_net, cache, progress=progress)
+    real, real_padded = fvd.extract_features(run.references, feature_net, cache, progress=progress)
+
+    def metrics_of(samples: list[int], references: list[int]) -> dict[str, Any]:
+        return {
+            "fvd": {**_fvd_entry(real[references], fake[samples], seed),
+                    "backbone": feature_net.name},
+            "clipsim": _mean_entry([similarities[i] for i in samples], seed,
+                                   model=scorer.model_id, text="class label"),
+            "av_align": _mean_entry([alignments[i].score for i in samples], seed,
+                                    version=av_align_version),
+        }
+
+    everything = list(range(len(run.samples)))
+    per_class = {}
+    if run.config.get("eval_per_class"):
+        for label in sorted({s.label for s in run.samples}):
+            members = [i for i, s in enumerate(run.samples) if s.label == label]
+            per_class[label] = metrics_of(members, run.references_of(label))
+
+    random_nets = [metric for metric, given in (("FVD", i3d), ("CLIPSIM", clip_model))
+                   if run.is_tiny and given is None]
+    notes = [f"tiny profile: {' and '.join(random_nets)} use seeded RANDOM networks; these "
+             "numbers only compare tiny runs, never published values"] if random_nets else []
+    if per_class and run.reference_labels is None:
+        notes.append("reference/index.csv absent: each class's FVD uses all reference clips")
+    if fake_padded or real_padded:
+        notes.append(f"{fake_padded} generated and {real_padded} reference videos had fewer "
+                     f"than {feature_net.preprocessing.frames} frames (last frame repeated)")
+    result = {
+        "experiment": run.config.get("name"),
+        "profile": run.config.get("profile"),
+        "run_dir": str(run.root),
+        "metrics": metrics_of(everything, list(range(len(run.references)))),
+        "per_class": per_class,
+        "definitions": {
+            "fvd": {"backbone": feature_net.describe(),
+                    "preprocessing": feature_net.preprocessing.describe()},
+            "clipsim": scorer.describe(),
+            "av_align": av_align.get_version(av_align_version).describe(),
+        },
+        "random_backbones": random_nets,
+        "notes": notes,
+        "per_video": {
+            s.clip_id: {"label": s.label, "clipsim": similarities[i], **alignments[i].to_json()}
+            for i, s in enumerate(run.samples)
+        },
+        "run_record": run_record(run.config, seed, command="evaluate"),
+    }
+    write_json(run.root / "metrics.json", result)
+    return result

@@ -1,0 +1,129 @@
+"""CLIPSIM: how well a video's frames match a text, by CLIP.
+
+For each frame, the cosine similarity between CLIP's image embedding and the text
+embedding (of the class name or prompt); the video's score is the mean over its frames.
+The scale is the raw cosine, the report's "0-1" convention (0.23 in its Table 2), not the
+x100 convention of some papers, and it is not clipped at zero. Model and scale are
+recorded in every output because both change the number. The default model is the
+report's OpenAI CLIP ViT-B/32; any CLIP id or local folder loads through transformers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avlib.errors import CheckpointError
+from avlib.metrics.stats import mean_with_ci
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+SCALE = ("cosine similarity x1 (the report's 0-1 convention; papers on the x100 scale "
+         "would print 23 for 0.23), frames averaged, not clipped at 0")
+
+
+def frame_averaged_cosine(image_embeds: torch.Tensor, text_embed: torch.Tensor) -> float:
+    """Mean over frames of cos(image_f, text): image_embeds (F, D), text_embed (D,)."""
+    image = F.normalize(image_embeds.double(), dim=-1)
+    text = F.normalize(text_embed.double(), dim=-1)
+    return float((image @ text).mean())
+
+
+class ClipScorer:
+    """A CLIP model with its tokenizer and image preprocessing, scoring frames against text."""
+
+    def __init__(self, model, tokenizer, image_processor, model_id: str, device: str = "cpu",
+                 batch_size: int = 32):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.model_id = model_id
+        self.device = device
+        self.batch_size = batch_size
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: str | None = None) -> "ClipScorer":
+        """Any CLIP on the hub (or a local folder) in transformers' layout."""
+        from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+
+        try:
+            model = CLIPModel.from_pretrained(model_id)
+            tokenizer = AutoTokenizer.from_pretrained(model_id)
+            # The PIL processor: the default one would need torchvision.
+            image_processor = CLIPImageProcessorPil.from_pretrained(model_id)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"cannot load CLIP model '{model_id}': {str(exc).splitlines()[0]} (pass "
+                "--clip-model with a local folder or a hub id available offline)") from exc
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model, tokenizer, image_processor, model_id, device)
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> "ClipScorer":
+        """A seeded random CLIP at 32x32 for the tiny profile; its scores mean nothing semantic."""
+        from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+        from avlib.pipeline.tiny import tiny_clip_tokenizer
+
+        tokenizer = tiny_clip_tokenizer()
+        layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+        config = CLIPConfig(
+            text_config=dict(**layers, vocab_size=len(tokenizer), max_position_embeddings=77,
+                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id),
+            vision_config=dict(**layers, image_size=32, patch_size=8),
+            projection_dim=16,
+        )
+        torch.manual_seed(seed)
+        image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32},
+                                                crop_size={"height": 32, "width": 32})
+        return cls(CLIPModel(config), tokenizer, image_processor,
+                   model_id=f"TINY RANDOM CLIP (seed {seed}; not a trained CLIP)")
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model_id, "scale": SCALE}
+
+    @torch.no_grad()
+    def text_embedding(self, text: str) -> torch.Tensor:
+        """(D,) projected text embedding, computed once per distinct text."""
+        if text not in self._text_cache:
+            tokens = self.tokenizer([text], padding=True, truncation=True, return_tensors="pt")
+            output = self.model.get_text_features(**tokens.to(self.device))
+            self._text_cache[text] = output.pooler_output[0].cpu()
+        return self._text_cache[text]
+
+    @torch.no_grad()
+    def image_embeddings(self, frames: np.ndarray) -> torch.Tensor:
+        """(F, D) projected image embeddings of uint8 RGB frames (F, H, W, 3)."""
+        embeds = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = list(frames[start:start + self.batch_size])
+            pixels = self.image_processor(images=chunk, return_tensors="pt")["pixel_values"]
+            output = self.model.get_image_features(pixel_values=pixels.to(self.device))
+            embeds.append(output.pooler_output.cpu())
+        return torch.cat(embeds)
+
+    def score_video(self, video: str | Path, text: str) -> float:
+        from avlib.media import read_video
+
+        frames, _ = read_video(video)
+        return frame_averaged_cosine(self.image_embeddings(frames), self.text_embedding(text))
+
+
+def clipsim_videos(videos: Sequence[str | Path], texts: Sequence[str], scorer: ClipScorer,
+                   progress: bool = True) -> list[float]:
+    """Per-video CLIPSIM, each video against its own text."""
+    from tqdm.auto import tqdm
+
+    pairs = tqdm(list(zip(videos, texts)), desc="CLIPSIM", unit="video", disable=not progress)
+    return [scorer.score_video(video, text) for video, text in pairs]
+
+
+def summarize(videos: Sequence[str | Path], texts: Sequence[str], scores: Sequence[float],
+              scorer: ClipScorer, seed: int = 0) -> dict[str, Any]:
+    """The CLIPSIM JSON: per-video scores and texts, mean, 95% bootstrap CI, N, model, scale."""
+    per_video = {Path(v).stem: {"score": s, "text": t} for v, t, s in zip(videos, texts, scores)}
+    return {**scorer.describe(), "videos": per_video, **mean_with_ci(scores, seed=seed)}

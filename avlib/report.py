@@ -1,0 +1,140 @@
+"""Table 2 of the report, reproduced: published numbers beside ours, with 95% CIs.
+
+Rows follow the report's Table 2 (stored in the package as
+``avlib/metrics/published_table2.json``). Each run folder evaluated by ``avlib evaluate``
+fills the rows of its experiment, per class where the report split by class; runs of
+other experiments are appended. A published value that cannot be right (the FVD of
+-1.7e9) is kept but marked invalid, and numbers from random tiny-profile networks are
+flagged, so nobody reads them against the report.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from avlib.errors import ConfigError, MediaError
+from avlib.io import atomic_path
+
+METRICS = ("fvd", "clipsim", "av_align")
+TITLES = {"fvd": "FVD", "clipsim": "CLIPSIM", "av_align": "AV-Align"}
+
+
+def load_published() -> dict[str, Any]:
+    text = resources.files("avlib.metrics").joinpath("published_table2.json").read_text()
+    return json.loads(text)
+
+
+def load_run_metrics(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise MediaError(f"no metrics.json in {run_dir} (run `avlib evaluate --run {run_dir}` first)")
+    return json.loads(path.read_text())
+
+
+def _row(published: dict[str, Any] | None, run: dict[str, Any] | None) -> dict[str, Any]:
+    """One table row: the published values (if any) and one run's values (if any)."""
+    label = published["class"] if published else None
+    row: dict[str, Any] = {
+        "experiment": published["experiment"] if published else run["experiment"],
+        "class": label or "",
+        "input": published["input"] if published else "",
+    }
+    invalid = (published or {}).get("invalid", {})
+    for metric in METRICS:
+        row[f"{metric}_report"] = published[metric] if published else None
+        row[f"{metric}_report_invalid"] = invalid.get(metric, "")
+    measured = (run["per_class"][label] if label else run["metrics"]) if run else {}
+    for metric in METRICS:
+        entry = measured.get(metric, {})
+        low, high = entry.get("ci95") or (None, None)
+        row.update({metric: entry.get("value"), f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+    row.update({
+        "n": measured["clipsim"]["n"] if run else None,
+        "n_real": measured["fvd"].get("n_real") if run else None,
+        "av_align_version": measured["av_align"]["version"] if run else "",
+        "profile": run["profile"] if run else "",
+        "random_backbones": " ".join(run.get("random_backbones", [])) if run else "",
+        "run": run["run_dir"] if run else "",
+    })
+    return row
+
+
+def table_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Published rows filled from the matching runs, then rows for any other runs."""
+    runs = [load_run_metrics(d) for d in run_dirs]
+    rows, placed = [], set()
+    for published in load_published()["rows"]:
+        matches = [i for i, run in enumerate(runs) if run["experiment"] == published["experiment"]
+                   and (published["class"] is None or published["class"] in run["per_class"])]
+        placed.update(matches)
+        rows += [_row(published, runs[i]) for i in matches] or [_row(published, None)]
+    rows += [_row(None, run) for i, run in enumerate(runs) if i not in placed]
+    return rows
+
+
+def _number(value: float | None, metric: str) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if metric == "fvd" else f"{value:.3f}"
+
+
+def _published_cell(row: dict[str, Any], metric: str) -> str:
+    cell = _number(row[f"{metric}_report"], metric)
+    return f"{cell} (invalid)" if row[f"{metric}_report_invalid"] else cell
+
+
+def _measured_cell(row: dict[str, Any], metric: str) -> str:
+    if row[metric] is None:
+        return ""
+    cell = (f"{_number(row[metric], metric)} [{_number(row[f'{metric}_ci_low'], metric)}, "
+            f"{_number(row[f'{metric}_ci_high'], metric)}]")
+    from_random_network = TITLES[metric] in row["random_backbones"].split()
+    return cell + (" †" if from_random_network else "")
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    published = load_published()
+    header = ["Experiment", "Input"] + [f"{TITLES[m]} {side}" for m in METRICS
+                                         for side in ("(report)", "(ours, 95% CI)")] + ["N", "Run"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        name = row["experiment"] + (f": {row['class']}" if row["class"] else "")
+        cells = [name, row["input"]]
+        for metric in METRICS:
+            cells += [_published_cell(row, metric), _measured_cell(row, metric)]
+        cells += ["" if row["n"] is None else str(row["n"]), row["run"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- Report {TITLES[m]}: {published['definitions'][m]}." for m in METRICS]
+    notes += [f"- Invalid: {row['experiment']} {row['class']} {TITLES[m]} {_number(row[m + '_report'], m)}: "
+              f"{row[m + '_report_invalid']}." for row in rows for m in METRICS if row[m + "_report_invalid"]]
+    versions = sorted({row["av_align_version"] for row in rows if row["av_align_version"]})
+    if versions:
+        notes.append(f"- Our AV-Align: TempoTokens version {', '.join(versions)} "
+                     "(versions are not comparable with each other).")
+    if any(row["random_backbones"] for row in rows):
+        notes.append("- † tiny profile: computed with seeded RANDOM networks; compares tiny runs "
+                     "only, never the published values.")
+    return "\n".join([f"Table 2, reproduced. Source of the published values: {published['source']}.",
+                      "", *lines, "", *notes]) + "\n"
+
+
+def write_table(rows: Sequence[dict[str, Any]], outputs: Sequence[str | Path]) -> list[Path]:
+    """Write the table to each output: ``.csv`` (every column) or ``.md`` (readable)."""
+    bad = [str(p) for p in outputs if Path(p).suffix not in (".csv", ".md")]
+    if bad:
+        raise ConfigError(f"cannot tell the table format of {', '.join(bad)} (name outputs *.csv or *.md)")
+    written = []
+    for output in map(Path, outputs):
+        with atomic_path(output) as tmp:
+            if output.suffix == ".md":
+                tmp.write_text(to_markdown(rows))
+            else:
+                with open(tmp, "w", newline="") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(rows)
+        written.append(output)
+    return written

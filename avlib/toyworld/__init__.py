@@ -1,0 +1,16 @@
+"""The toy world: stand-in "pretrained" models trained locally on the synthetic world.
+
+* :mod:`avlib.toyworld.data` -- the toy world's clips, with per-frame state captions.
+* :mod:`avlib.toyworld.build` -- train the stand-in text-to-video model (zeroscope's classes at
+  tiny sizes) and the stand-in CAVP encoder; ``avlib toyworld build``.
+* :mod:`avlib.toyworld.frame_classifier` -- a small CNN that names a frame's class.
+* :mod:`avlib.toyworld.evaluate` -- the acceptance experiment; ``avlib toyworld evaluate``.
+
+The shipped weights live in ``avlib/toyworld/weights`` (``t2v/`` in diffusers layout,
+``cavp.safetensors``); ``model.pretrained: toyworld`` resolves to them.
+"""
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+T2V_SUBDIR = "t2v"
+CAVP_FILE = "cavp.safetensors"

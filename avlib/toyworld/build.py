@@ -1,0 +1,273 @@
+"""Build the toy world's stand-in models on the synthetic world, on a CPU, in minutes.
+
+1. **VAE** (``AutoencoderKL``, zeroscope's class at the tiny twin's size: 32x32 frames ->
+   4x8x8 latents) trained for reconstruction (MSE + a small KL term); its
+   ``scaling_factor`` is then set to 1 / std of the latents, as Stable Diffusion did.
+2. **UNet** (``UNet3DConditionModel``, the tiny twin's) trained with the epsilon objective
+   on the toy clips' latents, each frame conditioned on its own caption through avlib's
+   per-frame cross-attention processor; 10% of clips train the unconditional (empty) prompt
+   for guidance. The CLIP text encoder stays as the tiny twin built it (frozen, random):
+   the UNet learns to read its outputs.
+3. **CAVP** (:class:`~avlib.audio.cavp.CAVPEncoder` at width 8, 64-d output) pretrained with
+   CAVP's objective against a small video encoder (:class:`VideoEncoder`): symmetric InfoNCE
+   between time-pooled audio and video embeddings plus an intra-video temporal InfoNCE over
+   the 4 Hz time steps.
+
+The result is a diffusers folder ``t2v/`` (loads through :func:`avlib.pipeline.t2v.load_t2v`)
+and ``cavp.safetensors`` (loads through ``encoder.checkpoint``). Everything is seeded.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from avlib.io import run_record, write_json
+from avlib.toyworld import CAVP_FILE, T2V_SUBDIR
+from avlib.toyworld.data import ToySpec, toy_clips
+
+CAVP_WIDTH, CAVP_DIM = 8, 64
+UNCOND_FRACTION = 0.1
+
+
+@dataclass
+class BuildConfig:
+    """What ``avlib toyworld build`` trains, and for how long (defaults: ~15 min on 2 cores)."""
+
+    seed: int = 0
+    clips_per_class: int = 32
+    vae_steps: int = 200
+    unet_steps: int = 600
+    cavp_steps: int = 100
+    batch_size: int = 8
+    lr: float = 1e-3
+
+
+# -- 1. VAE ----------------------------------------------------------------------------------
+def train_vae(vae, frames: torch.Tensor, cfg: BuildConfig, generator: torch.Generator,
+              progress: bool = True) -> list[float]:
+    """Reconstruction training on frames (N, 3, H, W) in [-1, 1]; returns the losses."""
+    vae.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    losses = []
+    for _ in tqdm(range(cfg.vae_steps), desc="toyworld: VAE", disable=not progress):
+        batch = frames[torch.randint(len(frames), (4 * cfg.batch_size,), generator=generator)]
+        posterior = vae.encode(batch).latent_dist
+        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+        reconstruction = vae.decode(latents).sample
+        loss = F.mse_loss(reconstruction, batch) + 1e-6 * posterior.kl().mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    vae.eval().requires_grad_(False)
+    return losses
+
+
+@torch.no_grad()
+def encode_latents(vae, clips: list[dict]) -> torch.Tensor:
+    """Unscaled VAE means of every clip: (N, C, F, h, w)."""
+    frames = torch.stack([c["frames"] for c in clips])                       # (N, F, 3, H, W)
+    n, f = frames.shape[:2]
+    means = vae.encode(frames.flatten(0, 1)).latent_dist.mean              # (N*F, C, h, w)
+    return means.unflatten(0, (n, f)).transpose(1, 2)                        # (N, C, F, h, w)
+
+
+# -- 2. UNet ---------------------------------------------------------------------------------
+@torch.no_grad()
+def caption_contexts(text_encoder, tokenizer, clips: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame caption contexts (N, F*77, D) and the empty prompt's, repeated per frame."""
+    from avlib.pipeline.conditioning import encode_text
+
+    unique = sorted({c for clip in clips for c in clip["captions"]}) + [""]
+    table = dict(zip(unique, encode_text(text_encoder, tokenizer, unique)))   # caption -> (77, D)
+    contexts = torch.stack([torch.cat([table[c] for c in clip["captions"]]) for clip in clips])
+    return contexts, table[""].repeat(len(clips[0]["captions"]), 1)
+
+
+def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Tensor,
+               uncond: torch.Tensor, cfg: BuildConfig, generator: torch.Generator,
+               progress: bool = True) -> list[float]:
+    """Epsilon-prediction training: latents (N, C, F, h, w), contexts (N, F*77, D)."""
+    from diffusers import DDPMScheduler
+
+    from avlib.pipeline.conditioning import enable_frame_conditioning
+
+    noise_schedule = DDPMScheduler.from_config(scheduler_config)
+    enable_frame_conditioning(unet, contexts.shape[1] // latents.shape[2])
+    unet.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
+    warmup = max(1, cfg.unet_steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
+        0.5 * (1 + math.cos(math.pi * min(s, cfg.unet_steps) / cfg.unet_steps))))
+    losses = []
+    bar = tqdm(range(cfg.unet_steps), desc="toyworld: UNet", disable=not progress)
+    for _ in bar:
+        index = torch.randint(len(latents), (cfg.batch_size,), generator=generator)
+        x0, context = latents[index], contexts[index].clone()                 # (B, C, F, h, w)
+        drop = torch.rand(cfg.batch_size, generator=generator) < UNCOND_FRACTION
+        context[drop] = uncond
+        noise = torch.randn(x0.shape, generator=generator)
+        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (cfg.batch_size,), generator=generator)
+        predicted = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=context).sample
+        loss = F.mse_loss(predicted, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
+    unet.eval().requires_grad_(False)
+    return losses
+
+
+# -- 3. CAVP ---------------------------------------------------------------------------------
+class VideoEncoder(nn.Module):
+    """The video side of the toy CAVP: frames (B, F, 3, H, W) -> (B, F // 2, dim).
+
+    Each frame is seen with its difference to the previous one (so a change registers), a
+    small CNN embeds it, and pairs of frames are averaged to the audio's 4 Hz (at 8 fps).
+    """
+
+    def __init__(self, dim: int = CAVP_DIM, width: int = 16, frames_per_step: int = 2):
+        super().__init__()
+        self.frames_per_step = frames_per_step
+        self.net = nn.Sequential(
+            nn.Conv2d(6, width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, dim))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        batch, num_frames = frames.shape[:2]
+        change = frames - torch.cat([frames[:, :1], frames[:, :-1]], dim=1)   # (B, F, 3, H, W)
+        x = self.net(torch.cat([frames, change], dim=2).flatten(0, 1))        # (B*F, dim)
+        x = x.view(batch, num_frames // self.frames_per_step, self.frames_per_step, -1)
+        return x.mean(2)                                                      # (B, F/2, dim)
+
+
+def info_nce(a: torch.Tensor, v: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE over the rows of a and v (..., N, D): row i of a matches row i of v."""
+    logits = F.normalize(a, dim=-1) @ F.normalize(v, dim=-1).transpose(-1, -2) / temperature
+    target = torch.arange(a.shape[-2]).expand(logits.shape[:-1])
+    return 0.5 * (F.cross_entropy(logits.flatten(0, -2), target.flatten())
+                  + F.cross_entropy(logits.transpose(-1, -2).flatten(0, -2), target.flatten()))
+
+
+def cavp_loss(audio: torch.Tensor, video: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """CAVP's objective on (B, T, D) audio and video embeddings: the clip-level symmetric
+    InfoNCE of the time means plus the intra-video temporal InfoNCE over the T steps."""
+    return info_nce(audio.mean(1), video.mean(1), temperature) + info_nce(audio, video, temperature)
+
+
+def train_cavp(clips: list[dict], cfg: BuildConfig, generator: torch.Generator,
+               progress: bool = True) -> tuple[nn.Module, list[float]]:
+    """Pretrain a width-8 CAVP encoder against :class:`VideoEncoder`; returns (encoder, losses)."""
+    from avlib.audio.cavp import CAVPEncoder
+
+    audio_encoder, video_encoder = CAVPEncoder(width=CAVP_WIDTH, embed_dim=CAVP_DIM), VideoEncoder()
+    parameters = [*audio_encoder.parameters(), *video_encoder.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=0.01)
+    waveforms = torch.stack([c["waveform"] for c in clips])                  # (N, samples)
+    frames = torch.stack([c["frames"] for c in clips])                       # (N, F, 3, H, W)
+    audio_encoder.train()
+    losses = []
+    for _ in tqdm(range(cfg.cavp_steps), desc="toyworld: CAVP", disable=not progress):
+        index = torch.randperm(len(clips), generator=generator)[: 2 * cfg.batch_size]
+        loss = cavp_loss(audio_encoder(waveforms[index]), video_encoder(frames[index]))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return audio_encoder.eval().requires_grad_(False), losses
+
+
+# -- all together ---------------------------------------------------------------------------
+def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progress: bool = True) -> Path:
+    """Train the stand-ins and write ``out_dir/t2v`` + ``out_dir/cavp.safetensors`` +
+    ``out_dir/build.json``. The folder appears only when complete."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from avlib.audio.checkpoints import save_encoder
+    from avlib.pipeline.tiny import build_tiny_t2v
+
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    t2v_dir = build_tiny_t2v(staging / T2V_SUBDIR, seed=cfg.seed)   # same classes, random weights
+    generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    timings, started = {}, time.perf_counter()
+
+    clips = toy_clips(per_class=cfg.clips_per_class, seed=cfg.seed)
+    timings["data_s"] = time.perf_counter() - started
+
+    vae = AutoencoderKL.from_pretrained(t2v_dir, subfolder="vae")
+    frames = torch.cat([c["frames"] for c in clips])                          # (N*F, 3, H, W)
+    vae_losses = train_vae(vae, frames, cfg, generator, progress)
+    latents = encode_latents(vae, clips)
+    scaling = 1.0 / latents.std().item()
+    vae.register_to_config(scaling_factor=scaling)
+    vae.save_pretrained(t2v_dir / "vae")
+    timings["vae_s"] = time.perf_counter() - started - sum(timings.values())
+
+    tokenizer = CLIPTokenizer.from_pretrained(t2v_dir, subfolder="tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(t2v_dir, subfolder="text_encoder").eval()
+    contexts, uncond = caption_contexts(text_encoder, tokenizer, clips)
+    unet = UNet3DConditionModel.from_pretrained(t2v_dir, subfolder="unet")
+    scheduler = DDIMScheduler.from_pretrained(t2v_dir, subfolder="scheduler")
+    unet_losses = train_unet(unet, scheduler.config, latents * scaling, contexts, uncond, cfg,
+                             generator, progress)
+    unet.save_pretrained(t2v_dir / "unet")
+    timings["unet_s"] = time.perf_counter() - started - sum(timings.values())
+
+    cavp, cavp_losses = train_cavp(clips, cfg, generator, progress)
+    save_encoder(cavp, staging / CAVP_FILE)
+    timings["cavp_s"] = time.perf_counter() - started - sum(timings.values())
+
+    summary = lambda losses: {"first": losses[0], "last20_mean": sum(losses[-20:]) / len(losses[-20:])} if losses else None
+    write_json(staging / "build.json", run_record(
+        asdict(cfg), seed=cfg.seed, spec=asdict(ToySpec()), latent_scaling=scaling, timings=timings,
+        losses={"vae": summary(vae_losses), "unet": summary(unet_losses), "cavp": summary(cavp_losses)}))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return out_dir
+
+
+def check_toyworld(weights: str | Path) -> dict:
+    """Load the toy world from ``weights`` and generate from text and from audio (random mapper)."""
+    from avlib.audio.checkpoints import load_encoder
+    from avlib.config import load_config
+    from avlib.data.synthetic import synth_clip
+    from avlib.errors import CheckpointError
+    from avlib.mapper import build_mapper
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.pipeline.t2v import load_t2v
+
+    weights, started = Path(weights), time.perf_counter()
+    if not (weights / T2V_SUBDIR).is_dir() or not (weights / CAVP_FILE).is_file():
+        raise CheckpointError(f"{weights} holds no toy world ({T2V_SUBDIR}/ and {CAVP_FILE}); "
+                              "build one with `avlib toyworld build --out DIR`")
+    spec = ToySpec()
+    t2v = load_t2v(str(weights / T2V_SUBDIR))
+    encoder = load_encoder(weights / CAVP_FILE, "cavp").eval()
+    mapper = build_mapper(load_config("dog", "tiny").mapper, in_dim=encoder.output_dim).eval()
+    pipeline = AudioToVideoPipeline.from_t2v(t2v, encoder, mapper)
+    waveform = synth_clip("dog", 0, seconds=spec.seconds, fps=spec.fps, size=spec.size).wave
+    size = dict(num_inference_steps=4, guidance_scale=5.0, num_frames=spec.num_frames, height=spec.size,
+                width=spec.size, generator=torch.Generator().manual_seed(0), progress=False)
+    videos = [pipeline(prompt="dog", **size), pipeline(waveform, **size)]
+    if not all(np.isfinite(v).all() for v in videos):
+        raise CheckpointError(f"the toy world at {weights} generated non-finite frames: rebuild it")
+    return {"frames_shape": list(videos[0].shape), "seconds": time.perf_counter() - started}

@@ -1,0 +1,146 @@
+"""``avlib evaluate`` on a fabricated tiny run folder, then ``avlib report`` into Table 2."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from avlib.cli import main
+from avlib.config import load_config
+from avlib.errors import CheckpointError, MediaError
+from avlib.evaluate import evaluate_run
+from avlib.io import write_json
+from avlib.media import save_audio, write_video
+from avlib.metrics import MetricWarning
+from avlib.report import load_published, table_rows, to_markdown
+
+FPS, FRAMES, SR = 8, 8, 16000
+
+
+def event_clip(path, events: list[int], shade: int) -> None:
+    """A square that jumps at the event frames, with a click at each event's time."""
+    frames = np.full((FRAMES, 32, 32, 3), shade, np.uint8)
+    x = 2
+    for f in range(FRAMES):
+        if f in events:
+            x = 20 - x  # jump between x=2 and x=18
+        frames[f, 8:16, x:x + 10] = 230
+    audio = np.zeros(FRAMES * SR // FPS, np.float32)
+    for f in events:
+        start = f * SR // FPS
+        audio[start:start + 400] = 0.7 * np.random.default_rng(f).uniform(-1, 1, 400)
+    write_video(path.with_suffix(".mp4"), frames, FPS, audio=audio)
+    save_audio(path.with_suffix(".wav"), audio)
+
+
+def make_run(root, experiment: str, profile: str = "tiny"):
+    config = load_config(experiment, profile)
+    write_json(root / "config.json", {"config": config.to_dict()})
+    (root / "samples").mkdir(parents=True)
+    (root / "reference").mkdir()
+    rows, refs = ["clip_id,label,prompt"], ["clip_id,label"]
+    for i, label in enumerate(["dog", "dog", "thunder", "thunder"]):
+        shade = 40 if label == "dog" else 160
+        event_clip(root / "samples" / f"s{i}", [2 + i % 2, 6], shade)
+        event_clip(root / "reference" / f"r{i}", [3, 5], shade + 20)
+        rows.append(f"s{i},{label},")
+        refs.append(f"r{i},{label}")
+    (root / "samples" / "index.csv").write_text("\n".join(rows) + "\n")
+    (root / "reference" / "index.csv").write_text("\n".join(refs) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A tiny multiclass run, evaluated through the CLI."""
+    root = make_run(tmp_path_factory.mktemp("run") / "multiclass", "multiclass")
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AVLIB_CACHE", str(cache))
+        with pytest.warns(MetricWarning, match="rank-deficient"):  # 4 clips, 32-d features
+            assert main(["evaluate", "--run", str(root), "--workers", "1", "--quiet"]) == 0
+    return root
+
+
+def test_metrics_json_has_values_cis_and_provenance(evaluated):
+    data = json.loads((evaluated / "metrics.json").read_text())
+    assert data["experiment"] == "multiclass" and data["profile"] == "tiny"
+    for name in ("fvd", "clipsim", "av_align"):
+        entry = data["metrics"][name]
+        assert np.isfinite(entry["value"]) and entry["n"] == 4
+        low, high = entry["ci95"]
+        assert low <= entry["value"] <= high
+    assert data["metrics"]["fvd"]["value"] > 0.0 and data["metrics"]["fvd"]["n_real"] == 4
+    assert data["metrics"]["av_align"]["version"] == "2025"
+    assert "TINY RANDOM CLIP" in data["metrics"]["clipsim"]["model"]
+    assert data["random_backbones"] == ["FVD", "CLIPSIM"] and "RANDOM" in data["notes"][0]
+    assert data["definitions"]["fvd"]["preprocessing"]["resolution"] == 32
+    assert set(data["per_video"]) == {"s0", "s1", "s2", "s3"}
+    assert data["run_record"]["config"]["name"] == "multiclass"
+
+
+def test_per_class_results_use_each_class_only(evaluated):
+    data = json.loads((evaluated / "metrics.json").read_text())
+    assert set(data["per_class"]) == {"dog", "thunder"}
+    dog = data["per_class"]["dog"]
+    assert dog["clipsim"]["n"] == 2 and dog["fvd"]["n_real"] == 2
+    per_video = data["per_video"]
+    assert dog["av_align"]["value"] == pytest.approx(np.mean([per_video["s0"]["score"],
+                                                              per_video["s1"]["score"]]))
+
+
+def test_report_places_runs_beside_the_published_table(evaluated, tmp_path):
+    csv_path, md_path = tmp_path / "table.csv", tmp_path / "table.md"
+    assert main(["report", "--runs", str(evaluated), "-o", str(csv_path), str(md_path)]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == len(load_published()["rows"])
+    dog = next(r for r in rows if r["experiment"] == "multiclass" and r["class"] == "dog")
+    assert float(dog["fvd_report"]) == -1.7e9 and "impossible" in dog["fvd_report_invalid"]
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert float(dog["fvd"]) == pytest.approx(metrics["per_class"]["dog"]["fvd"]["value"])
+    volleyball = next(r for r in rows if r["experiment"] == "volleyball")
+    assert volleyball["fvd"] == "" and float(volleyball["fvd_report"]) == 2955
+    markdown = md_path.read_text()
+    assert "-1.7e+09 (invalid)" in markdown and "†" in markdown and "RANDOM" in markdown
+
+
+def _fake_metrics(root, experiment):
+    """A metrics.json as `avlib evaluate` writes it, with made-up values."""
+    root.mkdir()
+    entry = {"value": 1.0, "ci95": [0.5, 1.5], "n": 3, "n_real": 3, "version": "2023"}
+    metrics = {"fvd": entry, "clipsim": entry, "av_align": entry}
+    write_json(root / "metrics.json", {
+        "experiment": experiment, "profile": "paper", "run_dir": str(root), "metrics": metrics,
+        "per_class": {}, "random_backbones": []})
+    return root
+
+
+def test_report_appends_runs_of_other_experiments(tmp_path):
+    dog, custom = _fake_metrics(tmp_path / "a", "dog"), _fake_metrics(tmp_path / "b", "custom")
+    rows = table_rows([dog, custom])
+    assert [r["experiment"] for r in rows][-1] == "custom" and rows[-1]["fvd_report"] is None
+    dog_row = next(r for r in rows if r["experiment"] == "dog")
+    assert dog_row["fvd"] == 1.0 and dog_row["fvd_report"] == 3105
+    assert "†" not in to_markdown(rows) and "version 2023" in to_markdown(rows)
+
+
+def test_report_needs_evaluated_runs(tmp_path):
+    with pytest.raises(MediaError, match="avlib evaluate"):
+        table_rows([tmp_path])
+
+
+def test_paper_profile_without_i3d_says_what_to_pass(tmp_path):
+    root = tmp_path / "run"
+    (root / "samples").mkdir(parents=True)
+    (root / "reference").mkdir()
+    write_json(root / "config.json", {"config": load_config("dog", "paper").to_dict()})
+    (root / "samples" / "index.csv").write_text("clip_id,label,prompt\n")
+    write_video(root / "reference" / "r0.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=8)
+    with pytest.raises(MediaError, match="no clips|columns"):
+        evaluate_run(root)
+    (root / "samples" / "index.csv").write_text("clip_id,label,prompt\nr0,dog,\n")
+    write_video(root / "samples" / "r0.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=8)
+    with pytest.raises(CheckpointError, match="--i3d"):
+        evaluate_run(root)
