@@ -10,7 +10,7 @@ import torch
 
 from avlib.errors import MediaError
 from avlib.io import run_record, write_json
-from avlib.media import SAMPLE_RATE, load_audio, write_video
+from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_video
 
 MIN_AUDIO_SECONDS = 0.1
 
@@ -60,3 +60,56 @@ def generate_file(pipeline, output: str | Path, settings: GenerationSettings,
     )
     write_json(Path(output).with_suffix(".json"), sidecar)
     return sidecar
+
+
+def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | None = None,
+                    progress: bool = True) -> Path:
+    """Generate a video for every test clip of a trained run, in the layout ``avlib evaluate`` reads.
+
+    Writes ``samples/{clip_id}.mp4`` (the clip's audio muxed in) and ``.wav``,
+    ``samples/index.csv`` (clip_id,label,prompt), and the real clips at the same size in
+    ``reference/`` with ``reference/index.csv`` (clip_id,label). Clip ``i`` gets the noise of
+    ``seed + i``, so a rerun reproduces every video.
+    """
+    import csv
+    import json
+
+    from tqdm.auto import tqdm
+
+    from avlib.config import config_from_record
+    from avlib.data.splits import load_split
+    from avlib.io import atomic_path
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.pipeline.t2v import load_t2v
+
+    run_dir = Path(run_dir)
+    record = run_dir / "config.json"
+    if not record.is_file():
+        raise MediaError(f"{run_dir} is not a training run (no config.json); run `avlib train` first")
+    config = config_from_record(json.loads(record.read_text()))
+    seed = config.inference.seed if seed is None else seed
+    t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=config.model.device)
+    pipeline = AudioToVideoPipeline.from_pretrained(run_dir / "pipeline", t2v=t2v, device=config.model.device)
+    clips = load_split(config, "test")
+    count = len(clips) if limit is None else min(limit, len(clips))
+    fps = config.data.fps
+    rows = []
+    for index in tqdm(range(count), desc="sampling test clips", disable=not progress):
+        clip = clips[index]
+        wave = clip["waveform"].numpy()
+        frames = pipeline(wave, prompt=config.prompt, num_inference_steps=config.inference.num_inference_steps,
+                          guidance_scale=config.inference.guidance_scale, num_frames=pipeline.mapper.num_frames,
+                          height=config.data.height, width=config.data.width,
+                          generator=torch.Generator().manual_seed((seed or 0) + index), progress=False)[0]
+        clip_fps = pipeline.mapper.num_frames * SAMPLE_RATE / wave.size
+        write_video(run_dir / "samples" / f"{clip['clip_id']}.mp4", frames, clip_fps, audio=wave)
+        save_audio(run_dir / "samples" / f"{clip['clip_id']}.wav", wave)
+        real = (clip["frames"].permute(0, 2, 3, 1).numpy() + 1) / 2             # (F, H, W, 3) in [0, 1]
+        write_video(run_dir / "reference" / f"{clip['clip_id']}.mp4", real, fps, audio=wave)
+        rows.append((clip["clip_id"], clip["label"], config.prompt or ""))
+    for name, header, width in (("samples", ["clip_id", "label", "prompt"], 3), ("reference", ["clip_id", "label"], 2)):
+        with atomic_path(run_dir / name / "index.csv") as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(row[:width] for row in rows)
+    return run_dir / "samples"

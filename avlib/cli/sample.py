@@ -1,0 +1,24 @@
+"""``avlib sample``: generate the test split of a trained run (what ``avlib evaluate`` scores)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sample", help="generate a video for every test clip of a trained run",
+        description="Writes RUN/samples/{clip}.mp4 + .wav + index.csv and the real clips in "
+                    "RUN/reference/, the layout `avlib evaluate --run RUN` reads.")
+    p.add_argument("--run", type=Path, required=True, help="run folder written by `avlib train`")
+    p.add_argument("--limit", type=int, default=None, help="at most this many test clips")
+    p.add_argument("--seed", type=int, default=None, help="noise seed of the first clip (default: config)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from avlib.generate import sample_test_set
+
+    out = sample_test_set(args.run, limit=args.limit, seed=args.seed)
+    print(f"wrote samples to {out}")
+    return 0

@@ -1,0 +1,63 @@
+"""`avlib train` -> `avlib generate --mapper` -> `avlib sample`, end to end on the tiny profile."""
+import json
+
+import pytest
+
+from avlib.cli import main
+from avlib.media import probe, read_video
+
+FAST = ["--set", "train.max_steps=2", "--set", "data.synth_clips_per_class=3",
+        "--set", "inference.num_inference_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "dog"
+    assert main(["train", "--experiment", "dog", "--profile", "tiny", "--out", str(run), *FAST]) == 0
+    return run
+
+
+def test_train_writes_a_run_folder(trained_run):
+    record = json.loads((trained_run / "config.json").read_text())
+    assert record["config"]["name"] == "dog" and record["seed"] == 64
+    assert (trained_run / "pipeline" / "mapper" / "mapper.safetensors").is_file()
+    assert len((trained_run / "losses.csv").read_text().splitlines()) == 3  # header + 2 steps
+
+
+def test_generate_from_the_trained_mapper_muxes_the_audio(trained_run, tmp_path, tone_wav):
+    out = tmp_path / "dog.mp4"
+    assert main(["generate", "--mapper", str(trained_run), "--audio", str(tone_wav), "-o", str(out)]) == 0
+    frames, fps = read_video(out)
+    assert frames.shape == (8, 32, 32, 3) and fps == pytest.approx(4.0)  # 8 frames over 2 s of audio
+    assert probe(out).has_audio
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["audio_conditioned"] is True and sidecar["config"]["name"] == "dog"
+
+
+def test_resume_continues_to_more_steps(trained_run):
+    assert main(["train", "--resume", str(trained_run), "--set", "train.max_steps=3"]) == 0
+    assert len((trained_run / "losses.csv").read_text().splitlines()) == 4
+
+
+def test_sample_writes_what_evaluate_reads(trained_run):
+    assert main(["sample", "--run", str(trained_run), "--limit", "1"]) == 0
+    index = (trained_run / "samples" / "index.csv").read_text().splitlines()
+    assert index[0] == "clip_id,label,prompt" and len(index) == 2
+    clip_id = index[1].split(",")[0]
+    assert (trained_run / "samples" / f"{clip_id}.wav").is_file()
+    assert (trained_run / "reference" / f"{clip_id}.mp4").is_file()
+
+
+def test_unknown_experiment_exits_nonzero(tmp_path, capsys):
+    assert main(["train", "--experiment", "cat", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown experiment 'cat'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_released_baseline_needs_no_training(tmp_path, monkeypatch):
+    """tempotokens_baseline with max_steps 0 just assembles the pipeline (released weights in paper)."""
+    run = tmp_path / "baseline"
+    assert main(["train", "--experiment", "tempotokens_baseline", "--out", str(run), *FAST[2:],
+                 "--set", "train.max_steps=0"]) == 0
+    assert (run / "pipeline" / "pipeline.json").is_file()
+    assert not (run / "checkpoints").exists()
