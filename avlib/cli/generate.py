@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def _run_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from avlib.generate import GenerationSettings, generate_file, read_conditioning_audio
+    from avlib.generate import generate_file, read_conditioning_audio
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
     from avlib.pipeline.t2v import load_t2v
 
@@ -56,14 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.audio is not None:
         read_conditioning_audio(args.audio)  # fail on bad audio before loading any model
     config = _run_config(args)
-    inference = config.inference
-    settings = GenerationSettings(
-        num_inference_steps=args.steps or inference.num_inference_steps,
-        guidance_scale=args.guidance if args.guidance is not None else inference.guidance_scale,
-        num_frames=args.frames or (config.mapper.num_frames if args.mapper else inference.num_frames),
-        height=args.height or inference.height, width=args.width or inference.width,
-        fps=args.fps, seed=args.seed if args.seed is not None else inference.seed,
-    )
+    given = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "seed": args.seed,
+             "num_frames": args.frames or (config.mapper.num_frames if args.mapper else None),
+             "height": args.height, "width": args.width}
+    settings = dataclasses.replace(config.inference, **{k: v for k, v in given.items() if v is not None})
     device = args.device or config.model.device
     t2v = load_t2v(args.pretrained or config.model.pretrained, dtype=config.model.dtype, device=device)
     if args.mapper is not None:
@@ -72,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
         pipeline = AudioToVideoPipeline.from_t2v(t2v)
     pipeline.enable_vae_slicing(config.model.vae_slicing)
     sidecar = generate_file(pipeline, args.output, settings, prompt=args.prompt,
-                            audio_path=args.audio, config=config)
+                            audio_path=args.audio, fps=args.fps, config=config)
     print(f"wrote {args.output} ({settings.num_frames} frames, {sidecar['elapsed_s']} s)")
     return 0

@@ -18,6 +18,7 @@ and ``cavp.safetensors`` (loads through ``encoder.checkpoint``). Everything is s
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -49,6 +50,7 @@ class BuildConfig:
     cavp_steps: int = 100
     batch_size: int = 8
     lr: float = 1e-3
+    init: str = ""            # continue from this earlier build's weights ("": from scratch)
 
 
 # -- 1. VAE ----------------------------------------------------------------------------------
@@ -204,7 +206,10 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
-    t2v_dir = build_tiny_t2v(staging / T2V_SUBDIR, seed=cfg.seed)   # same classes, random weights
+    if cfg.init:  # continue training an earlier build
+        t2v_dir = Path(shutil.copytree(Path(cfg.init) / T2V_SUBDIR, staging / T2V_SUBDIR))
+    else:         # the tiny twin's classes and sizes, random weights
+        t2v_dir = build_tiny_t2v(staging / T2V_SUBDIR, seed=cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     timings, started = {}, time.perf_counter()
@@ -216,7 +221,7 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
     frames = torch.cat([c["frames"] for c in clips])                          # (N*F, 3, H, W)
     vae_losses = train_vae(vae, frames, cfg, generator, progress)
     latents = encode_latents(vae, clips)
-    scaling = 1.0 / latents.std().item()
+    scaling = 1.0 / latents.std().item() if vae_losses else vae.config.scaling_factor
     vae.register_to_config(scaling_factor=scaling)
     vae.save_pretrained(t2v_dir / "vae")
     timings["vae_s"] = time.perf_counter() - started - sum(timings.values())
@@ -231,14 +236,19 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
     unet.save_pretrained(t2v_dir / "unet")
     timings["unet_s"] = time.perf_counter() - started - sum(timings.values())
 
-    cavp, cavp_losses = train_cavp(clips, cfg, generator, progress)
-    save_encoder(cavp, staging / CAVP_FILE)
+    if cfg.init and not cfg.cavp_steps:
+        cavp_losses = []
+        shutil.copy(Path(cfg.init) / CAVP_FILE, staging / CAVP_FILE)
+    else:
+        cavp, cavp_losses = train_cavp(clips, cfg, generator, progress)
+        save_encoder(cavp, staging / CAVP_FILE)
     timings["cavp_s"] = time.perf_counter() - started - sum(timings.values())
 
     summary = lambda losses: {"first": losses[0], "last20_mean": sum(losses[-20:]) / len(losses[-20:])} if losses else None
     write_json(staging / "build.json", run_record(
         asdict(cfg), seed=cfg.seed, spec=asdict(ToySpec()), latent_scaling=scaling, timings=timings,
-        losses={"vae": summary(vae_losses), "unet": summary(unet_losses), "cavp": summary(cavp_losses)}))
+        losses={"vae": summary(vae_losses), "unet": summary(unet_losses), "cavp": summary(cavp_losses)},
+        init_build=json.loads((Path(cfg.init) / "build.json").read_text()) if cfg.init else None))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
