@@ -27,7 +27,7 @@ from avlib.mapper import build_mapper
 from avlib.pipeline.conditioning import enable_frame_conditioning
 from avlib.pipeline.t2v import T2VComponents
 from avlib.pipeline.tiny import random_t2v_components
-from avlib.train import FrozenFeatures, denoising_loss
+from avlib.train import FrozenFeatures, checkpoint_unet_blocks, denoising_loss
 
 
 def step_seconds(features: FrozenFeatures, clip: dict, mapper, t2v, schedule, optimizer, steps: int) -> float:
@@ -36,13 +36,15 @@ def step_seconds(features: FrozenFeatures, clip: dict, mapper, t2v, schedule, op
     for _ in range(steps):
         start = time.perf_counter()
         audio, latents = features(clip)
-        audio, latents = audio[None], latents[None]
-        noise = torch.randn(latents.shape, generator=generator)
-        timesteps = torch.randint(0, 1000, (1,), generator=generator)
+        audio, latents = audio[None].to(mapper.fc1.weight.device), latents[None].to(mapper.fc1.weight.device)
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+        timesteps = torch.randint(0, 1000, (1,), generator=generator).to(latents.device)
         loss, _, _ = denoising_loss(t2v, mapper, schedule, audio, latents, noise, timesteps, None, 0.01)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        if latents.is_cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     overrides = {"mapper.num_frames": args.frames}
@@ -64,11 +67,12 @@ def main() -> None:
     config = load_config("dog", "tiny", overrides)
     parts = random_t2v_components(args.size)
     for name in ("unet", "vae", "text_encoder"):
-        parts[name].eval().requires_grad_(False)
+        parts[name].eval().requires_grad_(False).to(args.device)
     t2v = T2VComponents(**parts, source=f"random-{args.size}")
     enable_frame_conditioning(t2v.unet, t2v.tokenizer.model_max_length)
-    encoder = build_audio_encoder(config.encoder).eval()
-    mapper = build_mapper(config.mapper, in_dim=encoder.output_dim)
+    checkpoint_unet_blocks(t2v.unet)
+    encoder = build_audio_encoder(config.encoder).eval().to(args.device)
+    mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).to(args.device)
     optimizer = torch.optim.AdamW(mapper.parameters(), lr=1e-5)
     schedule = DDPMScheduler.from_config(t2v.scheduler.config)
 

@@ -54,8 +54,26 @@ def test_three_steps_lower_the_loss_on_a_fixed_batch(tiny_t2v):
     assert not any(p.grad is not None for p in tiny_t2v.unet.parameters())  # the UNet stays frozen
 
 
+def test_block_checkpointing_gives_the_same_gradients():
+    from avlib.pipeline.tiny import random_t2v_components
+    from avlib.train import checkpoint_unet_blocks
+
+    grads = []
+    for checkpointed in (False, True):
+        unet = random_t2v_components("tiny")["unet"].requires_grad_(False)
+        if checkpointed:
+            checkpoint_unet_blocks(unet)
+        context = torch.randn(1, 4 * 77, 32, generator=torch.Generator().manual_seed(0)).requires_grad_()
+        latents = torch.randn(1, 4, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+        unet(latents, 10, encoder_hidden_states=context[:, :77]).sample.square().mean().backward()
+        grads.append(context.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
+
+
 def test_a_run_writes_losses_config_and_a_loadable_pipeline(tmp_path):
-    summary = train(_config(**{"train.max_steps": 4}), _clips(2), tmp_path / "run", progress=False)
+    config = _config(**{"train.max_steps": 4, "train.gradient_checkpointing": True})
+    summary = train(config, _clips(2), tmp_path / "run", progress=False)
     losses = np.loadtxt(tmp_path / "run" / "losses.csv", delimiter=",", skiprows=1, usecols=2)
     assert summary["steps"] == 4 and len(losses) == 4 and np.isfinite(losses).all()
     assert (tmp_path / "run" / "config.json").is_file()
