@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 test: $(STAMP)
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -n 2 tests
+	# One thread per worker: two workers with two threads each thrash the two cores.
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
 demo: $(STAMP)
 	$(BIN)/avlib reproduce --profile tiny

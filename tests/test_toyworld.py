@@ -6,7 +6,7 @@ import torch
 from avlib.data.synthetic import CLASSES
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.build import BuildConfig, build_toyworld, cavp_loss
-from avlib.toyworld.data import centre_of_change, class_backgrounds, frame_captions, toy_clip
+from avlib.toyworld.data import centre_of_change, class_backgrounds, frame_captions, rgb_frames, toy_clip
 from avlib.toyworld.evaluate import derangement, separated
 
 
@@ -25,7 +25,7 @@ def test_captions_name_the_state_and_toggle_at_each_event():
 def test_clips_are_mirrored_so_the_first_event_moves_rightwards(label, backgrounds):
     for index in range(4):
         clip = toy_clip(label, index, backgrounds)
-        frames = clip["frames"].permute(0, 2, 3, 1).numpy() / 2 + 0.5      # (F, H, W, 3)
+        frames = rgb_frames(clip)                                         # (F, H, W, 3)
         k = clip["event_frames"][0]
         assert centre_of_change(frames[k], backgrounds[label]) > centre_of_change(frames[k - 1], backgrounds[label])
         assert clip["captions"][k - 1] == label and clip["captions"][k] != label

@@ -50,6 +50,7 @@ class BuildConfig:
     cavp_steps: int = 100
     batch_size: int = 8
     lr: float = 1e-3
+    timestep_power: float = 1.0  # UNet timesteps t = T * u**p, u ~ U(0, 1): p < 1 favours high noise
     init: str = ""            # continue from this earlier build's weights ("": from scratch)
 
 
@@ -118,7 +119,9 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
         drop = torch.rand(cfg.batch_size, generator=generator) < UNCOND_FRACTION
         context[drop] = uncond
         noise = torch.randn(x0.shape, generator=generator)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (cfg.batch_size,), generator=generator)
+        num_train = noise_schedule.config.num_train_timesteps
+        u = torch.rand(cfg.batch_size, generator=generator) ** cfg.timestep_power
+        t = (u * num_train).long().clamp(max=num_train - 1)  # p = 1: uniform, as torch.randint
         predicted = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=context).sample
         loss = F.mse_loss(predicted, noise)
         loss.backward()

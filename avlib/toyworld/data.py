@@ -88,6 +88,11 @@ def toy_clip(label: str, index: int, backgrounds: dict[str, np.ndarray], seed: i
             "event_frames": event_frames, "mirrored": bool(mirrored)}
 
 
+def rgb_frames(clip: dict) -> np.ndarray:
+    """A toy clip's frames as (F, H, W, 3) in [0, 1], the layout videos are written in."""
+    return clip["frames"].permute(0, 2, 3, 1).numpy() / 2 + 0.5
+
+
 def toy_clips(classes=CLASSES, per_class: int = 32, split: str = "train", seed: int = 0,
               spec: ToySpec = ToySpec()) -> list[dict]:
     """``per_class`` clips of each class, interleaved by class; ``split`` "test" gives
