@@ -14,7 +14,7 @@ from avlib import __version__
 from avlib.errors import AvlibError
 
 # Modules under avlib.cli, in the order their commands appear in --help.
-COMMAND_MODULES = ("generate", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld")
+COMMAND_MODULES = ("generate", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

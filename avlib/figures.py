@@ -1,0 +1,311 @@
+"""The report's figures and the notebooks' plots: each function returns a matplotlib Figure.
+
+:func:`save_figure` writes ``{name}.{profile}.png`` with the profile, avlib's version and
+the source in the PNG's text chunks, so a figure made by the tiny profile can never pass
+for a paper-profile one. Nothing here computes results: inputs come from avlib's run
+folders, metrics files and datasets.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from avlib.io import atomic_path
+
+CLASS_COLOURS = {"dog": "tab:brown", "thunder": "tab:blue", "volleyball": "tab:orange",
+                 "playing volleyball": "tab:orange"}
+
+
+def save_figure(fig, folder: str | Path | None, name: str, profile: str, source: str = "") -> Path | None:
+    """Write ``folder/{name}.{profile}.png`` atomically, stamped with profile and source.
+
+    ``folder=None`` (a notebook run for viewing only) writes nothing.
+    """
+    from avlib import __version__
+
+    if folder is None:
+        return None
+    path = Path(folder) / f"{name}.{profile}.png"
+    metadata = {"Title": name, "Software": f"avlib {__version__}",
+                "Description": f"avlib profile={profile}; made by {source or 'avlib.figures'}",
+                "avlib-profile": profile}
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata=metadata)
+    return path
+
+
+def figure_profile(path: str | Path) -> str | None:
+    """The profile stamped into a PNG written by :func:`save_figure` (None if unstamped)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.text.get("avlib-profile")
+
+
+# -- 01: datasets ------------------------------------------------------------------------------
+def plot_dataset_overview(manifests: Mapping[str, Sequence[Any]]):
+    """Clips per class and split, and clip durations, of each dataset's manifest rows."""
+    fig, (counts, durations) = plt.subplots(1, 2, figsize=(11, 3.5))
+    names = list(manifests)
+    for offset, split in ((-0.2, "train"), (0.2, "test")):
+        totals = [sum(row.split == split for row in manifests[name]) for name in names]
+        counts.bar(np.arange(len(names)) + offset, totals, width=0.4, label=split)
+    counts.set_xticks(range(len(names)), names)
+    counts.set_ylabel("clips")
+    counts.set_title("clips per dataset and split")
+    counts.legend()
+    for name in names:
+        values = [row.duration_s for row in manifests[name] if row.duration_s > 0]
+        if values:
+            durations.hist(values, bins=20, alpha=0.6, label=name)
+    durations.set_xlabel("clip duration (s)")
+    durations.set_title("clip durations")
+    durations.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_clip(frames: np.ndarray, wave: np.ndarray, sample_rate: int, events_s: Sequence[float] = (),
+              title: str = "", max_frames: int = 8):
+    """A clip as a strip of frames over its mel spectrogram, with known events marked."""
+    import librosa
+
+    step = max(1, len(frames) // max_frames)
+    shown = frames[::step][:max_frames]
+    fig = plt.figure(figsize=(1.4 * len(shown), 3.6))
+    grid = fig.add_gridspec(2, len(shown), height_ratios=[1, 1.1])
+    for i, frame in enumerate(shown):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(frame)
+        ax.set_axis_off()
+    spec = fig.add_subplot(grid[1, :])
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=wave, sr=sample_rate, n_mels=64))
+    duration = len(wave) / sample_rate
+    spec.imshow(mel, origin="lower", aspect="auto", extent=(0, duration, 0, mel.shape[0]), cmap="magma")
+    for t in events_s:
+        spec.axvline(t, color="cyan", linestyle="--", linewidth=1)
+    spec.set_xlabel("time (s); dashed: known events")
+    spec.set_ylabel("mel bin")
+    fig.suptitle(title)
+    return fig
+
+
+# -- 02: model -----------------------------------------------------------------------------------
+def plot_model_structure(config, counts: Mapping[str, int] | None = None):
+    """The report's Figure 1 redrawn from a config: what is frozen, what trains, and the shapes."""
+    fig, ax = plt.subplots(figsize=(12, 3.2))
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0, 3.2)
+    ax.set_axis_off()
+    mapper = config.mapper
+    windows = ", ".join(map(str, mapper.windows))
+    mixer = "self-attention" if mapper.kind == "audiovisgen" and mapper.attention else "attention pooling"
+    boxes = [
+        ("audio\n16 kHz", None, "white"),
+        (f"{config.encoder.name.upper()} encoder", "encoder", "lightsteelblue"),
+        (f"mapper: MLP\nwindows {windows}\n{mixer}", "mapper", "khaki"),
+        (f"{mapper.num_frames} x per-frame\npseudo tokens ({mapper.token_dim}-d)", None, "white"),
+        ("CLIP text encoder\n(+ optional prompt)", "text_encoder", "lightsteelblue"),
+        ("UNet3D denoiser\n+ VAE decoder", "unet+vae", "lightsteelblue"),
+        (f"video\n{config.inference.num_frames} frames", None, "white"),
+    ]
+    width, gap = 1.45, 0.28
+    for i, (label, part, colour) in enumerate(boxes):
+        x = 0.1 + i * (width + gap)
+        ax.add_patch(plt.Rectangle((x, 1.0), width, 1.3, facecolor=colour, edgecolor="black"))
+        text = label
+        if counts and part in counts:
+            text += f"\n{counts[part]:,} params"
+        ax.text(x + width / 2, 1.65, text, ha="center", va="center", fontsize=8)
+        if i:
+            ax.annotate("", xy=(x, 1.65), xytext=(x - gap, 1.65), arrowprops=dict(arrowstyle="->"))
+    ax.text(0.1, 0.45, "blue: frozen (pretrained)    yellow: trained", fontsize=9)
+    ax.set_title(f"AudioVisGen model structure ({config.profile} profile; t2v: {config.model.pretrained})")
+    return fig
+
+
+# -- 03: audio features --------------------------------------------------------------------------
+def plot_embedding_pca(embeddings: Mapping[str, np.ndarray], labels: Sequence[str]):
+    """One panel per encoder: clip embeddings (N, D) (averaged over time) in their first two PCs."""
+    from sklearn.decomposition import PCA
+
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(4.5 * len(embeddings), 4), squeeze=False)
+    labels = np.asarray(labels)
+    for ax, (name, vectors) in zip(axes[0], embeddings.items()):
+        points = PCA(n_components=2).fit_transform(vectors)
+        for label in sorted(set(labels)):
+            chosen = labels == label
+            ax.scatter(*points[chosen].T, label=label, color=CLASS_COLOURS.get(label), s=25)
+        ax.set_title(f"{name}: clips by class (PCA)")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding_over_time(embeddings: Mapping[str, np.ndarray], seconds: float,
+                             events_s: Sequence[float] = ()):
+    """One panel per encoder: a clip's (T, D) embedding as a heatmap over time, events marked."""
+    fig, axes = plt.subplots(len(embeddings), 1, figsize=(9, 2.2 * len(embeddings)), squeeze=False)
+    for ax, (name, sequence) in zip(axes[:, 0], embeddings.items()):
+        ax.imshow(sequence.T, aspect="auto", origin="lower", extent=(0, seconds, 0, sequence.shape[1]),
+                  cmap="viridis")
+        for t in events_s:
+            ax.axvline(t, color="red", linestyle="--", linewidth=1)
+        ax.set_ylabel(f"{name}\ndim")
+        ax.set_title(f"{name}: {sequence.shape[0]} vectors of {sequence.shape[1]} dims over {seconds:g} s")
+    axes[-1, 0].set_xlabel("time (s); dashed: sound events")
+    fig.tight_layout()
+    return fig
+
+
+# -- 04: training ---------------------------------------------------------------------------------
+def read_losses(path: str | Path) -> dict[str, np.ndarray]:
+    """``losses.csv`` of a run as columns."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: np.array([float(row[key]) for row in rows]) for key in (rows[0] if rows else ())}
+
+
+def plot_loss_curve(losses_csv: str | Path, title: str = ""):
+    """Training loss per step with a running mean (the loss is noisy: one timestep per example)."""
+    losses = read_losses(losses_csv)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    if losses:
+        ax.plot(losses["step"], losses["loss"], alpha=0.4, label="loss")
+        window = max(1, len(losses["loss"]) // 10)
+        smooth = np.convolve(losses["loss"], np.ones(window) / window, mode="valid")
+        ax.plot(losses["step"][window - 1:], smooth, label=f"mean of {window}")
+        ax.legend()
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE + reg")
+    ax.set_title(title or "training loss")
+    fig.tight_layout()
+    return fig
+
+
+# -- 05: generation --------------------------------------------------------------------------------
+def plot_frame_grid(rows: Sequence[Mapping[str, Any]], max_frames: int = 8):
+    """The report's Figure 2, with the sound drawn under the frames.
+
+    Each row: ``frames`` (F, H, W, 3), ``wave`` (samples,), ``sample_rate``, ``title``
+    and optional ``onsets_s`` (marked on the waveform) and ``reference`` frames (shown above).
+    """
+    lines = sum(2 + ("reference" in row) for row in rows)
+    shown = min(max_frames, max(len(row["frames"]) for row in rows))
+    fig = plt.figure(figsize=(1.3 * shown, 1.35 * lines))
+    ratios = [r for row in rows for r in ([1] * (1 + ("reference" in row)) + [0.6])]
+    grid = fig.add_gridspec(lines, shown, height_ratios=ratios, hspace=0.25)
+    line = 0
+    for row in rows:
+        strips = ([("real", row["reference"])] if "reference" in row else []) + [("generated", row["frames"])]
+        for name, frames in strips:
+            step = max(1, len(frames) // shown)
+            for i, frame in enumerate(frames[::step][:shown]):
+                ax = fig.add_subplot(grid[line, i])
+                ax.imshow(frame)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0:
+                    ax.set_ylabel(name, fontsize=7)
+            line += 1
+        wave_ax = fig.add_subplot(grid[line, :])
+        seconds = np.arange(len(row["wave"])) / row["sample_rate"]
+        wave_ax.plot(seconds, row["wave"], linewidth=0.5, color="black")
+        for t in row.get("onsets_s", ()):
+            wave_ax.axvline(t, color="red", linewidth=1)
+        wave_ax.set_xlim(0, seconds[-1] if len(seconds) else 1)
+        wave_ax.set_yticks([])
+        wave_ax.set_title(row.get("title", ""), fontsize=8, loc="left")
+        line += 1
+    return fig
+
+
+# -- 06: evaluation --------------------------------------------------------------------------------
+def plot_av_align_timelines(results: Sequence[Any], max_rows: int = 4):
+    """AV-Align per video: the optical-flow trajectory, its peaks (blue) and audio onsets (red)."""
+    results = list(results)[:max_rows]
+    fig, axes = plt.subplots(len(results), 1, figsize=(8, 1.8 * len(results)), squeeze=False)
+    for ax, result in zip(axes[:, 0], results):
+        times = (np.arange(len(result.flow_trajectory)) + 1) / result.fps
+        ax.plot(times, result.flow_trajectory, color="grey", label="flow magnitude")
+        for t in result.video_peaks_s:
+            ax.axvline(t, color="tab:blue", linestyle="-", linewidth=1.5)
+        for t in result.audio_peaks_s:
+            ax.axvline(t, color="tab:red", linestyle="--", linewidth=1.5)
+        ax.set_title(f"{Path(result.video).stem}: AV-Align {result.score:.2f} "
+                     "(blue: motion peaks, red dashed: audio onsets)", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_cis(metrics: Mapping[str, Mapping[str, Any]], title: str = ""):
+    """One panel per metric: value with its 95% CI, per group (e.g. a run's classes)."""
+    from avlib.report import METRICS, TITLES
+
+    groups = list(metrics)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(11, 3))
+    for ax, name in zip(axes, METRICS):
+        values = [metrics[g][name]["value"] for g in groups]
+        _bars_with_ci(ax, np.arange(len(groups)), values, [metrics[g][name].get("ci95") for g in groups])
+        ax.set_xticks(range(len(groups)), groups)
+        ax.set_title(f"{TITLES[name]} ({'lower' if name == 'fvd' else 'higher'} is better)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _bars_with_ci(ax, x, values, cis, width=0.6, **kwargs):
+    heights = [np.nan if v is None else v for v in values]
+    low = [0 if v is None or ci is None else v - ci[0] for v, ci in zip(values, cis)]
+    high = [0 if v is None or ci is None else ci[1] - v for v, ci in zip(values, cis)]
+    ax.bar(x, heights, width=width, yerr=[low, high], capsize=3, **kwargs)
+
+
+# -- 07: results ----------------------------------------------------------------------------------
+def plot_table2(rows: Sequence[Mapping[str, Any]]):
+    """Table 2 as bars: ours with 95% CIs beside the published value, one panel per metric."""
+    from avlib.report import METRICS, TITLES
+
+    rows = [row for row in rows if row["run"]]
+    names = [row["experiment"] + (f":{row['class']}" if row["class"] else "") for row in rows]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    x = np.arange(len(rows))
+    for ax, metric in zip(axes, METRICS):
+        ours = [row[metric] for row in rows]
+        cis = [(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) if row[f"{metric}_ci_low"] is not None
+               else None for row in rows]
+        _bars_with_ci(ax, x - 0.2, ours, cis, width=0.4, label="ours (95% CI)")
+        published = [None if row[f"{metric}_report_invalid"] else row[f"{metric}_report"] for row in rows]
+        ax.bar(x + 0.2, [np.nan if v is None else v for v in published], width=0.4, label="report",
+               alpha=0.6)
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
+        random_net = any(TITLES[metric] in row["random_backbones"].split() for row in rows)
+        ax.set_title(TITLES[metric] + (" (ours: random tiny network)" if random_net else ""), fontsize=9)
+        if metric == "fvd":
+            ax.set_yscale("symlog")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# -- 08: human evaluation -----------------------------------------------------------------------
+def plot_agreement(rows: Sequence[Mapping[str, Any]], rater: str):
+    """Agreement of each metric with the ratings (fraction of pairs, 95% CI; 0.5 = chance)."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    _bars_with_ci(ax, np.arange(len(rows)), [row["agreement"] for row in rows],
+                  [row["ci95"] for row in rows])
+    ax.axhline(0.5, color="grey", linestyle="--", label="chance")
+    ax.set_xticks(range(len(rows)), [f"{row['metric']}\n(n={row['n']})" for row in rows])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("agreement with rater")
+    ax.set_title(f"metric vs {rater}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    return fig

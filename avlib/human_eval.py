@@ -1,0 +1,219 @@
+"""Two-alternative forced choice (2AFC) ratings of generated videos, and metric agreement.
+
+A *pair* is two runs' videos generated from the same test clip's audio. A rater sees both
+(with the sound) and picks the one that fits the sound better; ratings go to a CSV, one
+row per judgement, rewritten atomically after every click. :func:`agreement` then asks,
+for each per-video metric, how often it prefers the video the rater chose (0.5 = chance),
+with a bootstrap 95% CI. FVD is a distance between *sets* of videos and ranks no pair.
+
+Without human ratings, :func:`oracle_ratings` stands in: in the synthetic world the true
+video for each soundtrack is known (``reference/``), and the oracle picks the generated
+video closer to it in pixels. Its rows are labelled ``kind=oracle`` and the rater name
+says so; they are never human data.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from avlib.errors import MediaError
+from avlib.io import atomic_path
+
+COLUMNS = ("pair_id", "clip_id", "left", "right", "choice", "rater", "kind", "time")
+CHOICES = ("left", "right")
+ORACLE_RATER = "ORACLE: synthetic-world ground truth (NOT human ratings)"
+PER_VIDEO_METRICS = ("clipsim", "av_align")  # higher is better for both
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two generated videos of one clip; ``reference`` is the clip's real video."""
+
+    pair_id: str
+    clip_id: str
+    left: Path
+    right: Path
+    reference: Path
+
+
+def make_pairs(run_dirs: Sequence[str | Path], seed: int = 0, limit: int | None = None) -> list[Pair]:
+    """Every two runs that generated the same test clip give a pair; left/right is shuffled."""
+    videos: dict[str, list[Path]] = {}
+    for run_dir in map(Path, run_dirs):
+        for video in sorted((run_dir / "samples").glob("*.mp4")):
+            videos.setdefault(video.stem, []).append(video)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for clip_id, found in sorted(videos.items()):
+        for a, b in itertools.combinations(found, 2):
+            left, right = (a, b) if rng.random() < 0.5 else (b, a)
+            pairs.append(Pair(f"{clip_id}:{left.parents[1].name}:{right.parents[1].name}", clip_id,
+                              left, right, a.parents[1] / "reference" / f"{clip_id}.mp4"))
+    order = rng.permutation(len(pairs))
+    return [pairs[i] for i in order][:limit]
+
+
+def read_ratings(path: str | Path) -> list[dict[str, str]]:
+    """The ratings CSV (empty list when the file does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and set(COLUMNS) - set(rows[0]):
+        raise MediaError(f"{path} is not a ratings file (columns: {', '.join(COLUMNS)})")
+    return rows
+
+
+def write_ratings(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({key: row[key] for key in COLUMNS} for row in rows)
+    return Path(path)
+
+
+def rating_row(pair: Pair, choice: str, rater: str, kind: str = "human") -> dict[str, Any]:
+    if choice not in CHOICES:
+        raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
+    return {"pair_id": pair.pair_id, "clip_id": pair.clip_id, "left": str(pair.left),
+            "right": str(pair.right), "choice": choice, "rater": rater, "kind": kind,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def add_rating(path: str | Path, pair: Pair, choice: str, rater: str) -> Path:
+    """Append one human judgement to the ratings file (rewritten atomically)."""
+    return write_ratings(path, [*read_ratings(path), rating_row(pair, choice, rater)])
+
+
+def _frames(video: Path, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    from avlib.media import read_video
+
+    frames = read_video(video)[0]
+    if frames.shape[1:3] != size:
+        frames = np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames])
+    return frames.astype(np.float32) / 255.0
+
+
+def distance_to_truth(video: Path, reference: Path) -> float:
+    """Mean squared pixel error between a generated video and the true clip (frames aligned)."""
+    from avlib.media import read_video
+
+    truth = read_video(reference)[0].astype(np.float32) / 255.0
+    frames = _frames(video, truth.shape[1:3])
+    n = min(len(frames), len(truth))
+    return float(np.mean((frames[:n] - truth[:n]) ** 2))
+
+
+def oracle_ratings(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
+    """The ground-truth oracle's choice for every pair (ties skipped), clearly labelled."""
+    rows = []
+    for pair in pairs:
+        left, right = (distance_to_truth(v, pair.reference) for v in (pair.left, pair.right))
+        if left != right:
+            rows.append(rating_row(pair, "left" if left < right else "right", ORACLE_RATER, kind="oracle"))
+    return rows
+
+
+def per_video_scores(run_dirs: Sequence[str | Path]) -> dict[str, dict[str, float]]:
+    """``{video path: {metric: value}}`` from each run's ``metrics.json``."""
+    scores = {}
+    for run_dir in map(Path, run_dirs):
+        path = run_dir / "metrics.json"
+        if not path.is_file():
+            raise MediaError(f"no metrics.json in {run_dir} (run `avlib evaluate --run {run_dir}` first)")
+        for clip_id, entry in json.loads(path.read_text())["per_video"].items():
+            scores[str(run_dir / "samples" / f"{clip_id}.mp4")] = {
+                "clipsim": entry["clipsim"], "av_align": entry["score"]}
+    return scores
+
+
+def agreement(ratings: Sequence[dict[str, Any]], scores: dict[str, dict[str, float]],
+              seed: int = 0) -> list[dict[str, Any]]:
+    """Per metric: the fraction of rated pairs where it prefers the chosen video, with a 95% CI.
+
+    Pairs the metric scores equally are counted as ``ties`` and left out of the fraction.
+    """
+    from avlib.metrics.stats import bootstrap_ci
+
+    rows = []
+    for metric in PER_VIDEO_METRICS:
+        agree, ties = [], 0
+        for rating in ratings:
+            left, right = scores[str(rating["left"])][metric], scores[str(rating["right"])][metric]
+            if left == right:
+                ties += 1
+                continue
+            agree.append(float((left > right) == (rating["choice"] == "left")))
+        value = float(np.mean(agree)) if agree else None
+        ci = bootstrap_ci(agree, seed=seed) if agree else None
+        rows.append({"metric": metric, "agreement": value, "ci95": ci, "n": len(agree), "ties": ties})
+    return rows
+
+
+def rater(pairs: Sequence[Pair], ratings_file: str | Path, rater_name: str = "anonymous"):
+    """The 2AFC widget: both videos with sound, "left fits better" / "right fits better".
+
+    Pairs already rated by ``rater_name`` in ``ratings_file`` are skipped. Headless (see
+    :func:`avlib.notebook.is_headless`) it prints what it would show and returns None.
+    """
+    from avlib.notebook import is_headless, video_html
+
+    done = {row["pair_id"] for row in read_ratings(ratings_file) if row["rater"] == rater_name}
+    todo = [pair for pair in pairs if pair.pair_id not in done]
+    if is_headless():
+        print(f"[headless] the 2AFC rater would show {len(todo)} unrated pairs and save choices "
+              f"to {ratings_file}; open this notebook in JupyterLab to rate.")
+        return None
+    import ipywidgets as widgets
+
+    status = widgets.Label()
+    view = widgets.HTML()
+    buttons = [widgets.Button(description=f"{side} fits the sound better") for side in CHOICES]
+    position = {"index": 0}
+
+    def show() -> None:
+        if position["index"] >= len(todo):
+            view.value = "<b>All pairs rated. Thank you!</b>"
+            status.value = f"ratings saved in {ratings_file}"
+            for button in buttons:
+                button.disabled = True
+            return
+        pair = todo[position["index"]]
+        view.value = video_html(pair.left, label="left") + video_html(pair.right, label="right")
+        status.value = f"pair {position['index'] + 1} of {len(todo)} (listen with sound on)"
+
+    def choose(side: str):
+        def on_click(_button) -> None:
+            add_rating(ratings_file, todo[position["index"]], side, rater_name)
+            position["index"] += 1
+            show()
+        return on_click
+
+    for button, side in zip(buttons, CHOICES):
+        button.on_click(choose(side))
+    show()
+    return widgets.VBox([status, view, widgets.HBox(buttons)])
+
+
+def ratings_or_oracle(pairs: Sequence[Pair], ratings_file: str | Path | None) -> tuple[list[dict], str]:
+    """Human ratings from ``ratings_file`` if it has any, else the labelled oracle's; and who rated.
+
+    The oracle's use is announced on stdout so no reader mistakes it for human judgement.
+    """
+    ratings = read_ratings(ratings_file) if ratings_file else []
+    if ratings:
+        raters = sorted({row["rater"] for row in ratings})
+        return ratings, f"{len(raters)} rater(s): {', '.join(raters)}"
+    print("NO HUMAN RATINGS: using the synthetic world's ground-truth ORACLE (the generated video "
+          "closer to the true clip wins). These are NOT human ratings.")
+    return oracle_ratings(pairs), ORACLE_RATER

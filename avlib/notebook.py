@@ -1,0 +1,305 @@
+"""What the notebooks in ``notebooks/`` call: their parameters turned into configs, and display.
+
+The notebooks hold no logic of their own. Their ``parameters`` cell sets plain values
+(papermill overrides them); the first cell after it hands them to :func:`train_config`,
+which fails with one clear :class:`ConfigError` on anything invalid::
+
+    config = train_config(cls="dog", encoder=None, text_prompt="", epochs=None, lr=None, profile="tiny")
+
+Headless runs (papermill, ``avlib reproduce``, CI) set ``AVLIB_HEADLESS=1``; widgets then
+print a message instead of waiting for clicks (:func:`is_headless`).
+"""
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from avlib.config import ExperimentConfig, load_config
+from avlib.errors import ConfigError
+
+# What 04_train's ``cls`` may be: the report's datasets (multiclass = dog + thunder merged).
+NOTEBOOK_CLASSES = ("dog", "thunder", "volleyball", "multiclass")
+MAPPERS = ("audiovisgen", "tempotokens")
+HEADLESS_ENV = "AVLIB_HEADLESS"
+
+
+def experiment_name(cls: str, text_prompt: str | None = None, mapper: str = "audiovisgen") -> str:
+    """The report experiment that a class, an optional prompt and a mapper describe.
+
+    ``dog`` + a prompt is ``dog_text`` (report 5.2.1); the TempoTokens mapper is the
+    baseline (``tempotokens``), which the report trains on volleyball only.
+    """
+    if cls not in NOTEBOOK_CLASSES:
+        raise ConfigError(f"cls='{cls}' is not a dataset of the report (choose from: "
+                          f"{', '.join(NOTEBOOK_CLASSES)})")
+    if mapper not in MAPPERS:
+        raise ConfigError(f"mapper='{mapper}' is not one of: {', '.join(MAPPERS)}")
+    if mapper == "tempotokens":
+        if cls != "volleyball" or text_prompt:
+            raise ConfigError("the TempoTokens baseline is the report's volleyball, audio-only run: "
+                              "use cls='volleyball' and no text_prompt with mapper='tempotokens'")
+        return "tempotokens"
+    if text_prompt and cls != "dog":
+        raise ConfigError(f"the report pairs a text prompt with the dog set only (dog_text); "
+                          f"drop text_prompt for cls='{cls}' or pass it in overrides as 'prompt'")
+    return "dog_text" if cls == "dog" and text_prompt else cls
+
+
+def train_config(cls: str = "dog", encoder: str | None = None, text_prompt: str | None = None,
+                 epochs: int | None = None, lr: float | None = None, profile: str = "tiny",
+                 mapper: str = "audiovisgen",
+                 overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """04_train's parameters -> a validated config (``None`` keeps the experiment's value).
+
+    Raises :class:`ConfigError` naming the bad parameter and what is allowed.
+    """
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ConfigError(f"epochs={epochs!r} must be a positive whole number (the report trains 5-20)")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise ConfigError(f"lr={lr!r} must be a positive number (the report's grid: 1e-4, 1e-5, 1e-6)")
+    if encoder is not None and encoder not in ("cavp", "beats"):
+        raise ConfigError(f"encoder='{encoder}' is not one of: cavp, beats")
+    experiment = experiment_name(cls, text_prompt, mapper)
+    given = {"encoder": encoder, "text_prompt": text_prompt or None, "epochs": epochs, "lr": lr}
+    merged = {key: value for key, value in given.items() if value is not None}
+    merged.update(overrides or {})
+    return load_config(experiment, profile, merged)
+
+
+def notebook_parameters(experiment: str, profile: str = "tiny") -> dict[str, Any]:
+    """04_train's parameters that select a report experiment (the inverse of :func:`experiment_name`)."""
+    config = load_config(experiment, profile)
+    cls = {"dog_text": "dog", "tempotokens": "volleyball"}.get(experiment, experiment)
+    parameters = {"cls": cls, "text_prompt": config.prompt or "", "mapper": config.mapper.kind}
+    if cls not in NOTEBOOK_CLASSES or experiment_name(cls, config.prompt, config.mapper.kind) != experiment:
+        raise ConfigError(f"experiment '{experiment}' is not one notebook 04 trains (it trains: dog, "
+                          "dog_text, thunder, volleyball, multiclass, tempotokens)")
+    return parameters
+
+
+def default_run_dir(config: ExperimentConfig, root: str | Path = "runs") -> Path:
+    """``runs/{experiment}_{profile}`` (as ``avlib train``), or ``..._2``, ``_3``... if taken."""
+    base = Path(root) / f"{config.name}_{config.profile}"
+    candidate, number = base, 1
+    while candidate.exists():
+        number += 1
+        candidate = base.with_name(f"{base.name}_{number}")
+    return candidate
+
+
+def require_run(run_dir: str | Path | None, needs: str = "pipeline") -> ExperimentConfig:
+    """The config of a trained run folder; a clear error if ``run_dir`` is unset or not a run."""
+    import json
+
+    from avlib.config import config_from_record
+
+    if run_dir is None:
+        raise ConfigError("set the run_dir parameter to a run folder written by notebook 04 / `avlib train` "
+                          "(e.g. papermill ... -p run_dir runs/dog_tiny)")
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file() or not (run_dir / needs).exists():
+        raise ConfigError(f"{run_dir} is not a finished run: it lacks config.json or {needs} "
+                          "(train it with notebook 04 first)")
+    return config_from_record(json.loads((run_dir / "config.json").read_text()))
+
+
+def runs_profile(run_dirs) -> str:
+    """The one profile that all ``run_dirs`` were trained in (mixing profiles is refused)."""
+    if not run_dirs:
+        raise ConfigError("set the run_dirs parameter to a list of run folders (papermill -y "
+                          "'run_dirs: [runs/dog_tiny, runs/thunder_tiny]')")
+    profiles = {require_run(d).profile for d in run_dirs}
+    if len(profiles) > 1:
+        raise ConfigError(f"run_dirs mix profiles {sorted(profiles)}: tabulate one profile at a time")
+    return profiles.pop()
+
+
+def markdown_table(rows, columns=None):
+    """A list of dicts as a Markdown table (for ``display``); floats to 4 significant digits."""
+    from IPython.display import Markdown
+
+    rows = list(rows)
+    columns = list(columns or (rows[0] if rows else []))
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, float) for v in value):
+            return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return Markdown("\n".join(lines))
+
+
+def is_headless() -> bool:
+    """True without a notebook front end to click in (scripts, papermill with AVLIB_HEADLESS=1)."""
+    if os.environ.get(HEADLESS_ENV, "") not in ("", "0"):
+        return True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return True
+    shell = get_ipython()
+    return shell is None or type(shell).__name__ != "ZMQInteractiveShell"
+
+
+def video_html(path: str | Path, width: int = 256, label: str = "") -> str:
+    """An HTML ``<video>`` with the file embedded (plays inline, sound included, no server)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    caption = f"<figcaption>{label}</figcaption>" if label else ""
+    return (f'<figure style="display:inline-block;margin:4px"><video width="{width}" controls loop '
+            f'src="data:video/mp4;base64,{data}"></video>{caption}</figure>')
+
+
+def show_videos(paths, labels=None, width: int = 256):
+    """Display videos side by side in a notebook (returns the IPython HTML object)."""
+    from IPython.display import HTML
+
+    labels = labels or [Path(p).stem for p in paths]
+    return HTML("".join(video_html(p, width, label) for p, label in zip(paths, labels)))
+
+
+# -- 01 / 03: datasets and the synthetic world ---------------------------------------------------
+def shipped_manifests() -> dict[str, list]:
+    """The rows of every dataset manifest shipped in ``data_manifests/``, by dataset."""
+    from avlib.data.manifests import SHIPPED_DATASETS, default_manifest, read_manifest
+
+    return {name: read_manifest(default_manifest(name)) for name in SHIPPED_DATASETS}
+
+
+def synthetic_examples(config: ExperimentConfig, classes=None, per_class: int = 1, seed: int = 0) -> list:
+    """Synthetic clips (:class:`~avlib.data.synthetic.SynthClip`) at ``config``'s data sizes."""
+    from avlib.data.synthetic import CLASSES, clip_seed, synth_clip
+
+    data = config.data
+    seconds = max(data.clip_seconds, data.num_frames / data.fps)
+    return [synth_clip(label, clip_seed(seed, label, i), seconds=seconds, fps=data.fps,
+                       size=max(data.height, data.width, 16))
+            for label in (classes or CLASSES) for i in range(per_class)]
+
+
+# Which experiment's encoder stands for each encoder in notebook 03.
+ENCODER_EXPERIMENTS = {"CAVP": "dog", "BEATs": "tempotokens"}
+
+
+def encoder_embeddings(profile: str, waves) -> dict[str, list]:
+    """Each waveform (samples,) through CAVP and BEATs as configured in ``profile``: (T', D) arrays."""
+    import torch
+
+    from avlib.audio import build_audio_encoder
+
+    out = {}
+    for name, experiment in ENCODER_EXPERIMENTS.items():
+        encoder = build_audio_encoder(load_config(experiment, profile).encoder)
+        with torch.no_grad():
+            out[name] = [encoder.encode(wave[None])[0].numpy() for wave in waves]
+    return out
+
+
+def time_pooled(embeddings: dict[str, list]) -> dict[str, Any]:
+    """Each clip's (T', D) sequence averaged over time: ``{encoder: (N, D)}``."""
+    import numpy as np
+
+    return {name: np.stack([sequence.mean(0) for sequence in sequences]) for name, sequences in embeddings.items()}
+
+
+# -- 02: model assembly --------------------------------------------------------------------------
+def assemble_pipeline(config: ExperimentConfig):
+    """Frozen t2v + frozen encoder + a fresh (untrained) mapper, as training starts them."""
+    from avlib.audio import build_audio_encoder
+    from avlib.mapper import build_mapper
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.pipeline.t2v import load_t2v
+
+    t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=config.model.device)
+    encoder = build_audio_encoder(config.encoder)
+    mapper = build_mapper(config.mapper, in_dim=encoder.output_dim)
+    return AudioToVideoPipeline.from_t2v(t2v, encoder, mapper, encoder_config=vars(config.encoder))
+
+
+def parameter_counts(pipeline) -> dict[str, int]:
+    """Parameters per component; only the mapper trains."""
+    def count(*modules):
+        return sum(p.numel() for module in modules for p in module.parameters())
+
+    return {"encoder": count(pipeline.audio_encoder), "mapper": count(pipeline.mapper),
+            "text_encoder": count(pipeline.text_encoder), "unet+vae": count(pipeline.unet, pipeline.vae)}
+
+
+def token_shapes(pipeline, wave) -> dict[str, tuple]:
+    """The shape of everything between a waveform and the UNet's context, for one clip."""
+    import torch
+
+    from avlib.pipeline.conditioning import encode_frame_prompts
+
+    with torch.no_grad():
+        waveform = torch.as_tensor(wave, dtype=torch.float32)[None]
+        features = pipeline.audio_encoder.encode(waveform)
+        out = pipeline.mapper(features)
+        context = encode_frame_prompts(pipeline.text_encoder, pipeline.tokenizer, None, out.frame_tokens)
+    return {"waveform (B, samples)": tuple(waveform.shape), "audio features (B, T', D)": tuple(features.shape),
+            "frame tokens (B, F, L, D)": tuple(out.frame_tokens.shape),
+            "UNet context (B, F*77, D)": tuple(context.shape),
+            "placeholders per frame": tuple(pipeline.mapper.placeholder_names)}
+
+
+# -- 05 / 06: a run's samples --------------------------------------------------------------------
+def read_samples(run_dir: str | Path) -> list[dict[str, str]]:
+    """``samples/index.csv`` of a run (written by :func:`avlib.generate.sample_test_set`)."""
+    import csv
+
+    with open(Path(run_dir) / "samples" / "index.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def frame_grid_rows(run_dir: str | Path, limit: int = 3) -> list[dict[str, Any]]:
+    """Inputs of :func:`avlib.figures.plot_frame_grid` for a run's first sampled clips."""
+    from avlib.media import SAMPLE_RATE, load_audio, read_video
+    from avlib.metrics.av_align import load_onset_audio, onset_times
+
+    run_dir = Path(run_dir)
+    rows = []
+    for sample in read_samples(run_dir)[:limit]:
+        clip_id = sample["clip_id"]
+        video = run_dir / "samples" / f"{clip_id}.mp4"
+        wave = load_audio(video.with_suffix(".wav"), SAMPLE_RATE)
+        rows.append({"frames": read_video(video)[0],
+                     "reference": read_video(run_dir / "reference" / f"{clip_id}.mp4")[0],
+                     "wave": wave, "sample_rate": SAMPLE_RATE,
+                     "onsets_s": onset_times(load_onset_audio(video)),
+                     "title": f"{clip_id} ({sample['label']}); red: audio onsets"})
+    return rows
+
+
+def sample_videos(run_dir: str | Path, limit: int | None = None) -> list[Path]:
+    """The generated videos of a run, in ``samples/index.csv`` order."""
+    rows = read_samples(run_dir)[:limit]
+    return [Path(run_dir) / "samples" / f"{row['clip_id']}.mp4" for row in rows]
+
+
+def dataset_summary(manifests: Mapping[str, list]) -> list[dict[str, Any]]:
+    """Per dataset: classes, clips per split, distinct clips, clips in both splits, durations."""
+    from avlib.data.manifests import distinct_clips, leaked_clips
+
+    rows = []
+    for name, clips in manifests.items():
+        durations = sorted({row.duration_s for row in clips})
+        rows.append({"dataset": name, "classes": ", ".join(sorted({row.label for row in clips})),
+                     "train rows": sum(row.split == "train" for row in clips),
+                     "test rows": sum(row.split == "test" for row in clips),
+                     "distinct clips": len(distinct_clips(clips)), "in both splits": len(leaked_clips(clips)),
+                     "durations (s)": ", ".join(f"{d:g}" for d in durations[:3]) + (" ..." if len(durations) > 3 else "")})
+    return rows
+
+
+def clip_status_counts(rows: list, data_root: str | Path | None) -> dict[str, int] | str:
+    """How many of ``rows``' clips are present, missing or corrupt under ``data_root``."""
+    from avlib.data.curate import count_states, dataset_status
+
+    if data_root is None:
+        return "data_root not set: skipping the on-disk check (set it to a folder from `avlib data curate`)"
+    return count_states(dataset_status(rows, data_root))

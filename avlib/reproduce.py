@@ -1,0 +1,213 @@
+"""``avlib reproduce``: run the numbered notebooks with papermill and refresh ``figures/``.
+
+For each experiment, ``04_train`` -> ``05_generate`` -> ``06_evaluate`` run with that
+experiment's parameters into ``OUT/runs/{experiment}``; ``00``-``03`` run once, ``07_results``
+tabulates every run beside the report's Table 2 and ``08_human_eval`` compares the metrics
+with ratings (the synthetic oracle when no ratings file is given). The executed notebooks
+stay in ``OUT/notebooks/`` as the record of the run. Figures are written as
+``{name}.{profile}.png``; ``figures/`` then gets this profile's figures (replacing the same
+profile's older ones, keeping the other profile's) and a regenerated ``README.md``.
+
+Kernels run with ``AVLIB_HEADLESS=1`` so widgets print instead of waiting for clicks.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tqdm.auto import tqdm
+
+from avlib.config import PROFILES
+from avlib.errors import AvlibError, ConfigError
+from avlib.io import atomic_path, run_record, write_json
+from avlib.notebook import HEADLESS_ENV, notebook_parameters
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+RECORD = "reproduce.json"
+KERNEL = "python3"
+
+# The experiments of the report's Table 2, in its row order.
+DEFAULT_EXPERIMENTS = ("volleyball", "thunder", "dog", "dog_text", "multiclass", "tempotokens")
+
+
+@dataclass
+class NotebookRun:
+    """One papermill execution: ``notebooks/{notebook}.ipynb`` -> ``OUT/notebooks/{output}.ipynb``."""
+
+    notebook: str
+    output: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Mapping[str, Any] | None = None,
+         sample_limit: int | None = None) -> list[list[NotebookRun]]:
+    """Every notebook execution of a reproduction, as chains: each chain runs in order, the
+    chains before the last two may run in parallel, and the last two (07, 08) need them all."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
+    if not experiments:
+        raise ConfigError(f"no experiments given (choose from: {', '.join(DEFAULT_EXPERIMENTS)})")
+    parameters = {name: notebook_parameters(name, profile) for name in experiments}  # fails early
+    figures = str(out_dir / "figures")
+    common = {"profile": profile, "figures_dir": figures}
+    overrides = dict(overrides or {})
+    runs_dir = Path("runs")  # relative to out_dir, the kernels' working folder: tables name "runs/dog"
+    run_dirs = [str(runs_dir / name) for name in experiments]
+    chains = [[NotebookRun("00_quickstart", "00_quickstart",
+                           {**common, "run_dir": str(runs_dir / "quickstart"), "overrides": overrides})]]
+    chains += [[NotebookRun(name, name, common)]
+               for name in ("01_dataset_curation", "02_model_assembly", "03_audio_features")]
+    for name, run_dir in zip(experiments, run_dirs):
+        chains.append([
+            NotebookRun("04_train", f"04_train.{name}", {**common, **parameters[name],
+                                                          "run_dir": run_dir, "overrides": overrides}),
+            NotebookRun("05_generate", f"05_generate.{name}",
+                        {"run_dir": run_dir, "limit": sample_limit, "figures_dir": figures}),
+            NotebookRun("06_evaluate", f"06_evaluate.{name}", {"run_dir": run_dir, "figures_dir": figures}),
+        ])
+    chains += [[NotebookRun("07_results", "07_results",
+                            {"run_dirs": run_dirs, "figures_dir": figures, "table_dir": figures})],
+               [NotebookRun("08_human_eval", "08_human_eval",
+                            {"run_dirs": run_dirs, "ratings_file": None, "figures_dir": figures})]]
+    return chains
+
+
+@contextlib.contextmanager
+def kernel_environment(jobs: int):
+    """Kernels started inside inherit ``AVLIB_HEADLESS=1`` and, unless ``OMP_NUM_THREADS`` is
+    set, an equal share of the CPUs (``jobs`` kernels with all the threads each would thrash)."""
+    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, usable_cpus() // jobs)))
+    settings = {HEADLESS_ENV: "1", "OMP_NUM_THREADS": threads}
+    before = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_jobs() -> int:
+    """Notebooks run at once: two where there are two CPUs or more."""
+    return min(2, usable_cpus())
+
+
+def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK_DIR) -> float:
+    """Execute one notebook with papermill; returns its wall time in seconds."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = notebook_dir / f"{step.notebook}.ipynb"
+    if not source.is_file():
+        raise AvlibError(f"notebook {source} not found (run from a source checkout of avlib)")
+    output = out_dir / "notebooks" / f"{step.output}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=step.parameters,
+                                   kernel_name=KERNEL, progress_bar=False, cwd=str(out_dir))
+    except PapermillExecutionError as exc:
+        raise AvlibError(f"{step.output} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
+                         f"(the executed notebook is {output})") from exc
+    return time.perf_counter() - started
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """An empty folder; a previous reproduction there (it has ``reproduce.json``) is replaced."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / RECORD).is_file():
+            raise AvlibError(f"{out_dir} is not empty and holds no {RECORD}: choose another --out "
+                             "(reproduce only replaces its own earlier output)")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / RECORD, {"status": "running"})
+
+
+def refresh_figures(made: Path, figures_dir: Path, profile: str) -> list[Path]:
+    """Replace ``figures_dir``'s ``*.{profile}.*`` files with those in ``made``; rewrite its README."""
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for old in figures_dir.glob(f"*.{profile}.*"):
+        old.unlink()
+    copied = []
+    for new in sorted(made.glob(f"*.{profile}.*")):
+        with atomic_path(figures_dir / new.name) as tmp:
+            shutil.copyfile(new, tmp)
+        copied.append(figures_dir / new.name)
+    write_figures_readme(figures_dir)
+    return copied
+
+
+def write_figures_readme(figures_dir: Path) -> Path:
+    """``figures/README.md``: every figure and table there, grouped by the profile that made it."""
+    from avlib.figures import figure_profile
+
+    lines = ["# Figures", "",
+             "Generated by `avlib reproduce --profile PROFILE` (`make demo` = tiny); do not edit by hand.",
+             "Every file is named `{name}.{profile}.{ext}`; PNGs also carry the profile in their",
+             "metadata (`avlib-profile`). **Tiny-profile figures come from tiny models on the synthetic",
+             "world and random metric networks: they show the pipeline works, not the report's numbers.**",
+             ""]
+    for profile in PROFILES:
+        files = sorted(p for p in figures_dir.glob(f"*.{profile}.*"))
+        if not files:
+            continue
+        lines += [f"## {profile} profile", ""]
+        for path in files:
+            stamp = figure_profile(path) if path.suffix == ".png" else profile
+            lines.append(f"- [`{path.name}`]({path.name})" + ("" if stamp == profile else
+                                                           f" (stamp says {stamp}!)"))
+        lines.append("")
+    path = figures_dir / "README.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
+    return path
+
+
+def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERIMENTS,
+              out_dir: str | Path | None = None, figures_dir: str | Path = "figures",
+              overrides: Mapping[str, Any] | None = None, sample_limit: int | None = None,
+              jobs: int | None = None, notebook_dir: Path = NOTEBOOK_DIR, progress: bool = True) -> dict[str, Any]:
+    """Run every notebook for ``experiments`` in ``profile``; returns the record it writes.
+
+    ``jobs`` notebooks run at once (default :func:`default_jobs`); the executions are
+    independent processes, so the results do not depend on it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    out_dir = Path(out_dir or Path("runs") / f"reproduce_{profile}").resolve()
+    chains = plan(profile, list(experiments), out_dir, overrides, sample_limit)
+    jobs = jobs or default_jobs()
+    prepare_out_dir(out_dir)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    bar = tqdm(total=sum(map(len, chains)), desc=f"reproduce ({profile})", unit="notebook", disable=not progress)
+
+    def run_chain(chain: list[NotebookRun]) -> None:
+        for step in chain:
+            timings[step.output] = round(run_notebook(step, out_dir, notebook_dir), 1)
+            bar.update()
+
+    with kernel_environment(jobs), ThreadPoolExecutor(jobs) as pool:
+        for stage in (chains[:-2], chains[-2:]):
+            list(pool.map(run_chain, stage))  # re-raises the first failure
+    bar.close()
+    figures = refresh_figures(out_dir / "figures", Path(figures_dir), profile)
+    record = run_record(None, None, status="done", profile=profile, experiments=list(experiments),
+                        overrides=dict(overrides or {}), jobs=jobs, notebooks=timings,
+                        total_s=round(time.perf_counter() - started, 1),
+                        figures=[str(p) for p in figures])
+    write_json(out_dir / RECORD, record)
+    return record

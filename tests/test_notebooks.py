@@ -1,0 +1,217 @@
+"""The notebooks: committed clean, parameters validated, every one executed headless (tiny).
+
+``test_reproduce_runs_every_notebook`` is the end-to-end check: ``avlib reproduce`` over two
+experiments runs all nine notebooks (04-06 twice) with papermill and refreshes a figures
+folder. ``test_model_assembly_outputs_are_deterministic`` is nbval's check: the executed
+notebook is run again by ``pytest --nbval`` and every output must match.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from avlib.errors import ConfigError
+from avlib.notebook import train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+EXPECTED = ["00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "04_train",
+            "05_generate", "06_evaluate", "07_results", "08_human_eval"]
+FAST = {"train.max_steps": 3, "inference.num_inference_steps": 2}
+
+
+def code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def test_all_numbered_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_clean(path):
+    """No outputs, no execution counts, a parameters cell, no functions or classes defined."""
+    cells = code_cells(path)
+    assert all(not c.outputs and c.execution_count is None for c in cells), (
+        f"{path.name} has outputs: run `jupyter nbconvert --clear-output --inplace {path}`")
+    assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1
+    assert not any(line.lstrip().startswith(("def ", "class ")) for c in cells for line in c.source.splitlines())
+    nbformat.validate(nbformat.read(path, as_version=4))
+
+
+def test_parameters_default_to_the_tiny_profile():
+    """00-04 take a profile (tiny by default); 05-08 read it from the run folders they are given."""
+    for path in NOTEBOOKS:
+        params = next(c for c in code_cells(path) if "parameters" in c.metadata.get("tags", []))
+        lines = [line for line in params.source.splitlines() if line.startswith("profile")]
+        assert [line.split("#")[0].strip() for line in lines] == (
+            ['profile = "tiny"'] if path.stem < "05" else []), path.name
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"cls": "cat"}, "cls='cat' is not a dataset"),
+    ({"epochs": -3}, "epochs=-3 must be a positive"),
+    ({"lr": 0}, "lr=0 must be a positive"),
+    ({"encoder": "wav2vec"}, "encoder='wav2vec'"),
+    ({"cls": "dog", "mapper": "tempotokens"}, "use cls='volleyball'"),
+    ({"cls": "thunder", "text_prompt": "rain"}, "dog set only"),
+    ({"profile": "huge"}, "unknown profile 'huge'"),
+])
+def test_train_parameters_fail_clearly(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        train_config(**kwargs)
+
+
+def test_train_parameters_pick_the_report_experiment():
+    assert train_config("dog").name == "dog"
+    config = train_config("dog", text_prompt="a dog barking", epochs=3, lr=1e-4)
+    assert (config.name, config.prompt, config.train.epochs, config.train.lr) == ("dog_text", "a dog barking", 3, 1e-4)
+    assert train_config("volleyball", mapper="tempotokens").mapper.kind == "tempotokens"
+    assert train_config("multiclass", encoder="beats").encoder.name == "beats"
+
+
+@pytest.mark.parametrize("parameters, error", [({"cls": "cat"}, "cls='cat'"), ({"epochs": -1}, "epochs=-1")])
+def test_04_train_stops_in_the_first_cell_on_bad_parameters(tmp_path, parameters, error):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as caught:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "04_train.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters=parameters, kernel_name="python3", progress_bar=False)
+    assert caught.value.ename == "ConfigError" and error in caught.value.evalue
+    executed = [c for c in code_cells(tmp_path / "out.ipynb") if c.execution_count]
+    tags = [c.metadata.get("tags", []) for c in executed]
+    # parameters, papermill's injected parameters, then the failing cell: nothing later ran.
+    assert "injected-parameters" in tags[-2] and len(executed) == 3
+
+
+def test_reproduce_plan_chains_each_experiment_before_the_summaries(tmp_path):
+    from avlib.reproduce import DEFAULT_EXPERIMENTS, plan
+
+    chains = plan("tiny", list(DEFAULT_EXPERIMENTS), tmp_path)
+    outputs = [[step.output for step in chain] for chain in chains]
+    assert ["04_train.dog_text", "05_generate.dog_text", "06_evaluate.dog_text"] in outputs
+    assert outputs[-2:] == [["07_results"], ["08_human_eval"]]
+    train = {chain[0].output: chain[0].parameters for chain in chains if chain[0].notebook == "04_train"}
+    assert train["04_train.dog_text"]["text_prompt"] and train["04_train.tempotokens"]["mapper"] == "tempotokens"
+    assert chains[-1][0].parameters["run_dirs"] == [f"runs/{name}" for name in DEFAULT_EXPERIMENTS]
+    with pytest.raises(ConfigError, match="not one notebook 04 trains"):
+        plan("tiny", ["tempotokens_baseline"], tmp_path)
+
+
+def test_save_figure_stamps_the_profile(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from avlib.figures import figure_profile, save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    path = save_figure(fig, tmp_path, "line", "tiny", "a test")
+    assert path.name == "line.tiny.png" and figure_profile(path) == "tiny"
+    assert save_figure(fig, None, "line", "tiny") is None
+
+
+def test_agreement_counts_the_metric_siding_with_the_rater():
+    from avlib.human_eval import agreement
+
+    scores = {"a": {"clipsim": 0.9, "av_align": 0.1}, "b": {"clipsim": 0.1, "av_align": 0.1},
+              "c": {"clipsim": 0.5, "av_align": 0.7}}
+    ratings = [{"left": "a", "right": "b", "choice": "left"}, {"left": "c", "right": "a", "choice": "left"},
+               {"left": "b", "right": "c", "choice": "left"}]
+    rows = {row["metric"]: row for row in agreement(ratings, scores)}
+    assert rows["clipsim"]["agreement"] == pytest.approx(1 / 3) and rows["clipsim"]["n"] == 3
+    assert rows["av_align"]["ties"] == 1 and rows["av_align"]["agreement"] == pytest.approx(0.5)
+    low, high = rows["clipsim"]["ci95"]
+    assert 0 <= low <= 1 / 3 <= high <= 1
+
+
+def outputs_text(path):
+    """Everything a notebook printed or displayed as text (stream, Markdown, plain reprs)."""
+    parts = []
+    for cell in code_cells(path):
+        for output in cell.outputs:
+            data = output.get("data", {})
+            parts += [str(output.get("text", "")), data.get("text/markdown", ""), json.dumps(data.get("text/plain", ""))]
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+def test_reproduce_runs_every_notebook(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from avlib.figures import figure_profile, save_figure
+    from avlib.reproduce import reproduce
+
+    figures = tmp_path / "figures"
+    save_figure(plt.figure(), figures, "stale", "tiny")
+    save_figure(plt.figure(), figures, "kept", "paper")
+    # One kernel at a time: under `make test` another xdist worker shares the two CPUs.
+    record = reproduce("tiny", ["dog", "multiclass"], tmp_path / "out", figures, overrides=FAST,
+                       sample_limit=3, jobs=1, progress=False)
+    executed = sorted(p.stem for p in (tmp_path / "out" / "notebooks").glob("*.ipynb"))
+    assert {name.split(".")[0] for name in executed} == set(EXPECTED) and len(executed) == 12
+    assert set(record["notebooks"]) == set(executed)
+
+    assert not (figures / "stale.tiny.png").exists() and (figures / "kept.paper.png").exists()
+    pngs = sorted(figures.glob("*.tiny.png"))
+    names = {p.name for p in pngs}
+    assert {"figure1_model.tiny.png", "figure2_frames_dog.tiny.png", "loss_multiclass.tiny.png",
+            "table2_bars.tiny.png", "human_eval_agreement.tiny.png"} <= names
+    assert all(figure_profile(p) == "tiny" for p in pngs)
+    readme = (figures / "README.md").read_text()
+    assert "## tiny profile" in readme and "figure1_model.tiny.png" in readme and "kept.paper.png" in readme
+    table = (figures / "table2.tiny.md").read_text()
+    assert "multiclass: dog" in table and "†" in table
+
+    notebooks = tmp_path / "out" / "notebooks"
+    assert "[headless] the explorer" in outputs_text(notebooks / "05_generate.dog.ipynb")
+    human = outputs_text(notebooks / "08_human_eval.ipynb")
+    assert "[headless] the 2AFC rater" in human and "NOT human ratings" in human
+    run = tmp_path / "out" / "runs" / "dog"
+    assert len((run / "samples" / "index.csv").read_text().splitlines()) == 4 and (run / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_model_assembly_outputs_are_deterministic(tmp_path, tiny_t2v):
+    """nbval: run 02 once with papermill, then `pytest --nbval` re-runs it and compares outputs.
+
+    ``tiny_t2v`` builds the tiny model first, so neither run prints the one-off build progress.
+    """
+    import papermill
+
+    executed = tmp_path / "02_model_assembly.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "02_model_assembly.ipynb"), str(executed),
+                               kernel_name="python3", progress_bar=False)
+    assert "| mapper |" in outputs_text(executed)
+    env = {**os.environ, "AVLIB_HEADLESS": "1"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-p", "no:xdist", "-p", "no:cacheprovider",
+                             "-q", str(executed)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_rater_widget_saves_each_click(tmp_path, monkeypatch):
+    """The 2AFC rater as JupyterLab shows it: clicking a side appends a human rating."""
+    import numpy as np
+
+    import avlib.notebook
+    from avlib.human_eval import make_pairs, rater, read_ratings
+    from avlib.media import write_video
+
+    for run, shade in (("a", 0.2), ("b", 0.8)):
+        for clip in ("clip1", "clip2"):
+            write_video(tmp_path / run / "samples" / f"{clip}.mp4", np.full((4, 16, 16, 3), shade), 4.0)
+    pairs = make_pairs([tmp_path / "a", tmp_path / "b"])
+    assert len(pairs) == 2 and {p.clip_id for p in pairs} == {"clip1", "clip2"}
+    ratings = tmp_path / "ratings.csv"
+    monkeypatch.setattr(avlib.notebook, "is_headless", lambda: False)
+    widget = rater(pairs, ratings, "tester")
+    left_button = widget.children[2].children[0]
+    left_button.click()
+    rows = read_ratings(ratings)
+    assert [(r["pair_id"], r["choice"], r["rater"], r["kind"]) for r in rows] == [
+        (pairs[0].pair_id, "left", "tester", "human")]
+    assert rater(pairs, ratings, "tester").children[0].value.startswith("pair 1 of 1")  # rated pairs skipped
