@@ -114,3 +114,17 @@ def test_feature_cache_hit_on_second_epoch_and_invalidated_by_config(tmp_path, m
     changed = train(_config(**{"train.max_steps": 2, "train.batch_size": 1, "encoder.width": 8}),
                     clips, tmp_path / "c", progress=False)
     assert changed["cache_misses"] == 2  # a different encoder is a different cache entry
+
+
+def test_unet_fine_tuning_flag_saves_and_reloads_the_unet(tmp_path, tiny_t2v):
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+
+    config = _config(**{"train.max_steps": 1, "train.train_unet": True, "train.lr": 1e-2})
+    train(config, _clips(2), tmp_path / "run", progress=False)
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    assert (checkpoint / "unet.safetensors").is_file()
+    pipeline = AudioToVideoPipeline.from_pretrained(tmp_path / "run" / "pipeline")
+    tuned = dict(pipeline.unet.named_parameters())
+    frozen = dict(tiny_t2v.unet.named_parameters())
+    assert any(not torch.equal(tuned[name], frozen[name]) for name in frozen)
+    assert not any(p.requires_grad for p in pipeline.unet.parameters())
