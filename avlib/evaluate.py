@@ -146,7 +146,8 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
                  av_align_version: str = "2025", fvd_frames: int | None = None,
                  workers: int | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Evaluate a run folder and write ``RUN_DIR/metrics.json``; returns what was written."""
-    from avlib.metrics import av_align, cache_dir, clipsim, fvd
+    from avlib.io import cache_dir
+    from avlib.metrics import av_align, clipsim, fvd
 
     run = RunFolder.read(run_dir)
     if not run.samples:

@@ -23,6 +23,12 @@ TRACKED_PACKAGES = (
 )
 
 
+def cache_dir() -> Path:
+    """Where avlib keeps what it builds or caches: tiny twin, features, synthetic clips,
+    downloaded metric weights (``AVLIB_CACHE`` overrides ``~/.cache/avlib``)."""
+    return Path(os.environ.get("AVLIB_CACHE", Path.home() / ".cache" / "avlib"))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.

@@ -34,11 +34,11 @@ from avlib.audio import build_audio_encoder
 from avlib.audio.cache import EmbeddingCache, encoder_cache_key
 from avlib.config import ExperimentConfig
 from avlib.errors import AvlibError
-from avlib.io import atomic_path, run_record, write_json
+from avlib.io import atomic_path, cache_dir, run_record, write_json
 from avlib.mapper import build_mapper
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.pipeline.conditioning import encode_frame_prompts, enable_frame_conditioning
-from avlib.pipeline.t2v import T2VComponents, cache_dir, load_t2v
+from avlib.pipeline.t2v import T2VComponents, load_t2v
 
 CHECKPOINTS = "checkpoints"
 

@@ -77,7 +77,8 @@ def run_av_align(args) -> int:
 
 def run_fvd(args) -> int:
     from avlib.evaluate import list_videos
-    from avlib.metrics import cache_dir, fvd
+    from avlib.io import cache_dir
+    from avlib.metrics import fvd
 
     if args.i3d is None:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "

@@ -18,7 +18,7 @@ from avlib.data.synthetic import write_synthetic_dataset
 
 def synthetic_root(config: ExperimentConfig) -> Path:
     """Where the synthetic clips for ``config`` live; written on first use."""
-    from avlib.pipeline.t2v import cache_dir
+    from avlib.io import cache_dir
 
     data = config.data
     params = dict(classes=list(data.classes), clips_per_class=data.synth_clips_per_class,

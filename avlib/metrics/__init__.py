@@ -9,14 +9,8 @@
 Submodules are imported on demand (torch, librosa and OpenCV are slow to import), so this
 package only holds what they share.
 """
-import os
-from pathlib import Path
 
 
 class MetricWarning(UserWarning):
     """A metric value that is defined but deserves a second look (no peaks, few samples)."""
 
-
-def cache_dir() -> Path:
-    """Where downloaded weights and per-video features are kept (``$AVLIB_CACHE``)."""
-    return Path(os.environ.get("AVLIB_CACHE", ".avlib_cache"))

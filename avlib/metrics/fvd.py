@@ -33,7 +33,8 @@ from torch import nn
 
 from avlib.errors import AvlibError, ConfigError
 from avlib.io import atomic_path
-from avlib.metrics import MetricWarning, cache_dir, i3d
+from avlib.io import cache_dir
+from avlib.metrics import MetricWarning, i3d
 from avlib.metrics.stats import bootstrap_replicates, percentile_interval
 
 RESIZE_MODES = ("short-side", "squash")

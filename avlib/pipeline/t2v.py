@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from avlib.errors import CheckpointError
+from avlib.io import cache_dir
 
 ZEROSCOPE_ID = "cerspense/zeroscope_v2_576w"
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -37,11 +38,6 @@ class T2VComponents:
     @property
     def vae_scale(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-
-def cache_dir() -> Path:
-    """Where avlib keeps things it builds locally (``AVLIB_CACHE`` overrides)."""
-    return Path(os.environ.get("AVLIB_CACHE", Path.home() / ".cache" / "avlib"))
 
 
 def resolve_pretrained(pretrained: str) -> Path:
