@@ -53,3 +53,27 @@ def tone_wav(tmp_path):
     path = tmp_path / "tone.wav"
     soundfile.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), 16000)
     return path
+
+
+@pytest.fixture(scope="session")
+def tempotokens_state(fixtures_dir, synth_weights):
+    """Stand-in TempoTokens mapper weights in the released layout (a plain 17-key state dict)."""
+    return synth_weights.synth_from_manifest(fixtures_dir / "tempotokens_mapper_state_dict_shapes.json", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tempotokens_file(tempotokens_state, tmp_path_factory):
+    """Those weights saved as the released ``learned_embeds.pth``."""
+    import torch
+
+    path = tmp_path_factory.mktemp("tempotokens") / "learned_embeds.pth"
+    torch.save(tempotokens_state, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tempotokens_reference(fixtures_dir):
+    """Upstream's outputs for the stand-in weights (tempotokens_mapper_case.npz)."""
+    import numpy as np
+
+    return dict(np.load(fixtures_dir / "tempotokens_mapper_case.npz"))

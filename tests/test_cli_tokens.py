@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-import soundfile
-import torch
+from audio_checkpoints import write_beats_checkpoint, write_float_wav
 
 from avlib.cli import main
 
@@ -15,58 +14,41 @@ OUTPUTS = ("temporal_token", "local_window_1", "local_window_2", "local_window_3
 
 
 @pytest.fixture(scope="module")
-def released_file(fixtures_dir, synth_weights, tmp_path_factory):
-    state = synth_weights.synth_from_manifest(
-        fixtures_dir / "tempotokens_mapper_state_dict_shapes.json", seed=0)
-    path = tmp_path_factory.mktemp("weights") / "learned_embeds.pth"
-    torch.save(state, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(fixtures_dir):
-    return dict(np.load(fixtures_dir / "tempotokens_mapper_case.npz"))
-
-
-@pytest.fixture(scope="module")
 def beats_clip(fixtures_dir, synth_weights, tmp_path_factory):
-    """The BEATs fixture's 2 s waveform as a float wav, and stand-in BEATs weights in the
-    official {"cfg", "model"} format."""
+    """The BEATs fixture's 2 s waveform as a lossless float wav, and stand-in BEATs weights
+    in the official {"cfg", "model"} format."""
     folder = tmp_path_factory.mktemp("beats")
-    manifest = fixtures_dir / "beats_state_dict_shapes.json"
-    torch.save({"cfg": json.loads(manifest.read_text())["cfg"],
-                "model": synth_weights.synth_from_manifest(manifest, seed=0)}, folder / "beats.pt")
+    checkpoint = write_beats_checkpoint(synth_weights, fixtures_dir, folder / "beats.pt")
     waveform = np.load(fixtures_dir / "beats_case_2s.npz")["waveform"][0]
-    soundfile.write(folder / "clip.wav", waveform, 16000, subtype="FLOAT")  # lossless
-    return folder / "clip.wav", folder / "beats.pt"
+    return write_float_wav(folder / "clip.wav", waveform), checkpoint
 
 
 @pytest.mark.parametrize("case, squeeze", [("s96_b1", True), ("s48_b2", False)])
-def test_writes_the_six_outputs_with_a_batch_axis(case, squeeze, released_file, reference,
+def test_writes_the_six_outputs_with_a_batch_axis(case, squeeze, tempotokens_file, tempotokens_reference,
                                                   tmp_path):
-    features = reference[f"{case}_input"]
+    features = tempotokens_reference[f"{case}_input"]
     np.save(tmp_path / "feats.npy", features[0] if squeeze else features)  # (S, D) or (B, S, D)
     out = tmp_path / "tokens.npz"
     rc = main(["tokens", str(tmp_path / "feats.npy"), "--mapper", "tempotokens",
-               "--checkpoint", str(released_file), "-o", str(out)])
+               "--checkpoint", str(tempotokens_file), "-o", str(out)])
     assert rc == 0
     written = np.load(out)
     assert sorted(written.files) == sorted(OUTPUTS)
     for name in OUTPUTS:
-        np.testing.assert_allclose(written[name], reference[f"{case}_{name}"], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(written[name], tempotokens_reference[f"{case}_{name}"], atol=1e-5, rtol=0)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["upstream_dropout"] is False
-    assert sidecar["checkpoint"] == str(released_file)
+    assert sidecar["checkpoint"] == str(tempotokens_file)
     assert sidecar["placeholders"]["<class>"] == "audio_token"
     assert sidecar["run_record"]["seed"] == 0 and "torch" in sidecar["run_record"]["versions"]
 
 
-def test_upstream_dropout_is_recorded_and_seeded(released_file, reference, tmp_path):
-    np.save(tmp_path / "feats.npy", reference["s48_b1_input"])
+def test_upstream_dropout_is_recorded_and_seeded(tempotokens_file, tempotokens_reference, tmp_path):
+    np.save(tmp_path / "feats.npy", tempotokens_reference["s48_b1_input"])
     runs = {}
     for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
         out = tmp_path / f"{name}.npz"
-        assert main(["tokens", str(tmp_path / "feats.npy"), "--checkpoint", str(released_file),
+        assert main(["tokens", str(tmp_path / "feats.npy"), "--checkpoint", str(tempotokens_file),
                      "--upstream-dropout", "--seed", seed, "-o", str(out)]) == 0
         runs[name] = np.load(out)["audio_token"]
         assert json.loads(out.with_suffix(".json").read_text())["upstream_dropout"] is True
@@ -75,7 +57,7 @@ def test_upstream_dropout_is_recorded_and_seeded(released_file, reference, tmp_p
 
 
 @pytest.mark.parametrize("via_embed", [True, False], ids=["embed-then-tokens", "audio-input"])
-def test_chain_from_audio_matches_upstream(via_embed, beats_clip, released_file, reference,
+def test_chain_from_audio_matches_upstream(via_embed, beats_clip, tempotokens_file, tempotokens_reference,
                                            tmp_path):
     clip, beats = beats_clip
     out = tmp_path / "tokens.npz"
@@ -86,10 +68,10 @@ def test_chain_from_audio_matches_upstream(via_embed, beats_clip, released_file,
         args = [str(features)]
     else:
         args = [str(clip), "--encoder-checkpoint", str(beats)]
-    assert main(["tokens", *args, "--checkpoint", str(released_file), "-o", str(out)]) == 0
+    assert main(["tokens", *args, "--checkpoint", str(tempotokens_file), "-o", str(out)]) == 0
     written = np.load(out)
     for name in OUTPUTS:
-        np.testing.assert_allclose(written[name], reference[f"beats_chain_2s_{name}"],
+        np.testing.assert_allclose(written[name], tempotokens_reference[f"beats_chain_2s_{name}"],
                                    atol=1e-5, rtol=0, err_msg=name)
 
 
@@ -101,8 +83,8 @@ def test_chain_from_audio_matches_upstream(via_embed, beats_clip, released_file,
     (lambda d: _save(d / "ok.npy", np.zeros((48, 9216), np.float32)), ["--checkpoint", "nope.pth"],
      "not found"),
 ])
-def test_bad_inputs_exit_with_one_line(make_input, extra, message, released_file, tmp_path, capsys):
-    args = ["tokens", str(make_input(tmp_path)), "--checkpoint", str(released_file),
+def test_bad_inputs_exit_with_one_line(make_input, extra, message, tempotokens_file, tmp_path, capsys):
+    args = ["tokens", str(make_input(tmp_path)), "--checkpoint", str(tempotokens_file),
             "-o", str(tmp_path / "out.npz"), *extra]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()

@@ -17,53 +17,34 @@ OUTPUTS = ("temporal_token", "local_window_1", "local_window_2", "local_window_3
 
 
 @pytest.fixture(scope="module")
-def released_state(fixtures_dir, synth_weights):
-    """Stand-in weights in the released layout (a plain 17-key state dict), seed 0."""
-    return synth_weights.synth_from_manifest(
-        fixtures_dir / "tempotokens_mapper_state_dict_shapes.json", seed=0)
+def mapper(tempotokens_file):
+    return TempoTokensMapper.from_checkpoint(tempotokens_file)
 
 
-@pytest.fixture(scope="module")
-def released_file(released_state, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tempotokens") / "learned_embeds.pth"
-    torch.save(released_state, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def mapper(released_file):
-    return TempoTokensMapper.from_checkpoint(released_file)
-
-
-@pytest.fixture(scope="module")
-def reference(fixtures_dir):
-    return dict(np.load(fixtures_dir / "tempotokens_mapper_case.npz"))
-
-
-def case_input(case, reference, fixtures_dir):
+def case_input(case, tempotokens_reference, fixtures_dir):
     if case == "beats_chain_2s":  # the BEATs stand-in's 12 layers on its 2 s waveform
         return torch.from_numpy(np.load(fixtures_dir / "beats_case_2s.npz")["layers_cat"])
-    return torch.from_numpy(reference[f"{case}_input"])
+    return torch.from_numpy(tempotokens_reference[f"{case}_input"])
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_reproduces_upstream_outputs(case, mapper, reference, fixtures_dir):
-    features = case_input(case, reference, fixtures_dir)
+def test_reproduces_upstream_outputs(case, mapper, tempotokens_reference, fixtures_dir):
+    features = case_input(case, tempotokens_reference, fixtures_dir)
     with torch.no_grad():
         out = mapper(features)
         weights = mapper.fga.attention_weights(out.temporal_tokens)
     assert list(out.extras) == list(OUTPUTS)
     for name in OUTPUTS:
-        expected = reference[f"{case}_{name}"]
+        expected = tempotokens_reference[f"{case}_{name}"]
         assert out.extras[name].shape == expected.shape
         np.testing.assert_allclose(out.extras[name].numpy(), expected, atol=1e-5, rtol=0,
                                    err_msg=name)
-    np.testing.assert_allclose(weights.numpy(), reference[f"{case}_fga_weights"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(weights.numpy(), tempotokens_reference[f"{case}_fga_weights"], atol=1e-6, rtol=0)
 
 
-def test_frame_tokens_follow_the_placeholder_order(mapper, reference):
+def test_frame_tokens_follow_the_placeholder_order(mapper, tempotokens_reference):
     with torch.no_grad():
-        out = mapper(torch.from_numpy(reference["s48_b2_input"]))
+        out = mapper(torch.from_numpy(tempotokens_reference["s48_b2_input"]))
     assert mapper.placeholder_names == ["<temp>", "<local1>", "<local2>", "<local3>", "<local4>",
                                         "<class>"]
     assert out.frame_tokens.shape == (2, 24, 6, 1024)
@@ -75,31 +56,31 @@ def test_frame_tokens_follow_the_placeholder_order(mapper, reference):
     assert torch.equal(out.frame_tokens[:, :, -1], shared)
 
 
-def test_module_prefix_of_a_ddp_checkpoint_is_stripped(released_state, tmp_path, mapper):
+def test_module_prefix_of_a_ddp_checkpoint_is_stripped(tempotokens_state, tmp_path, mapper):
     path = tmp_path / "at_embedder_500.pth"
-    torch.save({f"module.{k}": v for k, v in released_state.items()}, path)
+    torch.save({f"module.{k}": v for k, v in tempotokens_state.items()}, path)
     loaded = TempoTokensMapper.from_checkpoint(path)
     for key, value in mapper.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
-def test_upstream_dropout_randomises_only_the_class_token(released_file, reference):
-    faithful = TempoTokensMapper.from_checkpoint(released_file, upstream_dropout=True)
-    features = torch.from_numpy(reference["s48_b1_input"])
+def test_upstream_dropout_randomises_only_the_class_token(tempotokens_file, tempotokens_reference):
+    faithful = TempoTokensMapper.from_checkpoint(tempotokens_file, upstream_dropout=True)
+    features = torch.from_numpy(tempotokens_reference["s48_b1_input"])
     with torch.no_grad():
         torch.manual_seed(1234)
         first = faithful(features).extras
         torch.manual_seed(5678)
         second = faithful(features).extras
     for name in OUTPUTS[:-1]:
-        np.testing.assert_allclose(first[name].numpy(), reference[f"s48_b1_{name}"], atol=1e-5)
+        np.testing.assert_allclose(first[name].numpy(), tempotokens_reference[f"s48_b1_{name}"], atol=1e-5)
     draw_gap = (first["audio_token"] - second["audio_token"]).abs().max()
-    reference_gap = np.abs(first["audio_token"].numpy() - reference["s48_b1_audio_token"]).max()
+    reference_gap = np.abs(first["audio_token"].numpy() - tempotokens_reference["s48_b1_audio_token"]).max()
     assert draw_gap > 1e-4 and reference_gap > 1e-4
 
 
-def test_dropout_off_in_eval_is_deterministic_but_on_in_training(mapper, reference):
-    features = torch.from_numpy(reference["s48_b1_input"])
+def test_dropout_off_in_eval_is_deterministic_but_on_in_training(mapper, tempotokens_reference):
+    features = torch.from_numpy(tempotokens_reference["s48_b1_input"])
     with torch.no_grad():
         assert torch.equal(mapper(features).extras["audio_token"],
                            mapper(features).extras["audio_token"])
@@ -108,7 +89,7 @@ def test_dropout_off_in_eval_is_deterministic_but_on_in_training(mapper, referen
             trained = mapper(features).extras["audio_token"]
         finally:
             mapper.eval()
-    assert (trained - torch.from_numpy(reference["s48_b1_audio_token"])).abs().max() > 1e-4
+    assert (trained - torch.from_numpy(tempotokens_reference["s48_b1_audio_token"])).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("edit, words", [
@@ -118,9 +99,9 @@ def test_dropout_off_in_eval_is_deterministic_but_on_in_training(mapper, referen
      ["unexpected keys", "text_proj.weight"]),
     (lambda sd: {"state_dict": sd}, ["not a plain state dict"]),
 ])
-def test_wrong_files_are_rejected_with_their_keys(edit, words, released_state, tmp_path):
+def test_wrong_files_are_rejected_with_their_keys(edit, words, tempotokens_state, tmp_path):
     path = tmp_path / "wrong.pth"
-    torch.save(edit(released_state), path)
+    torch.save(edit(tempotokens_state), path)
     with pytest.raises(CheckpointError) as info:
         TempoTokensMapper.from_checkpoint(path)
     for word in words:
@@ -136,11 +117,11 @@ def test_missing_and_corrupt_files_are_rejected(tmp_path):
         TempoTokensMapper.from_checkpoint(corrupt)
 
 
-def test_sizes_that_differ_from_the_file_are_named(released_state):
+def test_sizes_that_differ_from_the_file_are_named(tempotokens_state):
     tiny = TempoTokensMapper(in_dim=9216, hidden_dim=64, token_dim=1024)
     sizes = r"fc1.weight \(2304, 9216\) \(mapper: \(64, 9216\)\)"
     with pytest.raises(CheckpointError, match=sizes):
-        load_released_weights(tiny, released_state)
+        load_released_weights(tiny, tempotokens_state)
 
 
 # Lengths that are not a multiple of 24: upstream raises; here frames average consecutive spans.
@@ -179,11 +160,11 @@ def test_features_of_the_wrong_width_are_a_config_error():
         small(torch.randn(1, 48, 768))
 
 
-def test_baseline_experiment_loads_the_released_file(released_file, mapper, reference):
-    config = load_config("tempotokens_baseline", "paper", [f"mapper.checkpoint={released_file}"])
+def test_baseline_experiment_loads_the_released_file(tempotokens_file, mapper, tempotokens_reference):
+    config = load_config("tempotokens_baseline", "paper", [f"mapper.checkpoint={tempotokens_file}"])
     assert config.train.max_steps == 0  # evaluated as released, never trained
     baseline = build_mapper(config.mapper, in_dim=9216).eval()
-    features = torch.from_numpy(reference["s48_b1_input"])
+    features = torch.from_numpy(tempotokens_reference["s48_b1_input"])
     with torch.no_grad():
         np.testing.assert_allclose(baseline(features).extras["audio_token"].numpy(),
-                                   reference["s48_b1_audio_token"], atol=1e-5, rtol=0)
+                                   tempotokens_reference["s48_b1_audio_token"], atol=1e-5, rtol=0)
