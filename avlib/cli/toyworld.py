@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
     evaluate.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="toy world weights (default: shipped)")
     evaluate.add_argument("--test-per-class", type=int, default=10, help="held-out clips per class (default: 10)")
-    evaluate.add_argument("--mapper-steps", type=int, default=300, help="mapper training steps (default: 300)")
+    evaluate.add_argument("--mapper-steps", type=int, default=1000, help="mapper training steps (default: 1000)")
     evaluate.add_argument("--seed", type=int, default=0)
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)

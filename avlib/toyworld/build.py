@@ -120,8 +120,11 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
         context[drop] = uncond
         noise = torch.randn(x0.shape, generator=generator)
         num_train = noise_schedule.config.num_train_timesteps
-        u = torch.rand(cfg.batch_size, generator=generator) ** cfg.timestep_power
-        t = (u * num_train).long().clamp(max=num_train - 1)  # p = 1: uniform, as torch.randint
+        if cfg.timestep_power == 1.0:  # uniform (and the same draws as builds before the option)
+            t = torch.randint(0, num_train, (cfg.batch_size,), generator=generator)
+        else:
+            u = torch.rand(cfg.batch_size, generator=generator) ** cfg.timestep_power
+            t = (u * num_train).long().clamp(max=num_train - 1)
         predicted = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=context).sample
         loss = F.mse_loss(predicted, noise)
         loss.backward()
@@ -249,9 +252,14 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
 
     summary = lambda losses: {"first": losses[0], "last20_mean": sum(losses[-20:]) / len(losses[-20:])} if losses else None
     write_json(staging / "build.json", run_record(
-        asdict(cfg), seed=cfg.seed, spec=asdict(ToySpec()), latent_scaling=scaling, timings=timings,
+        {**asdict(cfg), "init": Path(cfg.init).name}, seed=cfg.seed, spec=asdict(ToySpec()), latent_scaling=scaling, timings=timings,
         losses={"vae": summary(vae_losses), "unet": summary(unet_losses), "cavp": summary(cavp_losses)},
         init_build=json.loads((Path(cfg.init) / "build.json").read_text()) if cfg.init else None))
+    for config_file in (staging / T2V_SUBDIR).glob("*/config.json"):  # no staging paths in the output
+        config = json.loads(config_file.read_text())
+        if "_name_or_path" in config:
+            config["_name_or_path"] = T2V_SUBDIR
+            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)

@@ -24,6 +24,7 @@ from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
 
 CONDITIONS = ("trained", "shuffled", "untrained")
+CAPTIONS = "captions"  # the t2v fed the clip's true per-frame captions: the ceiling for a mapper
 REFERENCE = "real"  # the held-out clips themselves (mirrored): the score a perfect generator gets
 AV_ALIGN_VERSION = "2025"
 VIDEO_CRF = 10  # x264 at crf 18 flickers on still frames: flow peaks that are not events
@@ -37,6 +38,27 @@ def toyworld_config(weights: Path, overrides: dict | None = None):
         "data.classes": list(CLASSES), "model.pretrained": str(weights / T2V_SUBDIR),
         "encoder.name": "cavp", "encoder.checkpoint": str(weights / CAVP_FILE),
         **(overrides or {})})
+
+
+@torch.no_grad()
+def caption_videos(pipeline, clips: list[dict], inf, seed: int) -> list[np.ndarray]:
+    """Frames (F, H, W, 3) per clip generated from the clip's own per-frame captions, with the
+    noise the audio conditions use."""
+    from avlib.toyworld.build import caption_contexts
+
+    contexts, _ = caption_contexts(pipeline.text_encoder, pipeline.tokenizer, clips)   # (N, F*77, D)
+    original = pipeline.encode_conditioning
+    try:
+        out = []
+        for i, context in enumerate(contexts):
+            pipeline.encode_conditioning = lambda *args, _c=context[None], **kwargs: _c
+            out.append(pipeline(None, prompt="", num_inference_steps=inf.num_inference_steps,
+                                guidance_scale=inf.guidance_scale, num_frames=inf.num_frames,
+                                height=inf.height, width=inf.width, progress=False,
+                                generator=torch.Generator().manual_seed(seed * 10_000 + i))[0])
+        return out
+    finally:
+        pipeline.encode_conditioning = original
 
 
 def derangement(n: int, seed: int) -> np.ndarray:
@@ -53,7 +75,7 @@ def separated(a: dict, b: dict) -> bool:
 
 
 def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, test_per_class: int = 10,
-                      train_per_class: int = 32, mapper_steps: int = 300, seed: int = 0,
+                      train_per_class: int = 32, mapper_steps: int = 1000, seed: int = 0,
                       overrides: dict | None = None, progress: bool = True) -> dict:
     """Run the experiment into ``out_dir``; returns (and writes ``toyworld_eval.json``) the numbers.
 
@@ -102,6 +124,11 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
                                audio=clip["waveform"].numpy(), crf=VIDEO_CRF)
             videos[name].append(path)
             generated[name].append(frames)
+    # The caption ceiling: the t2v fed each clip's true per-frame captions (no audio, no mapper),
+    # with the same noise. A mapper can at best steer as well as the captions it imitates.
+    videos[CAPTIONS] = [write_video(out_dir / CAPTIONS / f"{clip['clip_id']}.mp4", frames, inf.fps,
+                                    audio=clip["waveform"].numpy(), crf=VIDEO_CRF)
+                        for clip, frames in zip(test_clips, caption_videos(trained, test_clips, inf, seed))]
     timings["generation_s"] = time.perf_counter() - started - sum(timings.values())
     videos[REFERENCE] = [write_video(out_dir / REFERENCE / f"{c['clip_id']}.mp4", rgb_frames(c), inf.fps,
                                      audio=c["waveform"].numpy(), crf=VIDEO_CRF) for c in test_clips]
