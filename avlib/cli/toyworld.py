@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 
     evaluate = commands.add_parser(
         "evaluate", help="train the multiclass mapper on the toy world and score it against baselines",
-        description="AV-Align (2025) with 95%% bootstrap CIs of videos from the trained mapper, the same "
+        description="AV-Align (2025) with 95% bootstrap CIs of videos from the trained mapper, the same "
                     "model fed shuffled audio, and an untrained mapper; class match by a frame classifier. "
                     "Writes OUT/toyworld_eval.json.")
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
