@@ -41,3 +41,8 @@ def write_float_wav(path: Path, waveform: np.ndarray, sample_rate: int = 16000) 
     """A 32-bit float wav, so the samples read back bit-exact."""
     soundfile.write(path, np.asarray(waveform, dtype=np.float32), sample_rate, subtype="FLOAT")
     return path
+
+
+def noise(seconds: float, seed: int = 0, sample_rate: int = 16000) -> np.ndarray:
+    """Seeded Gaussian noise, a test waveform of any length."""
+    return (0.3 * np.random.default_rng(seed).standard_normal(round(seconds * sample_rate))).astype(np.float32)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from audio_checkpoints import write_beats_checkpoint
+from audio_checkpoints import noise, write_beats_checkpoint
 
 from avlib.audio import (BEATsEncoder, BEATsFbank, build_audio_encoder, load_official_beats,
                          save_encoder)
@@ -33,10 +33,6 @@ def official_ckpt(tmp_path_factory, synth_weights, fixtures_dir):
 @pytest.fixture(scope="module")
 def beats(official_ckpt):
     return build_audio_encoder(EncoderConfig(name="beats", checkpoint=str(official_ckpt), layers="all"))
-
-
-def noise(seconds: float, seed: int = 0) -> np.ndarray:
-    return (0.3 * np.random.default_rng(seed).standard_normal(round(seconds * SR))).astype(np.float32)
 
 
 def test_fbank_matches_upstream(case):

@@ -5,7 +5,7 @@ import librosa
 import numpy as np
 import pytest
 import torch
-from audio_checkpoints import write_cavp_checkpoint, write_float_wav
+from audio_checkpoints import noise, write_cavp_checkpoint, write_float_wav
 
 from avlib.audio import (CAVPEncoder, CAVPMelSpectrogram, EmbeddingCache, build_audio_encoder,
                          encoder_cache_key, load_encoder, load_official_cavp, resolve_checkpoint,
@@ -31,10 +31,6 @@ def official_ckpt(tmp_path_factory, synth_weights, fixtures_dir):
 @pytest.fixture(scope="module")
 def cavp(official_ckpt):
     return build_audio_encoder(EncoderConfig(name="cavp", checkpoint=str(official_ckpt)))
-
-
-def noise(seconds: float, seed: int = 0) -> np.ndarray:
-    return (0.3 * np.random.default_rng(seed).standard_normal(round(seconds * SR))).astype(np.float32)
 
 
 def librosa_reference_mel(waveform: np.ndarray) -> np.ndarray:
