@@ -34,7 +34,9 @@ def test_experiment_specifics():
 
 def test_tiny_profile_overlays_sizes_but_keeps_experiment():
     cfg = load_config("thunder", "tiny")
-    assert cfg.model.pretrained == "tiny" and cfg.model.device == "cpu"
+    assert cfg.model.pretrained == "toyworld" and cfg.model.device == "cpu"
+    assert cfg.encoder.checkpoint == "toyworld"  # the toy world's CAVP, not the paper's hub id
+    assert load_config("tempotokens", "tiny").encoder.checkpoint is None  # a tiny random BEATs
     assert cfg.inference.height == 32 and cfg.data.dataset == "synth"
     assert cfg.data.classes == ["thunder"] and cfg.name == "thunder" and cfg.profile == "tiny"
 

@@ -44,11 +44,17 @@ OFFICIAL_FILES = {
 BEATS_FIXED_CFG = {"layer_norm_first": False, "relative_position_embedding": True,
                    "gru_rel_pos": True, "activation_fn": "gelu"}
 BEATS_TIED_BIAS = "self_attn.relative_attention_bias.weight"
+TOYWORLD = "toyworld"
 
 
 def resolve_checkpoint(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """A local file for ``spec``: a path, or ``"repo_id::filename"`` from the hub cache."""
+    """A local file for ``spec``: a path, ``"repo_id::filename"`` from the hub cache, or
+    ``"toyworld"`` for the shipped toy-world CAVP (trained by ``avlib toyworld build``)."""
     spec = str(spec)
+    if spec == TOYWORLD:
+        from avlib.toyworld import CAVP_FILE, WEIGHTS_DIR
+
+        spec = str(WEIGHTS_DIR / CAVP_FILE)
     if HUB_SEPARATOR not in spec:
         path = Path(spec).expanduser()
         if not path.is_file():
