@@ -188,6 +188,7 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
     from concurrent.futures import ThreadPoolExecutor
 
     out_dir = Path(out_dir or Path("runs") / f"reproduce_{profile}").resolve()
+    figures_dir = Path(figures_dir).resolve()
     chains = plan(profile, list(experiments), out_dir, overrides, sample_limit)
     jobs = jobs or default_jobs()
     prepare_out_dir(out_dir)
@@ -200,11 +201,17 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
             timings[step.output] = round(run_notebook(step, out_dir, notebook_dir), 1)
             bar.update()
 
-    with kernel_environment(jobs), ThreadPoolExecutor(jobs) as pool:
-        for stage in (chains[:-2], chains[-2:]):
-            list(pool.map(run_chain, stage))  # re-raises the first failure
+    # papermill chdirs the whole process into ``cwd`` while a notebook runs; from parallel
+    # threads the saves and restores interleave, so put the caller's folder back ourselves.
+    caller_cwd = Path.cwd()
+    try:
+        with kernel_environment(jobs), ThreadPoolExecutor(jobs) as pool:
+            for stage in (chains[:-2], chains[-2:]):
+                list(pool.map(run_chain, stage))  # re-raises the first failure
+    finally:
+        os.chdir(caller_cwd)
     bar.close()
-    figures = refresh_figures(out_dir / "figures", Path(figures_dir), profile)
+    figures = refresh_figures(out_dir / "figures", figures_dir, profile)
     record = run_record(None, None, status="done", profile=profile, experiments=list(experiments),
                         overrides=dict(overrides or {}), jobs=jobs, notebooks=timings,
                         total_s=round(time.perf_counter() - started, 1),

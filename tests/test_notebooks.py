@@ -140,7 +140,7 @@ def outputs_text(path):
 
 
 @pytest.mark.slow
-def test_reproduce_runs_every_notebook(tmp_path):
+def test_reproduce_runs_every_notebook(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     from avlib.figures import figure_profile, save_figure
@@ -149,9 +149,13 @@ def test_reproduce_runs_every_notebook(tmp_path):
     figures = tmp_path / "figures"
     save_figure(plt.figure(), figures, "stale", "tiny")
     save_figure(plt.figure(), figures, "kept", "paper")
+    # Relative folders, as `make demo` passes them: papermill changes the working folder
+    # while notebooks run, and ours must be where it was afterwards.
+    monkeypatch.chdir(tmp_path)
     # One kernel at a time: under `make test` another xdist worker shares the two CPUs.
-    record = reproduce("tiny", ["dog", "multiclass"], tmp_path / "out", figures, overrides=FAST,
+    record = reproduce("tiny", ["dog", "multiclass"], "out", "figures", overrides=FAST,
                        sample_limit=3, jobs=1, progress=False)
+    assert Path.cwd() == tmp_path
     executed = sorted(p.stem for p in (tmp_path / "out" / "notebooks").glob("*.ipynb"))
     assert {name.split(".")[0] for name in executed} == set(EXPECTED) and len(executed) == 12
     assert set(record["notebooks"]) == set(executed)
