@@ -220,10 +220,16 @@ def _one_opencv_thread() -> None:
     cv2.setNumThreads(1)
 
 
+# Below this many videos per process a pool is not worth starting; it also keeps small
+# evaluations (the tiny profile, notebooks) from forking a process that runs a Jupyter
+# kernel's threads and torch's thread pool, which can kill the kernel.
+VIDEOS_PER_WORKER = 8
+
+
 def default_workers(n_items: int) -> int:
-    """One process per usable CPU, never more than there are items."""
+    """One process per usable CPU, each with at least ``VIDEOS_PER_WORKER`` videos."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(n_items, cpus or 1))
+    return max(1, min(n_items // VIDEOS_PER_WORKER, cpus or 1))
 
 
 def av_align_videos(videos: Sequence[str | Path], version: str = "2025",
