@@ -51,6 +51,7 @@ class DataConfig:
     width: int = 576
     short_clips: str = "pad"             # pad | reject
     synth_clips_per_class: int = 24      # synth with no data.root: clips generated per class
+    synth_layout: str = "random"         # synth: random | canonical (the toy world's, tiny profile)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class TrainConfig:
     max_steps: int | None = None         # stop early (tiny runs); None = all epochs
     seed: int = 64
     temporal_reg: float = 0.01           # TempoTokens' 0.01 x mean|temporal tokens|
+    timestep_power: float = 1.0          # t = T * u**p: 1 uniform (the report), < 1 favours high noise
     gradient_checkpointing: bool = True
     checkpoint_every: int = 500
     train_unet: bool = False             # the report tried it and found it worse
@@ -270,6 +272,7 @@ def validate(config: ExperimentConfig) -> None:
         "data.dataset": (config.data.dataset, ("dog", "thunder", "volleyball", "multiclass", "synth")),
         "data.split": (config.data.split, ("repo", "report")),
         "data.short_clips": (config.data.short_clips, ("pad", "reject")),
+        "data.synth_layout": (config.data.synth_layout, ("random", "canonical")),
         "encoder.name": (config.encoder.name, ("cavp", "beats")),
         "encoder.layers": (config.encoder.layers, ("last", "all")),
         "mapper.kind": (config.mapper.kind, ("audiovisgen", "tempotokens")),
@@ -288,3 +291,6 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"{key} must be positive, got {value}")
     if any(w < 1 for w in config.mapper.windows) or not config.mapper.windows:
         raise ConfigError(f"mapper.windows must be positive integers, got {config.mapper.windows}")
+    if not config.train.timestep_power > 0:
+        raise ConfigError(f"train.timestep_power must be > 0 (got {config.train.timestep_power}); "
+                          "1 draws training timesteps uniformly, 0.5 favours high noise")

@@ -309,3 +309,27 @@ def plot_agreement(rows: Sequence[Mapping[str, Any]], rater: str):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+# -- 09: the toy world ----------------------------------------------------------------------------
+def plot_toyworld_evaluation(record: Mapping[str, Any]):
+    """The toy world's acceptance experiment: AV-Align per condition and the class match, with
+    95% CIs (record: ``avlib toyworld evaluate``'s ``toyworld_eval.json``)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [5, 2]})
+    names = list(record["av_align"])
+    scores = [record["av_align"][n] for n in names]
+    _bars_with_ci(left, np.arange(len(names)), [s["mean"] for s in scores], [s["ci95"] for s in scores],
+                  color=["tab:green" if n == "trained" else "tab:gray" for n in names])
+    left.set_xticks(range(len(names)), names)
+    left.set_ylim(0, 1.05)
+    left.set_title(f"AV-Align ({record['av_align_version']}), n = {scores[0]['n']} held-out clips", fontsize=9)
+    matches = record["class_match"]
+    _bars_with_ci(right, np.arange(len(matches)), [m["mean"] for m in matches.values()],
+                  [m["ci95"] for m in matches.values()], color="tab:purple")
+    right.axhline(record["class_chance"], color="black", linestyle="--", linewidth=1, label="chance")
+    right.set_xticks(range(len(matches)), list(matches))
+    right.set_ylim(0, 1.05)
+    right.set_title("generated class = audio's class", fontsize=9)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

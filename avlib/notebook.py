@@ -178,7 +178,7 @@ def synthetic_examples(config: ExperimentConfig, classes=None, per_class: int = 
     data = config.data
     seconds = max(data.clip_seconds, data.num_frames / data.fps)
     return [synth_clip(label, clip_seed(seed, label, i), seconds=seconds, fps=data.fps,
-                       size=max(data.height, data.width, 16))
+                       size=max(data.height, data.width, 16), layout=data.synth_layout)
             for label in (classes or CLASSES) for i in range(per_class)]
 
 

@@ -2,8 +2,9 @@
 
 For each experiment, ``04_train`` -> ``05_generate`` -> ``06_evaluate`` run with that
 experiment's parameters into ``OUT/runs/{experiment}``; ``00``-``03`` run once, ``07_results``
-tabulates every run beside the report's Table 2 and ``08_human_eval`` compares the metrics
-with ratings (the synthetic oracle when no ratings file is given). The executed notebooks
+tabulates every run beside the report's Table 2, ``08_human_eval`` compares the metrics
+with ratings (the synthetic oracle when no ratings file is given) and ``09_toy_world`` shows
+the toy world's stand-ins and its shipped acceptance record. The executed notebooks
 stay in ``OUT/notebooks/`` as the record of the run. Figures are written as
 ``{name}.{profile}.png``; ``figures/`` then gets this profile's figures (replacing the same
 profile's older ones, keeping the other profile's) and a regenerated ``README.md``.
@@ -63,6 +64,7 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
                            {**common, "run_dir": str(runs_dir / "quickstart"), "overrides": overrides})]]
     chains += [[NotebookRun(name, name, common)]
                for name in ("01_dataset_curation", "02_model_assembly", "03_audio_features")]
+    chains.append([NotebookRun("09_toy_world", "09_toy_world", {"figures_dir": figures})])  # the shipped record
     for name, run_dir in zip(experiments, run_dirs):
         chains.append([
             NotebookRun("04_train", f"04_train.{name}", {**common, **parameters[name],

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from avlib.audio import build_audio_encoder
 from avlib.audio.cache import EmbeddingCache, encoder_cache_key
 from avlib.config import ExperimentConfig
-from avlib.errors import AvlibError
+from avlib.errors import AvlibError, ConfigError
 from avlib.io import atomic_path, cache_dir, run_record, write_json
 from avlib.mapper import build_mapper
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
@@ -183,6 +183,19 @@ def load_checkpoint(path: Path, trainables: dict[str, torch.nn.Module],
 
 
 # -- the objective ------------------------------------------------------------------------------
+def sample_timesteps(batch: int, num_train_timesteps: int, power: float,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Training timesteps ``t = T * u**power``, ``u ~ U(0, 1)``: ``power`` 1 is the usual uniform
+    draw, ``power`` < 1 favours high noise (``0.5``: density proportional to ``t``), where the
+    conditioning decides the content and the loss is not dominated by low-noise steps."""
+    if power == 1.0:  # uniform, with the same draws as torch.randint always gave
+        return torch.randint(0, num_train_timesteps, (batch,), generator=generator)
+    if power <= 0:
+        raise ConfigError(f"train.timestep_power must be > 0 (got {power}); 1 draws timesteps uniformly")
+    u = torch.rand(batch, generator=generator) ** power
+    return (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
+
+
 def denoising_loss(t2v: T2VComponents, mapper: torch.nn.Module, noise_schedule, audio: torch.Tensor,
                    latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
                    prompt: str | None, temporal_reg: float):
@@ -268,8 +281,8 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
         for batch in epoch_loader:
             latents = batch["latents"]                                         # (B, C, F, h, w)
             noise = torch.randn(latents.shape, generator=noise_generator).to(latents)
-            timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps,
-                                      (latents.shape[0],), generator=noise_generator).to(latents.device)
+            timesteps = sample_timesteps(latents.shape[0], noise_schedule.config.num_train_timesteps,
+                                         tcfg.timestep_power, noise_generator).to(latents.device)
             with accelerator.autocast():
                 loss, mse, regulariser = denoising_loss(
                     t2v, mapper, noise_schedule, batch["audio"], latents, noise, timesteps,

@@ -55,6 +55,8 @@ def test_overrides_from_cli_strings_and_aliases():
     (["train.epochs=-1"], "train.epochs must be positive"),
     (["train.epochs=abc"], "train.epochs' should be int"),
     (["encoder.name=wav2vec"], "encoder.name='wav2vec' is not one of"),
+    (["data.synth_layout=mirrored"], "data.synth_layout='mirrored' is not one of"),
+    (["train.timestep_power=0"], "train.timestep_power must be > 0"),
     (["train.lr"], "not KEY=VALUE"),
 ])
 def test_bad_overrides_name_the_problem(bad, match):

@@ -1,7 +1,7 @@
 """The notebooks: committed clean, parameters validated, every one executed headless (tiny).
 
 ``test_reproduce_runs_every_notebook`` is the end-to-end check: ``avlib reproduce`` over two
-experiments runs all nine notebooks (04-06 twice) with papermill and refreshes a figures
+experiments runs all ten notebooks (04-06 twice) with papermill and refreshes a figures
 folder. ``test_model_assembly_outputs_are_deterministic`` is nbval's check: the executed
 notebook is run again by ``pytest --nbval`` and every output must match.
 """
@@ -20,7 +20,7 @@ from avlib.notebook import train_config
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "04_train",
-            "05_generate", "06_evaluate", "07_results", "08_human_eval"]
+            "05_generate", "06_evaluate", "07_results", "08_human_eval", "09_toy_world"]
 FAST = {"train.max_steps": 3, "inference.num_inference_steps": 2}
 
 
@@ -157,14 +157,15 @@ def test_reproduce_runs_every_notebook(tmp_path, monkeypatch):
                        sample_limit=3, jobs=1, progress=False)
     assert Path.cwd() == tmp_path
     executed = sorted(p.stem for p in (tmp_path / "out" / "notebooks").glob("*.ipynb"))
-    assert {name.split(".")[0] for name in executed} == set(EXPECTED) and len(executed) == 12
+    assert {name.split(".")[0] for name in executed} == set(EXPECTED) and len(executed) == 13
     assert set(record["notebooks"]) == set(executed)
 
     assert not (figures / "stale.tiny.png").exists() and (figures / "kept.paper.png").exists()
     pngs = sorted(figures.glob("*.tiny.png"))
     names = {p.name for p in pngs}
     assert {"figure1_model.tiny.png", "figure2_frames_dog.tiny.png", "loss_multiclass.tiny.png",
-            "table2_bars.tiny.png", "human_eval_agreement.tiny.png"} <= names
+            "table2_bars.tiny.png", "human_eval_agreement.tiny.png", "toyworld_evaluation.tiny.png",
+            "toyworld_captions.tiny.png"} <= names
     assert all(figure_profile(p) == "tiny" for p in pngs)
     readme = (figures / "README.md").read_text()
     assert "## tiny profile" in readme and "figure1_model.tiny.png" in readme and "kept.paper.png" in readme
@@ -175,6 +176,7 @@ def test_reproduce_runs_every_notebook(tmp_path, monkeypatch):
     assert "[headless] the explorer" in outputs_text(notebooks / "05_generate.dog.ipynb")
     human = outputs_text(notebooks / "08_human_eval.ipynb")
     assert "[headless] the 2AFC rater" in human and "NOT human ratings" in human
+    assert "av_align_trained_above_shuffled" in outputs_text(notebooks / "09_toy_world.ipynb")
     run = tmp_path / "out" / "runs" / "dog"
     assert len((run / "samples" / "index.csv").read_text().splitlines()) == 4 and (run / "metrics.json").is_file()
 

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     synth.add_argument("--seconds", type=float, default=2.0, help="clip length (default: 2)")
     synth.add_argument("--shift-s", type=float, default=0.0, metavar="S",
                        help="delay every soundtrack by S seconds (out-of-sync clips; default: 0)")
+    synth.add_argument("--layout", choices=synthetic.LAYOUTS, default="random",
+                       help="random: positions drawn per clip; canonical: every clip of a class starts "
+                            "alike (the toy world's clips) (default: random)")
     synth.add_argument("--shuffle-pairs", action="store_true",
                        help="give each video the soundtrack of another clip of its class")
     synth.set_defaults(func=run_synth)
@@ -68,7 +71,7 @@ def register(subparsers) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     path = synthetic.write_synthetic_dataset(
         args.out, args.classes, args.clips_per_class, seed=args.seed, seconds=args.seconds,
-        fps=args.fps, size=args.size, shift_s=args.shift_s, shuffle_pairs=args.shuffle_pairs)
+        fps=args.fps, size=args.size, shift_s=args.shift_s, layout=args.layout, shuffle_pairs=args.shuffle_pairs)
     print(f"wrote {len(args.classes) * args.clips_per_class} clips and {path}")
     return 0
 

@@ -2,7 +2,7 @@
 
     avlib toyworld build --out DIR [--seed N] [--unet-steps N ...]   # ~15 min on 2 cores
     avlib toyworld build --check [--weights DIR]                     # shipped weights load and generate
-    avlib toyworld evaluate --out DIR [--weights DIR]                # trained vs shuffled vs untrained
+    avlib toyworld evaluate --out DIR [--test-per-class N] [--classes C ...]  # trained vs shuffled vs untrained
 """
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     evaluate.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="toy world weights (default: shipped)")
     evaluate.add_argument("--test-per-class", type=int, default=10, help="held-out clips per class (default: 10)")
     evaluate.add_argument("--mapper-steps", type=int, default=1000, help="mapper training steps (default: 1000)")
+    evaluate.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                          help="dog / thunder / volleyball: one class trains that class's experiment "
+                               "(default: all three, the multiclass mapper)")
     evaluate.add_argument("--seed", type=int, default=0)
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
@@ -78,11 +81,13 @@ def run_build(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    from avlib.data.synthetic import CLASSES
     from avlib.toyworld.evaluate import evaluate_toyworld
 
     _set_threads(args)
     result = evaluate_toyworld(args.out, args.weights, test_per_class=args.test_per_class,
-                               mapper_steps=args.mapper_steps, seed=args.seed, progress=not args.quiet)
+                               mapper_steps=args.mapper_steps, seed=args.seed,
+                               classes=args.classes or CLASSES, progress=not args.quiet)
     for name, entry in result["av_align"].items():
         print(f"AV-Align {result['av_align_version']} {name}: {entry['mean']:.3f} "
               f"[{entry['ci95'][0]:.3f}, {entry['ci95'][1]:.3f}] (n={entry['n']})")

@@ -122,10 +122,11 @@ def _landscape(size: int, sky: Sequence[float], ground: Sequence[float], horizon
 
 
 def draw_dog(event_frames: np.ndarray, num_frames: int, rng: np.random.Generator,
-             size: int) -> np.ndarray:
-    """A dog on grass that hops one step sideways per event, turning round at the edges."""
+             size: int, canonical: bool = False) -> np.ndarray:
+    """A dog on grass that hops one step sideways per event, turning round at the edges
+    (canonical: from the left, hopping twice as far, so it alternates between two places)."""
     background = _landscape(size, sky=(0.62, 0.80, 0.55), ground=(0.22, 0.55, 0.20), horizon=0.45)
-    x, step = rng.uniform(0.3, 0.7), rng.choice([-0.15, 0.15])
+    x, step = (0.35, 0.3) if canonical else (rng.uniform(0.3, 0.7), rng.choice([-0.15, 0.15]))
     states = []
     for _ in range(len(event_frames) + 1):
         facing = np.sign(step)
@@ -142,8 +143,9 @@ def draw_dog(event_frames: np.ndarray, num_frames: int, rng: np.random.Generator
 
 
 def draw_thunder(event_frames: np.ndarray, num_frames: int, rng: np.random.Generator,
-                 size: int) -> np.ndarray:
-    """A dark rainy sky; each event strikes a new bolt (it stays) and flashes the sky."""
+                 size: int, canonical: bool = False) -> np.ndarray:
+    """A dark rainy sky; each event strikes a new bolt (it stays) and flashes the sky
+    (canonical: every bolt starts from the top centre)."""
     yy, _ = _grid(size)
     sky = np.broadcast_to(np.asarray((0.12, 0.14, 0.24)) + 0.10 * (1.0 - yy)[..., None],
                           (size, size, 3)).copy()
@@ -151,7 +153,7 @@ def draw_thunder(event_frames: np.ndarray, num_frames: int, rng: np.random.Gener
     states = [sky]
     for _ in event_frames:
         frame = sky.copy()
-        _paint(frame, _bolt(rng, size), (0.7, 0.7, 0.6))      # + flash 0.3: never clips
+        _paint(frame, _bolt(rng, size, 0.5 if canonical else None), (0.7, 0.7, 0.6))  # + flash 0.3: never clips
         states.append(frame)
     frames = np.stack(states)[events_so_far(num_frames, event_frames)]
     # The flash is additive: a uniform brightness offset leaves image gradients, hence
@@ -170,10 +172,11 @@ def _rain_streaks(rng: np.random.Generator, size: int) -> np.ndarray:
     return streaks
 
 
-def _bolt(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A jagged vertical bolt (H, W), a few pixels wide, from the top to two thirds down."""
+def _bolt(rng: np.random.Generator, size: int, start: float | None = None) -> np.ndarray:
+    """A jagged vertical bolt (H, W), a few pixels wide, from the top (at ``start``, random
+    when None) to two thirds down."""
     mask = np.zeros((size, size))
-    x = rng.uniform(0.25, 0.75) * size
+    x = (rng.uniform(0.25, 0.75) if start is None else start) * size
     half_width = max(1, size // 24)
     for row in range(int(0.68 * size)):
         x = np.clip(x + rng.normal(0.0, 0.7), 2, size - 3)
@@ -182,15 +185,17 @@ def _bolt(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def draw_volleyball(event_frames: np.ndarray, num_frames: int, rng: np.random.Generator,
-                    size: int) -> np.ndarray:
-    """A beach court with a net; each event sends the ball to the other side, at a new height."""
+                    size: int, canonical: bool = False) -> np.ndarray:
+    """A beach court with a net; each event sends the ball to the other side, at a new height
+    (canonical: from the left, always at mid height)."""
     court = _landscape(size, sky=(0.95, 0.72, 0.35), ground=(0.85, 0.55, 0.22), horizon=0.6)
     _paint(court, _box(size, 0.3, 0.6, 0.48, 0.52), (0.25, 0.25, 0.30))      # post
     _paint(court, _box(size, 0.3, 0.42, 0.46, 0.54), (0.95, 0.95, 0.95))     # net, seen edge-on
-    side = rng.integers(2)
+    side = 0 if canonical else rng.integers(2)
     states = []
     for _ in range(len(event_frames) + 1):
-        cx, cy = (0.25, 0.75)[side] + rng.uniform(-0.05, 0.05), rng.uniform(0.3, 0.75)
+        jitter, cy = (0.0, 0.5) if canonical else (rng.uniform(-0.05, 0.05), rng.uniform(0.3, 0.75))
+        cx = (0.25, 0.75)[side] + jitter
         ball = _ellipse(size, cy, cx, 0.12, 0.12)
         frame = court.copy()
         _paint(frame, ball, (0.98, 0.98, 0.92))
@@ -263,7 +268,7 @@ def rain(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 class ClassDesign:
     """How one synthetic class looks and sounds."""
 
-    draw: Callable[[np.ndarray, int, np.random.Generator, int], np.ndarray]
+    draw: Callable[[np.ndarray, int, np.random.Generator, int, bool], np.ndarray]
     sound: Callable[[np.random.Generator, int], np.ndarray]
     ambience: Callable[[np.random.Generator, int, int], np.ndarray] | None = None
 
@@ -274,6 +279,7 @@ DESIGNS = {
     "volleyball": ClassDesign(draw_volleyball, thud),
 }
 CLASSES = tuple(DESIGNS)
+LAYOUTS = ("random", "canonical")
 
 
 def _check_class(label: str) -> None:
@@ -297,19 +303,24 @@ def render_audio(label: str, events_s: np.ndarray, seconds: float, rng: np.rando
 # ---------------------------------------------------------------------------- clips
 
 def synth_clip(label: str, seed: int, *, seconds: float = 2.0, fps: float = 12.0, size: int = 64,
-               shift_s: float = 0.0, sample_rate: int = SAMPLE_RATE) -> SynthClip:
+               shift_s: float = 0.0, layout: str = "random", sample_rate: int = SAMPLE_RATE) -> SynthClip:
     """Generate one clip of class ``label`` from ``seed`` (same seed, same clip, anywhere).
 
     ``shift_s`` delays the audio against the video (negative: audio early), making a clip
     that is deliberately out of sync; sounds shifted out of the clip are dropped.
+    ``layout`` "canonical" starts every clip of a class from the same scene and moves it the
+    same way at each event (the toy world's choice: then a frame's state -- before or after
+    an event -- fixes what it shows); "random" draws positions per clip.
     """
     _check_class(label)
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown synthetic layout '{layout}' (choose from: {', '.join(LAYOUTS)})")
     if size < MIN_SIZE:
         raise ConfigError(f"synthetic frame size {size} is too small to draw on (use {MIN_SIZE} or more)")
     rng = np.random.default_rng(seed)
     num_frames = int(round(seconds * fps))
     event_frames = sample_event_frames(rng, num_frames, fps)
-    frames = DESIGNS[label].draw(event_frames, num_frames, rng, size)        # (F, H, W, 3)
+    frames = DESIGNS[label].draw(event_frames, num_frames, rng, size, layout == "canonical")  # (F, H, W, 3)
     video_events = event_frames / fps
     audio_events = video_events + shift_s
     audio_events = audio_events[(audio_events >= 0) & (audio_events < seconds)]
@@ -331,7 +342,7 @@ def clip_seed(seed: int, label: str, index: int) -> int:
 
 def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSES,
                             clips_per_class: int = 8, *, seed: int = 0, seconds: float = 2.0,
-                            fps: float = 12.0, size: int = 64, shift_s: float = 0.0,
+                            fps: float = 12.0, size: int = 64, shift_s: float = 0.0, layout: str = "random",
                             shuffle_pairs: bool = False, test_fraction: float = 0.2) -> Path:
     """Write a synthetic dataset in the real datasets' layout and return its manifest path.
 
@@ -340,7 +351,8 @@ def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSE
     versions). The last ``test_fraction`` of each class's clips (at least one, given two
     or more) form the test split.
     ``shuffle_pairs`` gives every video the soundtrack of another clip of its class, so
-    nothing is in sync (AV-Align should fall to chance); ``shift_s`` delays every soundtrack.
+    nothing is in sync (AV-Align should fall to chance); ``shift_s`` delays every soundtrack;
+    ``layout`` is :func:`synth_clip`'s.
     """
     for label in classes:
         _check_class(label)
@@ -354,7 +366,7 @@ def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSE
     with tqdm(total=len(classes) * clips_per_class, desc="synthesising clips", unit="clip") as progress:
         for label in classes:
             clips = [synth_clip(label, clip_seed(seed, label, i), seconds=seconds, fps=fps, size=size,
-                                shift_s=shift_s) for i in range(clips_per_class)]
+                                shift_s=shift_s, layout=layout) for i in range(clips_per_class)]
             sound_of = _shuffled_pairs(clips_per_class, seed, label) if shuffle_pairs else range(clips_per_class)
             for i, (clip, sound) in enumerate(zip(clips, (clips[j] for j in sound_of))):
                 clip_id = f"synth_{label}_{i:04d}"
@@ -365,7 +377,8 @@ def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSE
                                     tuple(clip.video_events_s), tuple(sound.audio_events_s)))
                 progress.update()
     params = dict(classes=list(classes), clips_per_class=clips_per_class, seconds=seconds, fps=fps,
-                  size=size, shift_s=shift_s, shuffle_pairs=shuffle_pairs, test_fraction=test_fraction)
+                  size=size, shift_s=shift_s, layout=layout, shuffle_pairs=shuffle_pairs,
+                  test_fraction=test_fraction)
     write_json(out_dir / "synth.json", run_record(params, seed=seed))
     described = " ".join(f"{k}={v}" for k, v in {**params, "seed": seed}.items())
     return write_manifest(out_dir / "manifest.csv", rows, comments=[f"avlib.data.synthetic: {described}"])

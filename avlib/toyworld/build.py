@@ -103,6 +103,7 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
     from diffusers import DDPMScheduler
 
     from avlib.pipeline.conditioning import enable_frame_conditioning
+    from avlib.train import sample_timesteps
 
     noise_schedule = DDPMScheduler.from_config(scheduler_config)
     enable_frame_conditioning(unet, contexts.shape[1] // latents.shape[2])
@@ -119,12 +120,8 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
         drop = torch.rand(cfg.batch_size, generator=generator) < UNCOND_FRACTION
         context[drop] = uncond
         noise = torch.randn(x0.shape, generator=generator)
-        num_train = noise_schedule.config.num_train_timesteps
-        if cfg.timestep_power == 1.0:  # uniform (and the same draws as builds before the option)
-            t = torch.randint(0, num_train, (cfg.batch_size,), generator=generator)
-        else:
-            u = torch.rand(cfg.batch_size, generator=generator) ** cfg.timestep_power
-            t = (u * num_train).long().clamp(max=num_train - 1)
+        t = sample_timesteps(cfg.batch_size, noise_schedule.config.num_train_timesteps, cfg.timestep_power,
+                             generator)
         predicted = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=context).sample
         loss = F.mse_loss(predicted, noise)
         loss.backward()

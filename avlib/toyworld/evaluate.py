@@ -24,18 +24,25 @@ from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
 
 CONDITIONS = ("trained", "shuffled", "untrained")
+SHIPPED_EVALUATION = Path(__file__).parent / "evaluation.json"  # the run RESULTS.md reports
 CAPTIONS = "captions"  # the t2v fed the clip's true per-frame captions: the ceiling for a mapper
-REFERENCE = "real"  # the held-out clips themselves (mirrored): the score a perfect generator gets
+REFERENCE = "real"  # the held-out clips themselves: the score a perfect generator gets
 AV_ALIGN_VERSION = "2025"
 VIDEO_CRF = 10  # x264 at crf 18 flickers on still frames: flow peaks that are not events
 
 
-def toyworld_config(weights: Path, overrides: dict | None = None):
-    """The multiclass experiment's tiny profile on the toy world's stand-ins."""
+def toyworld_config(weights: Path, overrides: dict | None = None, classes=CLASSES):
+    """The tiny profile of the report's experiment for ``classes`` (one class: that class's
+    experiment; several: multiclass) on the toy world's stand-ins."""
     from avlib.config import load_config
+    from avlib.errors import ConfigError
 
-    return load_config("multiclass", "tiny", {
-        "data.classes": list(CLASSES), "model.pretrained": str(weights / T2V_SUBDIR),
+    classes = list(classes)
+    unknown = sorted(set(classes) - set(CLASSES))
+    if unknown or not classes:
+        raise ConfigError(f"toy world classes must be among {', '.join(CLASSES)} (got {classes or 'none'})")
+    return load_config(classes[0] if len(classes) == 1 else "multiclass", "tiny", {
+        "data.classes": classes, "model.pretrained": str(weights / T2V_SUBDIR),
         "encoder.name": "cavp", "encoder.checkpoint": str(weights / CAVP_FILE),
         **(overrides or {})})
 
@@ -61,6 +68,23 @@ def caption_videos(pipeline, clips: list[dict], inf, seed: int) -> list[np.ndarr
         pipeline.encode_conditioning = original
 
 
+def caption_examples(weights: str | Path = WEIGHTS_DIR, seed: int = 0) -> list[dict]:
+    """One held-out clip per class beside the stand-in t2v's video from the clip's true
+    per-frame captions: rows for :func:`avlib.figures.plot_frame_grid`."""
+    from avlib.media import SAMPLE_RATE
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.pipeline.t2v import load_t2v
+
+    config = toyworld_config(Path(weights))
+    pipeline = AudioToVideoPipeline.from_t2v(load_t2v(config.model.pretrained))
+    clips = toy_clips(per_class=1, split="test", seed=seed)
+    videos = caption_videos(pipeline, clips, config.inference, seed)
+    return [{"frames": frames, "reference": rgb_frames(clip), "wave": clip["waveform"].numpy(),
+             "sample_rate": SAMPLE_RATE, "onsets_s": clip["event_frames"] / config.inference.fps,
+             "title": f"{clip['label']}: captions " + " | ".join(clip["captions"])}
+            for clip, frames in zip(clips, videos)]
+
+
 def derangement(n: int, seed: int) -> np.ndarray:
     """A seeded permutation with no fixed point: clip i gets the audio of clip result[i]."""
     order = np.random.default_rng(seed).permutation(n)
@@ -74,12 +98,50 @@ def separated(a: dict, b: dict) -> bool:
     return a["ci95"][0] > b["ci95"][1]
 
 
+def load_evaluation(path: str | Path | None = None) -> dict:
+    """The record :func:`evaluate_toyworld` wrote: a folder holding ``toyworld_eval.json``, the
+    file itself, or ``None`` for the shipped record of the run ``RESULTS.md`` reports."""
+    import json
+
+    from avlib.errors import AvlibError
+
+    path = SHIPPED_EVALUATION if path is None else Path(path)
+    if path.is_dir():
+        path = path / "toyworld_eval.json"
+    if not path.is_file():
+        raise AvlibError(f"no toy-world evaluation at {path}: run `avlib toyworld evaluate --out DIR` "
+                         "and pass DIR (or leave it unset for the shipped record)")
+    return json.loads(path.read_text())
+
+
+CONDITION_NOTES = {
+    REFERENCE: "the held-out clips themselves (the metric's ceiling)",
+    CAPTIONS: "video model fed the true per-frame captions (a mapper's ceiling)",
+    "trained": "trained mapper, the clip's own audio",
+    "shuffled": "trained mapper, another clip's audio",
+    "untrained": "untrained mapper, the clip's own audio",
+}
+
+
+def evaluation_rows(record: dict) -> list[dict]:
+    """One row per condition: AV-Align mean, its 95% CI and n, and the class match where judged."""
+    rows = []
+    for name, note in CONDITION_NOTES.items():
+        score, match = record["av_align"][name], record["class_match"].get(name)
+        rows.append({"condition": name, "what": note, "AV-Align": score["mean"], "95% CI": score["ci95"],
+                     "n": score["n"], "class match": None if match is None else match["mean"],
+                     "class 95% CI": None if match is None else match["ci95"]})
+    return rows
+
+
 def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, test_per_class: int = 10,
                       train_per_class: int = 32, mapper_steps: int = 1000, seed: int = 0,
-                      overrides: dict | None = None, progress: bool = True) -> dict:
+                      overrides: dict | None = None, classes=CLASSES, progress: bool = True) -> dict:
     """Run the experiment into ``out_dir``; returns (and writes ``toyworld_eval.json``) the numbers.
 
+    ``classes``: all three (the multiclass mapper, the default) or one (that class's experiment).
     ``av_align`` also holds ``real``: the held-out clips themselves, the ceiling of the metric here.
+    The frame classifier always learns all three classes, so the class match's chance is 1/3.
     """
     from avlib.mapper import build_mapper
     from avlib.media import write_video
@@ -93,10 +155,10 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     # No feature cache: its keys name the weights' path, and a rebuilt toy world keeps the path.
     config = toyworld_config(weights, {"train.max_steps": mapper_steps, "train.epochs": 10_000,
                                        "train.checkpoint_every": mapper_steps, "train.cache_features": False,
-                                       **(overrides or {})})
+                                       **(overrides or {})}, classes)
     timings, started = {}, time.perf_counter()
-    train_clips = toy_clips(per_class=train_per_class, seed=seed)
-    test_clips = toy_clips(per_class=test_per_class, split="test", seed=seed)
+    train_clips = toy_clips(config.data.classes, per_class=train_per_class, seed=seed)
+    test_clips = toy_clips(config.data.classes, per_class=test_per_class, split="test", seed=seed)
     timings["data_s"] = time.perf_counter() - started
 
     summary = train(config, train_clips, out_dir / "mapper_run", progress=progress)
@@ -138,7 +200,8 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     av_align = {name: mean_with_ci([r.score for r in results], seed=seed) for name, results in scores.items()}
     timings["av_align_s"] = time.perf_counter() - started - sum(timings.values())
 
-    classifier = train_frame_classifier(train_clips, CLASSES, seed=seed, progress=progress)
+    classifier = train_frame_classifier(toy_clips(per_class=train_per_class, seed=seed), CLASSES, seed=seed,
+                                        progress=progress)
     labels = [c["label"] for c in test_clips]
     real_accuracy = np.mean([classifier.classify_video(rgb_frames(c)) == c["label"] for c in test_clips])
     class_match = {name: mean_with_ci([float(classifier.classify_video(f) == labels[i])
