@@ -119,8 +119,11 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=step.parameters,
-                                   kernel_name=KERNEL, progress_bar=False, cwd=str(out_dir))
+        # The kernel starts in out_dir (nbclient's resources path). Not papermill's ``cwd``: that
+        # chdirs this whole process, and from parallel threads one run's restore can land
+        # between another's chdir and its kernel start, which then starts in the wrong folder.
+        papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
+                                   progress_bar=False, resources={"metadata": {"path": str(out_dir)}})
     except PapermillExecutionError as exc:
         raise AvlibError(f"{step.output} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
                          f"(the executed notebook is {output})") from exc
@@ -203,15 +206,9 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
             timings[step.output] = round(run_notebook(step, out_dir, notebook_dir), 1)
             bar.update()
 
-    # papermill chdirs the whole process into ``cwd`` while a notebook runs; from parallel
-    # threads the saves and restores interleave, so put the caller's folder back ourselves.
-    caller_cwd = Path.cwd()
-    try:
-        with kernel_environment(jobs), ThreadPoolExecutor(jobs) as pool:
-            for stage in (chains[:-2], chains[-2:]):
-                list(pool.map(run_chain, stage))  # re-raises the first failure
-    finally:
-        os.chdir(caller_cwd)
+    with kernel_environment(jobs), ThreadPoolExecutor(jobs) as pool:
+        for stage in (chains[:-2], chains[-2:]):
+            list(pool.map(run_chain, stage))  # re-raises the first failure
     bar.close()
     figures = refresh_figures(out_dir / "figures", figures_dir, profile)
     record = run_record(None, None, status="done", profile=profile, experiments=list(experiments),

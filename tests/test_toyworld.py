@@ -102,11 +102,16 @@ def test_evaluate_one_class_end_to_end(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
-def test_shipped_evaluation_record_is_complete():
-    from avlib.toyworld.evaluate import load_evaluation
+def test_shipped_evaluation_records_are_complete():
+    from avlib.toyworld.evaluate import evaluation_summary, shipped_evaluations
 
-    record = load_evaluation()
-    assert record["n_test_clips"] >= 30 and record["av_align_version"] == "2025"
-    assert set(record["acceptance"]) == {"av_align_trained_above_shuffled", "av_align_trained_above_untrained",
-                                         "class_match_above_chance", "passed"}
-    assert {"config", "seed", "versions"} <= set(record)
+    records = shipped_evaluations()
+    assert list(records)[0] == "multiclass" and "thunder" in records
+    for name, record in records.items():
+        assert record["config"]["name"] == name and record["n_test_clips"] >= 30
+        assert record["av_align_version"] == "2025" and {"seed", "versions"} <= set(record)
+        assert set(record["acceptance"]) == {"av_align_trained_above_shuffled", "av_align_trained_above_untrained",
+                                             "class_match_above_chance", "passed"}
+    rows = evaluation_summary(records)
+    assert [row["experiment"] for row in rows] == list(records)
+    assert all(row["real AV-Align"] == 1.0 for row in rows)

@@ -24,7 +24,7 @@ from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
 
 CONDITIONS = ("trained", "shuffled", "untrained")
-SHIPPED_EVALUATION = Path(__file__).parent / "evaluation.json"  # the run RESULTS.md reports
+SHIPPED_EVALUATIONS = Path(__file__).parent / "evaluations"  # {experiment}.json: the runs RESULTS.md reports
 CAPTIONS = "captions"  # the t2v fed the clip's true per-frame captions: the ceiling for a mapper
 REFERENCE = "real"  # the held-out clips themselves: the score a perfect generator gets
 AV_ALIGN_VERSION = "2025"
@@ -98,20 +98,38 @@ def separated(a: dict, b: dict) -> bool:
     return a["ci95"][0] > b["ci95"][1]
 
 
-def load_evaluation(path: str | Path | None = None) -> dict:
-    """The record :func:`evaluate_toyworld` wrote: a folder holding ``toyworld_eval.json``, the
-    file itself, or ``None`` for the shipped record of the run ``RESULTS.md`` reports."""
+def load_evaluation(path: str | Path) -> dict:
+    """The record :func:`evaluate_toyworld` wrote: a folder holding ``toyworld_eval.json``, or the file."""
     import json
 
     from avlib.errors import AvlibError
 
-    path = SHIPPED_EVALUATION if path is None else Path(path)
+    path = Path(path)
     if path.is_dir():
         path = path / "toyworld_eval.json"
     if not path.is_file():
         raise AvlibError(f"no toy-world evaluation at {path}: run `avlib toyworld evaluate --out DIR` "
-                         "and pass DIR (or leave it unset for the shipped record)")
+                         "and pass DIR")
     return json.loads(path.read_text())
+
+
+def shipped_evaluations() -> dict[str, dict]:
+    """The records of the runs ``RESULTS.md`` reports, by experiment (multiclass first)."""
+    paths = sorted(SHIPPED_EVALUATIONS.glob("*.json"), key=lambda p: (p.stem != "multiclass", p.stem))
+    return {path.stem: load_evaluation(path) for path in paths}
+
+
+def evaluation_summary(records: dict[str, dict]) -> list[dict]:
+    """One row per record: AV-Align of each condition, the class match and the verdict."""
+    rows = []
+    for name, record in records.items():
+        row = {"experiment": name, "n": record["n_test_clips"]}
+        row.update({f"{c} AV-Align": record["av_align"][c]["mean"] for c in CONDITION_NOTES})
+        row["trained 95% CI"] = record["av_align"]["trained"]["ci95"]
+        row["class match"] = record["class_match"]["trained"]["mean"]
+        row["passed"] = record["acceptance"]["passed"]
+        rows.append(row)
+    return rows
 
 
 CONDITION_NOTES = {
