@@ -24,9 +24,16 @@ class Explorer:
         if not self.run_dirs:
             raise ConfigError(f"no trained run among {[str(d) for d in run_dirs]} (a run folder "
                               "holds pipeline/ after `avlib train` or notebook 04)")
-        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="avlib-explorer-"))
+        self._out_dir = Path(out_dir) if out_dir else None
         self._pipelines: dict[str, object] = {}
         self._clips: dict[str, object] = {}
+
+    @property
+    def out_dir(self) -> Path:
+        """Where videos and uploads go; a temporary folder is made only once something is written."""
+        if self._out_dir is None:
+            self._out_dir = Path(tempfile.mkdtemp(prefix="avlib-explorer-"))
+        return self._out_dir
 
     def config(self, run: str):
         from avlib.config import config_from_record
