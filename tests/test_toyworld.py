@@ -108,7 +108,7 @@ def test_shipped_evaluation_records_are_complete():
     records = shipped_evaluations()
     assert list(records)[0] == "multiclass" and "thunder" in records
     for name, record in records.items():
-        assert record["config"]["name"] == name and record["n_test_clips"] >= 30
+        assert name.split("_seed")[0] == record["config"]["name"] and record["n_test_clips"] >= 30
         assert record["av_align_version"] == "2025" and {"seed", "versions"} <= set(record)
         assert set(record["acceptance"]) == {"av_align_trained_above_shuffled", "av_align_trained_above_untrained",
                                              "class_match_above_chance", "passed"}
