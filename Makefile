@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# Compile librosa's numba kernels once, before parallel workers would race to cache them.
+	$(BIN)/python -c "from avlib.metrics.av_align import compile_onset_detection; compile_onset_detection()"
 	touch $(STAMP)
 
 setup: $(STAMP)

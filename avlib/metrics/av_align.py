@@ -118,6 +118,16 @@ def onset_times(wave: np.ndarray, sample_rate: int = ONSET_SAMPLE_RATE) -> np.nd
     return librosa.frames_to_time(frames, sr=sample_rate)
 
 
+def compile_onset_detection() -> None:
+    """Run the onset detector once, so librosa's numba kernels are compiled and cached.
+
+    ``make setup`` calls this: numba writes its on-disk cache on first use, and several cold
+    processes compiling at once (test workers, kernels, a process pool) have crashed with a
+    segfault in librosa's ``peak_pick`` on a fresh install.
+    """
+    onset_times(np.random.default_rng(0).uniform(-1, 1, ONSET_SAMPLE_RATE // 2))
+
+
 # --- video -------------------------------------------------------------------------------
 
 def read_bgr_frames(video: Path) -> tuple[list[np.ndarray], float]:
@@ -251,7 +261,7 @@ def av_align_videos(videos: Sequence[str | Path], version: str = "2025",
         # Fork (where the OS has it) after one warm-up call: the workers inherit librosa's
         # compiled numba kernels and loaded modules instead of paying ~4 s each to rebuild
         # them, which on short videos costs more than the parallelism gains.
-        onset_times(np.random.default_rng(0).uniform(-1, 1, ONSET_SAMPLE_RATE // 2))
+        compile_onset_detection()
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with ProcessPoolExecutor(workers, mp_context=context,
