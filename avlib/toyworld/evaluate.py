@@ -29,6 +29,13 @@ CAPTIONS = "captions"  # the t2v fed the clip's true per-frame captions: the cei
 REFERENCE = "real"  # the held-out clips themselves: the score a perfect generator gets
 AV_ALIGN_VERSION = "2025"
 VIDEO_CRF = 10  # x264 at crf 18 flickers on still frames: flow peaks that are not events
+CONDITION_NOTES = {
+    REFERENCE: "the held-out clips themselves (the metric's ceiling)",
+    CAPTIONS: "video model fed the true per-frame captions (a mapper's ceiling)",
+    "trained": "trained mapper, the clip's own audio",
+    "shuffled": "trained mapper, another clip's audio",
+    "untrained": "untrained mapper, the clip's own audio",
+}
 
 
 def toyworld_config(weights: Path, overrides: dict | None = None, classes=CLASSES):
@@ -132,15 +139,6 @@ def evaluation_summary(records: dict[str, dict]) -> list[dict]:
     return rows
 
 
-CONDITION_NOTES = {
-    REFERENCE: "the held-out clips themselves (the metric's ceiling)",
-    CAPTIONS: "video model fed the true per-frame captions (a mapper's ceiling)",
-    "trained": "trained mapper, the clip's own audio",
-    "shuffled": "trained mapper, another clip's audio",
-    "untrained": "untrained mapper, the clip's own audio",
-}
-
-
 def evaluation_rows(record: dict) -> list[dict]:
     """One row per condition: AV-Align mean, its 95% CI and n, and the class match where judged."""
     rows = []
@@ -218,8 +216,10 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     av_align = {name: mean_with_ci([r.score for r in results], seed=seed) for name, results in scores.items()}
     timings["av_align_s"] = time.perf_counter() - started - sum(timings.values())
 
-    classifier = train_frame_classifier(toy_clips(per_class=train_per_class, seed=seed), CLASSES, seed=seed,
-                                        progress=progress)
+    # The classifier learns all three classes; a one-class run's training clips hold only one.
+    classifier_clips = (train_clips if set(config.data.classes) == set(CLASSES)
+                        else toy_clips(per_class=train_per_class, seed=seed))
+    classifier = train_frame_classifier(classifier_clips, CLASSES, seed=seed, progress=progress)
     labels = [c["label"] for c in test_clips]
     real_accuracy = np.mean([classifier.classify_video(rgb_frames(c)) == c["label"] for c in test_clips])
     class_match = {name: mean_with_ci([float(classifier.classify_video(f) == labels[i])
