@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Iterable, Mapping
@@ -23,6 +24,15 @@ import yaml
 from avlib.errors import ConfigError
 
 PROFILES = ("tiny", "paper")
+# How a training example's audio relates to its frames (data.audio_window):
+#   aligned        the audio under the frames, the same seconds (and the same at inference)
+#   report_padded  the report repo's quirk: that audio zero-padded to 10 s before CAVP
+#                  (train_cavp.py: get_spectrogram(audio, 160000)), so the 24 frames are
+#                  regrouped from mostly padding. For reproducing the repo only.
+AUDIO_WINDOWS = ("aligned", "report_padded")
+REPORT_PADDED_SECONDS = 10.0
+SCHEDULERS = ("dpm-multistep", "ddim")   # inference.scheduler
+VAE_FACTOR = 8                           # zeroscope's VAE and UNet need sizes divisible by 8
 
 # Short names accepted as overrides (papermill parameters use these).
 ALIASES = {
@@ -44,11 +54,12 @@ class DataConfig:
     root: str | None = None              # folder holding the clips (mp4 + wav)
     split: str = "repo"                  # repo: the report repository's split | report: 400/100
     split_seed: int = 0                  # report split: seeded hash of the clip id (avlib.data.manifests)
-    clip_seconds: float = 1.0            # audio seconds per training example
+    clip_seconds: float = 2.0            # seconds per example: its frames and its audio (aligned)
     num_frames: int = 24
-    fps: float = 24.0                    # rate at which frames are sampled from a clip
-    height: int = 320
-    width: int = 576
+    fps: float = 12.0                    # rate at which frames are sampled: 24 frames over 2 s
+    height: int = 512                    # report repo configs/v2 (train_data 512x512)
+    width: int = 512
+    audio_window: str = "aligned"        # aligned | report_padded (see AUDIO_WINDOWS)
     short_clips: str = "pad"             # pad | reject
     synth_clips_per_class: int = 24      # synth with no data.root: clips generated per class
     synth_layout: str = "random"         # synth: random | canonical (the toy world's, tiny profile)
@@ -64,15 +75,16 @@ class EncoderConfig:
 
 @dataclass
 class MapperConfig:
-    kind: str = "audiovisgen"            # audiovisgen | tempotokens
-    hidden_dim: int = 1024
+    kind: str = "audiovisgen"            # audiovisgen (the report repo's) | tempotokens
+    hidden_dim: int = 2304               # the report repo's and TempoTokens' fc1/fc2 width
     token_dim: int = 1024                # = the text encoder's hidden size
     num_frames: int = 24
     windows: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    attention: bool = True               # the report's self-attention after the MLP
+    tokens_per_vector: int | None = None  # rows fc3 emits per audio vector (None: audiovisgen 3, tempotokens 1)
+    frame_attention: bool = False        # audiovisgen: add the report text's self-attention over frames
     attention_heads: int = 8
-    checkpoint: str | None = None        # released mapper weights (TempoTokens baseline)
-    upstream_dropout: bool = False       # TempoTokens' dropout left on at inference
+    checkpoint: str | None = None        # upstream mapper weights (learned_embeds.pth, at_embedder_N.pth)
+    upstream_dropout: bool = False       # the class-token attention's dropout left on at inference
 
 
 @dataclass
@@ -106,14 +118,16 @@ class TrainConfig:
 
 @dataclass
 class InferenceConfig:
-    num_inference_steps: int = 25
-    guidance_scale: float = 25.0
+    num_inference_steps: int = 25        # report Table 1
+    guidance_scale: float = 25.0         # report Table 1
     num_frames: int = 24
-    height: int = 320
-    width: int = 576
-    fps: float = 12.0
-    audio_seconds: float = 2.0
-    seed: int | None = 64
+    height: int = 512                    # report repo inference_cavp.py default
+    width: int = 512
+    fps: float = 12.0                    # report repo / TempoTokens write videos at 12 fps
+    audio_seconds: float = 2.0           # = num_frames / fps = the training window
+    scheduler: str = "dpm-multistep"     # dpm-multistep (report repo, TempoTokens) | ddim
+    negative_prompt: str = ""            # the unconditional branch's text
+    seed: int | None = 64                # report Table 1
 
 
 @dataclass
@@ -275,7 +289,9 @@ def validate(config: ExperimentConfig) -> None:
         "data.synth_layout": (config.data.synth_layout, ("random", "canonical")),
         "encoder.name": (config.encoder.name, ("cavp", "beats")),
         "encoder.layers": (config.encoder.layers, ("last", "all")),
+        "data.audio_window": (config.data.audio_window, AUDIO_WINDOWS),
         "mapper.kind": (config.mapper.kind, ("audiovisgen", "tempotokens")),
+        "inference.scheduler": (config.inference.scheduler, SCHEDULERS),
         "model.dtype": (config.model.dtype, ("float32", "float16", "bfloat16")),
         "train.mixed_precision": (config.train.mixed_precision, ("no", "fp16", "bf16")),
     }
@@ -294,3 +310,39 @@ def validate(config: ExperimentConfig) -> None:
     if not config.train.timestep_power > 0:
         raise ConfigError(f"train.timestep_power must be > 0 (got {config.train.timestep_power}); "
                           "1 draws training timesteps uniformly, 0.5 favours high noise")
+    check_windows(config)
+
+
+def check_windows(config: ExperimentConfig) -> None:
+    """Frames and audio must describe the same seconds everywhere, and sizes fit the VAE.
+
+    A mismatch would not crash: it would train frame ``f`` on the audio of another time, or
+    generate from a time scale the mapper never saw. So each is one clear error here.
+    """
+    data, mapper, inference = config.data, config.mapper, config.inference
+    if not data.num_frames == mapper.num_frames == inference.num_frames:
+        raise ConfigError(
+            f"frame counts differ: data.num_frames={data.num_frames}, mapper.num_frames="
+            f"{mapper.num_frames}, inference.num_frames={inference.num_frames}; the mapper makes "
+            "one token set per frame, so set all three to the same number")
+    for section, frames, fps, key, seconds in (
+            ("data", data.num_frames, data.fps, "clip_seconds", data.clip_seconds),
+            ("inference", inference.num_frames, inference.fps, "audio_seconds", inference.audio_seconds)):
+        if not fps > 0:
+            raise ConfigError(f"{section}.fps must be positive, got {fps}")
+        if not math.isclose(frames / fps, seconds, rel_tol=1e-6):
+            raise ConfigError(
+                f"{section}: {frames} frames at {fps:g} fps span {frames / fps:g} s, but "
+                f"{section}.{key} is {seconds:g}; frames and audio cover the same seconds: set "
+                f"{section}.{key}={frames / fps:g} or change {section}.fps")
+    if not math.isclose(inference.audio_seconds, data.clip_seconds, rel_tol=1e-6):
+        raise ConfigError(
+            f"inference.audio_seconds={inference.audio_seconds:g} differs from the training "
+            f"window data.clip_seconds={data.clip_seconds:g}: the mapper maps that many seconds "
+            "to the frames; generate from the same window length (and fps)")
+    for key, value in (("data.height", data.height), ("data.width", data.width),
+                       ("inference.height", inference.height), ("inference.width", inference.width)):
+        if value < VAE_FACTOR or value % VAE_FACTOR:
+            lower = max(VAE_FACTOR, value // VAE_FACTOR * VAE_FACTOR)
+            raise ConfigError(f"{key}={value} is not a multiple of {VAE_FACTOR} (the VAE and UNet "
+                              f"downsample by {VAE_FACTOR}): use {lower} or {lower + VAE_FACTOR}")

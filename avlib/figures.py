@@ -103,7 +103,7 @@ def plot_model_structure(config, counts: Mapping[str, int] | None = None):
     ax.set_axis_off()
     mapper = config.mapper
     windows = ", ".join(map(str, mapper.windows))
-    mixer = "self-attention" if mapper.kind == "audiovisgen" and mapper.attention else "attention pooling"
+    mixer = "<class> pooling" + (" + frame attn" if mapper.kind == "audiovisgen" and mapper.frame_attention else "")
     boxes = [
         ("audio\n16 kHz", None, "white"),
         (f"{config.encoder.name.upper()} encoder", "encoder", "lightsteelblue"),

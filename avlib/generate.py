@@ -26,29 +26,23 @@ def read_conditioning_audio(path: str | Path) -> np.ndarray:
 
 
 def generate_file(pipeline, output: str | Path, settings: InferenceConfig, prompt: str | None = None,
-                  audio_path: str | Path | None = None, fps: float | None = None, config=None) -> dict:
-    """Run ``pipeline`` and write ``output`` (mp4) and ``output``.json; returns the sidecar.
-
-    With ``fps`` None the frames span the audio (24 frames over 2 s: 12 fps), else
-    ``settings.fps``.
-    """
+                  audio_path: str | Path | None = None, config=None) -> dict:
+    """Run ``pipeline`` with ``settings`` and write ``output`` (mp4) and ``output``.json;
+    returns the sidecar. The video shows ``settings.num_frames`` frames at ``settings.fps``
+    and carries the audio window they were made from (:meth:`AudioToVideoPipeline.generate`)."""
     wave = read_conditioning_audio(audio_path) if audio_path is not None else None
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
+    audio_window = config.data.audio_window if config is not None else "aligned"
     start = time.perf_counter()
-    frames = pipeline(
-        audio=wave if getattr(pipeline, "mapper", None) is not None else None, prompt=prompt,
-        num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
-        num_frames=settings.num_frames, height=settings.height, width=settings.width,
-        generator=generator,
-    )[0]                                                           # (F, H, W, 3)
+    video = pipeline.generate(settings, audio=wave, prompt=prompt, generator=generator,
+                              audio_window=audio_window)
     elapsed = time.perf_counter() - start
-    fps = fps or (settings.num_frames * SAMPLE_RATE / wave.size if wave is not None else settings.fps)
-    write_video(output, frames, fps, audio=wave)
+    write_video(output, video.frames[0], video.fps, audio=None if video.audio is None else video.audio[0])
     sidecar = run_record(
         config, seed=settings.seed, prompt=prompt,
         audio=str(audio_path) if audio_path is not None else None,
         audio_conditioned=getattr(pipeline, "mapper", None) is not None and wave is not None,
-        settings={**dataclasses.asdict(settings), "fps": fps}, t2v=getattr(pipeline, "t2v_source", None),
+        settings=dataclasses.asdict(settings), t2v=getattr(pipeline, "t2v_source", None),
         elapsed_s=round(elapsed, 3), output=str(output),
     )
     write_json(Path(output).with_suffix(".json"), sidecar)
@@ -56,13 +50,15 @@ def generate_file(pipeline, output: str | Path, settings: InferenceConfig, promp
 
 
 def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | None = None,
-                    progress: bool = True) -> Path:
+                    progress: bool = True, overrides=None) -> Path:
     """Generate a video for every test clip of a trained run, in the layout ``avlib evaluate`` reads.
 
-    Writes ``samples/{clip_id}.mp4`` (the clip's audio muxed in) and ``.wav``,
-    ``samples/index.csv`` (clip_id,label,prompt), and the real clips at the same size in
-    ``reference/`` with ``reference/index.csv`` (clip_id,label). Clip ``i`` gets the noise of
-    ``seed + i``, so a rerun reproduces every video.
+    The run's inference settings apply (size, frames, fps, audio window, steps, guidance,
+    scheduler), with ``overrides`` (``["inference.guidance_scale=15"]``) on top. Writes
+    ``samples/{clip_id}.mp4`` (the clip's audio window muxed in) and ``.wav``,
+    ``samples/index.csv`` (clip_id,label,prompt), ``samples/settings.json``, and the real
+    clips at the training size in ``reference/`` with ``reference/index.csv``
+    (clip_id,label). Clip ``i`` gets the noise of ``seed + i``, so a rerun reproduces every video.
     """
     import csv
     import json
@@ -79,30 +75,31 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     record = run_dir / "config.json"
     if not record.is_file():
         raise MediaError(f"{run_dir} is not a training run (no config.json); run `avlib train` first")
-    config = config_from_record(json.loads(record.read_text()))
-    seed = config.inference.seed if seed is None else seed
+    config = config_from_record(json.loads(record.read_text()), overrides)
+    settings = config.inference
+    seed = settings.seed if seed is None else seed
     t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=config.model.device)
     pipeline = AudioToVideoPipeline.from_pretrained(run_dir / "pipeline", t2v=t2v, device=config.model.device)
+    pipeline.enable_vae_slicing(config.model.vae_slicing)
     clips = load_split(config, "test")
     count = len(clips) if limit is None else min(limit, len(clips))
-    fps = config.data.fps
     rows = []
     for index in tqdm(range(count), desc="sampling test clips", disable=not progress):
         clip = clips[index]
-        wave = clip["waveform"].numpy()
-        frames = pipeline(wave, prompt=config.prompt, num_inference_steps=config.inference.num_inference_steps,
-                          guidance_scale=config.inference.guidance_scale, num_frames=pipeline.mapper.num_frames,
-                          height=config.data.height, width=config.data.width,
-                          generator=torch.Generator().manual_seed((seed or 0) + index), progress=False)[0]
-        clip_fps = pipeline.mapper.num_frames * SAMPLE_RATE / wave.size
-        write_video(run_dir / "samples" / f"{clip['clip_id']}.mp4", frames, clip_fps, audio=wave)
+        video = pipeline.generate(settings, audio=clip["waveform"], prompt=config.prompt,
+                                  generator=torch.Generator().manual_seed((seed or 0) + index),
+                                  audio_window=config.data.audio_window, progress=False)
+        wave = video.audio[0]
+        write_video(run_dir / "samples" / f"{clip['clip_id']}.mp4", video.frames[0], video.fps, audio=wave)
         save_audio(run_dir / "samples" / f"{clip['clip_id']}.wav", wave)
         real = (clip["frames"].permute(0, 2, 3, 1).numpy() + 1) / 2             # (F, H, W, 3) in [0, 1]
-        write_video(run_dir / "reference" / f"{clip['clip_id']}.mp4", real, fps, audio=wave)
+        write_video(run_dir / "reference" / f"{clip['clip_id']}.mp4", real, config.data.fps, audio=wave)
         rows.append((clip["clip_id"], clip["label"], config.prompt or ""))
     for name, header, width in (("samples", ["clip_id", "label", "prompt"], 3), ("reference", ["clip_id", "label"], 2)):
         with atomic_path(run_dir / name / "index.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows(row[:width] for row in rows)
+    write_json(run_dir / "samples" / "settings.json",
+               run_record(config, seed=seed, settings=dataclasses.asdict(settings), clips=count))
     return run_dir / "samples"

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from avlib.audio import build_audio_encoder
 from avlib.audio.cache import EmbeddingCache, encoder_cache_key
 from avlib.config import ExperimentConfig
+from avlib.data.window import AudioFrameWindow
 from avlib.errors import AvlibError, ConfigError
 from avlib.io import atomic_path, cache_dir, run_record, write_json
 from avlib.mapper import build_mapper
@@ -45,11 +46,15 @@ CHECKPOINTS = "checkpoints"
 
 # -- frozen features ----------------------------------------------------------------------------
 class FrozenFeatures:
-    """Audio embeddings and VAE latents of clips, computed by the frozen models (and cached)."""
+    """Audio embeddings and VAE latents of whole clips, computed by the frozen models (and cached).
+
+    ``whole_audio=False`` (the ``report_padded`` window) skips the clip's audio: that mode
+    encodes each window's padded audio at every step instead (:meth:`encode_audio`).
+    """
 
     def __init__(self, config: ExperimentConfig, t2v: T2VComponents, encoder: torch.nn.Module,
-                 cache_root: Path | None):
-        self.t2v, self.encoder = t2v, encoder
+                 cache_root: Path | None, whole_audio: bool = True):
+        self.t2v, self.encoder, self.whole_audio = t2v, encoder, whole_audio
         self.hits = self.misses = 0
         self.audio_cache = self.latent_cache = None
         if cache_root is not None:
@@ -58,42 +63,66 @@ class FrozenFeatures:
             self.latent_cache = EmbeddingCache(cache_root, latent_key)
 
     @torch.no_grad()
-    def compute(self, clip: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """One clip -> (audio features (T, D_audio), latents (C, F, h, w))."""
+    def encode_audio(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(samples,)`` 16 kHz -> ``(T', D_audio)`` float32 on the CPU."""
         device = self.t2v.unet.device
-        audio = self.encoder.encode(torch.as_tensor(clip["waveform"])[None].to(device))[0]
-        frames = torch.as_tensor(clip["frames"]).to(device, self.t2v.vae.dtype)      # (F, 3, H, W)
-        latents = self.t2v.vae.encode(frames).latent_dist.mean                        # (F, C, h, w)
-        latents = latents * self.t2v.vae.config.scaling_factor
-        return audio.float().cpu(), latents.permute(1, 0, 2, 3).float().cpu()       # (C, F, h, w)
+        return self.encoder.encode(torch.as_tensor(waveform)[None].to(device))[0].float().cpu()
 
-    def __call__(self, clip: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    @torch.no_grad()
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` in [-1, 1] -> VAE latents ``(C, N, h, w)`` float32 on the CPU."""
+        frames = torch.as_tensor(frames).to(self.t2v.unet.device, self.t2v.vae.dtype)
+        latents = self.t2v.vae.encode(frames).latent_dist.mean                     # (N, C, h, w)
+        latents = latents * self.t2v.vae.config.scaling_factor
+        return latents.permute(1, 0, 2, 3).float().cpu()                           # (C, N, h, w)
+
+    def __call__(self, clip: dict) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """One whole clip -> (audio features (T', D_audio) or None, latents (C, N, h, w))."""
         clip_id = str(clip["clip_id"])
-        if self.audio_cache is None:
-            return self.compute(clip)
-        if clip_id in self.audio_cache and clip_id in self.latent_cache:
+        caches = [self.latent_cache] + ([self.audio_cache] if self.whole_audio else [])
+        if self.latent_cache is not None and all(clip_id in cache for cache in caches):
             self.hits += 1
-            return (torch.from_numpy(self.audio_cache.load(clip_id)),
-                    torch.from_numpy(self.latent_cache.load(clip_id)))
+            audio = torch.from_numpy(self.audio_cache.load(clip_id)) if self.whole_audio else None
+            return audio, torch.from_numpy(self.latent_cache.load(clip_id))
         self.misses += 1
-        audio, latents = self.compute(clip)
-        self.audio_cache.save(clip_id, audio.numpy())
-        self.latent_cache.save(clip_id, latents.numpy())
+        audio = self.encode_audio(clip["waveform"]) if self.whole_audio else None
+        latents = self.encode_frames(clip["frames"])
+        if self.latent_cache is not None:
+            self.latent_cache.save(clip_id, latents.numpy())
+            if audio is not None:
+                self.audio_cache.save(clip_id, audio.numpy())
         return audio, latents
 
 
 class FeatureDataset(Dataset):
-    """Clips as (audio features, latents), through :class:`FrozenFeatures`."""
+    """Whole clips -> one aligned window per step: (audio features, latents) of the same seconds.
 
-    def __init__(self, clips: Dataset, features: FrozenFeatures):
-        self.clips, self.features = clips, features
+    The window's start is drawn from (seed, epoch, index) (:meth:`set_epoch`), so every epoch
+    trains on new windows of long clips even when the features come from the cache.
+    """
+
+    def __init__(self, clips: Dataset, features: FrozenFeatures, window: AudioFrameWindow, seed: int):
+        self.clips, self.features, self.window, self.seed = clips, features, window, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, index: int) -> dict:
-        audio, latents = self.features(self.clips[index])
-        return {"audio": audio, "latents": latents}
+        clip = self.clips[index]
+        audio, latents = self.features(clip)                                  # (T', D), (C, N, h, w)
+        grid = self.window.frame_grid(self.features.encoder)
+        start = self.window.draw_start(latents.shape[1], self.seed, self.epoch, index, grid)
+        latents = latents[:, start:start + self.window.num_frames]            # (C, F, h, w)
+        if audio is None:  # report_padded: this window's audio, padded, through the encoder
+            wave = self.window.cut(clip["waveform"], start / self.window.fps)
+            audio = self.features.encode_audio(self.window.encoder_input(wave))
+        else:
+            audio = self.window.crop_vectors(audio, start, self.features.encoder)  # (n, D)
+        return {"audio": audio, "latents": latents, "start_frame": start}
 
 
 class EpochPermutation(Sampler):
@@ -218,8 +247,9 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
           progress: bool = True) -> dict:
     """Train ``config``'s mapper on ``clips`` into ``run_dir``; returns a summary dict.
 
-    ``clips[i]`` is a dict with ``frames`` (F, 3, H, W) in [-1, 1], ``waveform`` (samples,)
-    at 16 kHz and ``clip_id``. The run folder gets ``config.json``, ``losses.csv``,
+    ``clips[i]`` is a whole clip: a dict with ``frames`` (N, 3, H, W) in [-1, 1] at
+    ``data.fps``, N >= ``data.num_frames``, ``waveform`` (samples,) at 16 kHz covering the same
+    seconds, and ``clip_id``; each step trains on a random aligned window of it. The run folder gets ``config.json``, ``losses.csv``,
     ``checkpoints/step_*`` and, at the end, ``pipeline/`` (loadable by ``avlib generate``).
     """
     from accelerate import Accelerator
@@ -261,10 +291,13 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
         step, losses = load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
     write_json(run_dir / "config.json", run_record(config, seed=tcfg.seed))
 
+    window = AudioFrameWindow.for_training(config.data)
     features = FrozenFeatures(config, t2v, encoder,
-                              cache_dir() / "features" if tcfg.cache_features else None)
+                              cache_dir() / "features" if tcfg.cache_features else None,
+                              whole_audio=window.mode == "aligned")
+    windows = FeatureDataset(clips, features, window, tcfg.seed)
     sampler = EpochPermutation(len(clips), tcfg.seed)
-    loader = DataLoader(FeatureDataset(clips, features), batch_size=tcfg.batch_size, sampler=sampler)
+    loader = DataLoader(windows, batch_size=tcfg.batch_size, sampler=sampler)
     mapper, optimizer, loader = accelerator.prepare(mapper, optimizer, loader)
 
     steps_per_epoch = math.ceil(len(clips) / tcfg.batch_size)
@@ -278,11 +311,15 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
         epoch, done_in_epoch = divmod(step, steps_per_epoch)
         epoch_loader = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         epoch_loader.set_epoch(epoch)  # accelerate would otherwise count epochs per loader object
+        windows.set_epoch(epoch)       # new window starts each epoch
         for batch in epoch_loader:
             latents = batch["latents"]                                         # (B, C, F, h, w)
             noise = torch.randn(latents.shape, generator=noise_generator).to(latents)
             timesteps = sample_timesteps(latents.shape[0], noise_schedule.config.num_train_timesteps,
                                          tcfg.timestep_power, noise_generator).to(latents.device)
+            # The <class> pooling's dropout draws from the global RNG, which the data loader
+            # also consumes; seeding it from the checkpointed generator keeps resume exact.
+            torch.manual_seed(int(torch.randint(0, 2**62, (), generator=noise_generator)))
             with accelerator.autocast():
                 loss, mse, regulariser = denoising_loss(
                     t2v, mapper, noise_schedule, batch["audio"], latents, noise, timesteps,

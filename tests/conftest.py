@@ -77,3 +77,18 @@ def tempotokens_reference(fixtures_dir):
     import numpy as np
 
     return dict(np.load(fixtures_dir / "tempotokens_mapper_case.npz"))
+
+
+@pytest.fixture(scope="session")
+def report_mapper_state(fixtures_dir, synth_weights):
+    """Stand-in weights in the layout of the report repo's at_embedder_{step}.pth (17 keys)."""
+    return synth_weights.synth_from_manifest(
+        fixtures_dir / "audiovisgen_report_mapper_state_dict_shapes.json", seed=0)
+
+
+@pytest.fixture(scope="session")
+def report_mapper_reference(fixtures_dir):
+    """The report repo's mapper outputs for those weights (audiovisgen_report_mapper_case.npz)."""
+    import numpy as np
+
+    return dict(np.load(fixtures_dir / "audiovisgen_report_mapper_case.npz"))

@@ -11,17 +11,30 @@ from avlib.media import probe, read_video
 def test_generate_text_video_with_muxed_audio(tmp_path, tone_wav):
     out = tmp_path / "out.mp4"
     code = main(["generate", "--profile", "tiny", "--prompt", "rain", "--audio", str(tone_wav),
-                 "-o", str(out), "--frames", "24", "--steps", "2"])
+                 "-o", str(out), "--frames", "24", "--fps", "12", "--steps", "2"])
     assert code == 0
     frames, fps = read_video(out)
     info = probe(out)
     assert frames.shape == (24, 32, 32, 3)
-    assert info.has_audio and info.duration_s == pytest.approx(2.0, abs=0.1)  # audio length of the clip
-    assert fps == pytest.approx(12.0)  # 24 frames spread over 2 s of audio
+    # The video is its audio window: 24 frames at 12 fps over the 2 s of the clip.
+    assert info.has_audio and info.duration_s == pytest.approx(2.0, abs=0.1)
+    assert fps == pytest.approx(12.0)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["seed"] == 64 and sidecar["prompt"] == "rain"
     assert sidecar["config"]["profile"] == "tiny" and "torch" in sidecar["versions"]
     assert sidecar["settings"]["num_frames"] == 24 and sidecar["elapsed_s"] > 0
+    assert sidecar["settings"]["fps"] == 12 and sidecar["settings"]["audio_seconds"] == 2
+
+
+def test_generate_uses_the_profiles_window_and_scheduler(tmp_path, tone_wav):
+    """Tiny profile: 8 frames at 8 fps, so 1 s of the 2 s clip; --scheduler switches the sampler."""
+    out = tmp_path / "out.mp4"
+    assert main(["generate", "--prompt", "rain", "--audio", str(tone_wav), "-o", str(out),
+                 "--steps", "2", "--scheduler", "dpm-multistep"]) == 0
+    frames, fps = read_video(out)
+    assert frames.shape[0] == 8 and fps == pytest.approx(8.0)
+    assert probe(out).duration_s == pytest.approx(1.0, abs=0.1)
+    assert json.loads(out.with_suffix(".json").read_text())["settings"]["scheduler"] == "dpm-multistep"
 
 
 def test_same_seed_same_video(tmp_path):

@@ -100,3 +100,34 @@ def _save(path, array):
 def _write(path, data):
     path.write_bytes(data)
     return path
+
+
+@pytest.mark.parametrize("case", ["s40_b2", "s8_b1"])
+def test_the_report_mapper_through_the_cli(case, report_mapper_state, report_mapper_reference, tmp_path):
+    """`avlib tokens --mapper audiovisgen` on the students' DDP-saved at_embedder file."""
+    import torch
+
+    checkpoint = tmp_path / "at_embedder_1000.pth"
+    torch.save({f"module.{k}": v for k, v in report_mapper_state.items()}, checkpoint)
+    np.save(tmp_path / "cavp.npy", report_mapper_reference[f"{case}_input"])
+    out = tmp_path / "tokens.npz"
+    assert main(["tokens", str(tmp_path / "cavp.npy"), "--mapper", "audiovisgen",
+                 "--checkpoint", str(checkpoint), "-o", str(out)]) == 0
+    written = np.load(out)
+    assert sorted(written.files) == sorted(OUTPUTS)
+    for name in OUTPUTS:
+        np.testing.assert_allclose(written[name], report_mapper_reference[f"{case}_{name}"],
+                                   atol=1e-5, rtol=0, err_msg=name)
+    assert json.loads(out.with_suffix(".json").read_text())["mapper"] == "audiovisgen"
+
+
+def test_features_of_the_wrong_encoder_are_refused(report_mapper_state, tempotokens_reference, tmp_path, capsys):
+    import torch
+
+    checkpoint = tmp_path / "at_embedder_1000.pth"
+    torch.save(report_mapper_state, checkpoint)
+    np.save(tmp_path / "beats.npy", tempotokens_reference["s48_b1_input"])  # 9216-d BEATs features
+    assert main(["tokens", str(tmp_path / "beats.npy"), "--mapper", "audiovisgen",
+                 "--checkpoint", str(checkpoint), "-o", str(tmp_path / "t.npz")]) == 2
+    assert "512" in capsys.readouterr().err
+    assert not (tmp_path / "t.npz").exists()

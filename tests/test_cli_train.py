@@ -4,6 +4,8 @@ import json
 import pytest
 
 from avlib.cli import main
+from avlib.errors import ConfigError
+from avlib.generate import sample_test_set
 from avlib.media import probe, read_video
 
 FAST = ["--set", "train.max_steps=2", "--set", "data.synth_clips_per_class=3",
@@ -28,10 +30,19 @@ def test_generate_from_the_trained_mapper_muxes_the_audio(trained_run, tmp_path,
     out = tmp_path / "dog.mp4"
     assert main(["generate", "--mapper", str(trained_run), "--audio", str(tone_wav), "-o", str(out)]) == 0
     frames, fps = read_video(out)
-    assert frames.shape == (8, 32, 32, 3) and fps == pytest.approx(4.0)  # 8 frames over 2 s of audio
-    assert probe(out).has_audio
+    # The mapper's training window: 8 frames at 8 fps over the first 1 s of the 2 s clip.
+    assert frames.shape == (8, 32, 32, 3) and fps == pytest.approx(8.0)
+    assert probe(out).has_audio and probe(out).duration_s == pytest.approx(1.0, abs=0.1)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["audio_conditioned"] is True and sidecar["config"]["name"] == "dog"
+
+
+def test_generate_refuses_another_time_scale_for_a_mapper(trained_run, tmp_path, tone_wav, capsys):
+    out = tmp_path / "dog.mp4"
+    assert main(["generate", "--mapper", str(trained_run), "--audio", str(tone_wav), "-o", str(out),
+                 "--fps", "4"]) == 2
+    assert "trained on 8 frames over 1 s" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_resume_continues_to_more_steps(trained_run):
@@ -48,6 +59,24 @@ def test_sample_writes_what_evaluate_reads(trained_run):
     assert (trained_run / "reference" / f"{clip_id}.mp4").is_file()
 
 
+def test_sample_honours_inference_settings_given_with_set(trained_run):
+    """Size, frames and fps of the samples come from inference.*, overridable per call."""
+    assert main(["sample", "--run", str(trained_run), "--limit", "1",
+                 "--set", "inference.height=48", "--set", "inference.width=40",
+                 "--set", "inference.scheduler=dpm-multistep"]) == 0
+    clip_id = (trained_run / "samples" / "index.csv").read_text().splitlines()[1].split(",")[0]
+    frames, fps = read_video(trained_run / "samples" / f"{clip_id}.mp4")
+    assert frames.shape == (8, 48, 40, 3) and fps == pytest.approx(8.0)
+    settings = json.loads((trained_run / "samples" / "settings.json").read_text())["settings"]
+    assert settings["scheduler"] == "dpm-multistep" and settings["height"] == 48
+    ref_frames, _ = read_video(trained_run / "reference" / f"{clip_id}.mp4")
+    assert ref_frames.shape == (8, 32, 32, 3)  # the real clip at the training size
+    # The run's own config is untouched; a window the mapper never saw is refused.
+    assert json.loads((trained_run / "config.json").read_text())["config"]["inference"]["height"] == 32
+    with pytest.raises(ConfigError, match="8 frames at 4 fps span 2 s"):
+        sample_test_set(trained_run, limit=1, overrides=["inference.fps=4"], progress=False)
+
+
 def test_unknown_experiment_exits_nonzero(tmp_path, capsys):
     assert main(["train", "--experiment", "cat", "--out", str(tmp_path / "r")]) == 2
     assert "unknown experiment 'cat'" in capsys.readouterr().err
@@ -57,7 +86,10 @@ def test_unknown_experiment_exits_nonzero(tmp_path, capsys):
 def test_released_baseline_needs_no_training(tmp_path, monkeypatch):
     """tempotokens_baseline with max_steps 0 just assembles the pipeline (released weights in paper)."""
     run = tmp_path / "baseline"
+    no_clips = tmp_path / "no_clips"  # a dataset folder without a single training clip
+    no_clips.mkdir()
     assert main(["train", "--experiment", "tempotokens_baseline", "--out", str(run), *FAST[2:],
-                 "--set", "train.max_steps=0"]) == 0
+                 "--set", "train.max_steps=0", "--set", "data.dataset=volleyball",
+                 "--set", f"data.root={no_clips}", "--set", "data.classes=[playing volleyball]"]) == 0
     assert (run / "pipeline" / "pipeline.json").is_file()
     assert not (run / "checkpoints").exists()

@@ -42,8 +42,8 @@ def test_tiny_profile_overlays_sizes_but_keeps_experiment():
 
 
 def test_overrides_from_cli_strings_and_aliases():
-    cfg = load_config("dog", "tiny", ["train.lr=1e-5", "mapper.attention=false", "epochs=3"])
-    assert cfg.train.lr == 1e-5 and cfg.mapper.attention is False and cfg.train.epochs == 3
+    cfg = load_config("dog", "tiny", ["train.lr=1e-5", "mapper.frame_attention=true", "epochs=3"])
+    assert cfg.train.lr == 1e-5 and cfg.mapper.frame_attention is True and cfg.train.epochs == 3
     cfg = load_config("dog", "tiny", {"lr": 1e-6, "text_prompt": "a dog"})
     assert cfg.train.lr == 1e-6 and cfg.prompt == "a dog"
     assert parse_overrides(["mapper.windows=[1, 2]"]) == {"mapper.windows": [1, 2]}
@@ -76,3 +76,37 @@ def test_fingerprint_tracks_the_sections_asked_for():
     assert a.fingerprint("encoder") == b.fingerprint("encoder")
     assert a.fingerprint("train") != b.fingerprint("train")
     assert isinstance(a, ExperimentConfig)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["mapper.num_frames=6"], "frame counts differ: data.num_frames=8, mapper.num_frames=6"),
+    (["data.num_frames=16", "mapper.num_frames=16", "inference.num_frames=16"],
+     "data: 16 frames at 8 fps span 2 s, but data.clip_seconds is 1"),
+    (["inference.fps=4"], "inference: 8 frames at 4 fps span 2 s"),
+    (["inference.fps=4", "inference.audio_seconds=2"], "differs from the training window"),
+    (["data.height=30"], "data.height=30 is not a multiple of 8 .*use 24 or 32"),
+    (["inference.width=4"], "inference.width=4 is not a multiple of 8"),
+    (["inference.scheduler=euler"], "inference.scheduler='euler' is not one of: dpm-multistep, ddim"),
+    (["data.audio_window=padded"], "data.audio_window='padded' is not one of: aligned, report_padded"),
+])
+def test_inconsistent_windows_and_sizes_are_one_clear_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("dog", "tiny", overrides)
+
+
+def test_a_consistent_change_of_window_passes():
+    config = load_config("dog", "tiny", ["data.fps=4", "data.clip_seconds=2", "inference.fps=4",
+                                         "inference.audio_seconds=2"])
+    assert config.data.num_frames / config.data.fps == config.inference.audio_seconds == 2
+
+
+def test_experiment_settings_follow_the_report_then_its_repository():
+    dog, mix, volley = (load_config(name, "paper") for name in ("dog", "multiclass", "volleyball"))
+    assert (dog.train.epochs, mix.train.epochs, volley.train.epochs) == (20, 20, 10)   # report
+    assert dog.train.lr == 1e-6 and mix.train.lr == 1e-5                                # repo
+    assert mix.inference.guidance_scale == 25                                           # report over repo's 15
+    assert (volley.inference.height, volley.inference.width) == (384, 384)              # repo
+    assert dog.inference.scheduler == "dpm-multistep" and dog.mapper.kind == "audiovisgen"
+    assert load_config("thunder", "paper").train.train_unet is False                    # report over repo
+    # 24 frames at 12 fps over 2 s of CAVP: 8 vectors x 3 rows = exactly 24 frames
+    assert dog.data.clip_seconds == dog.inference.audio_seconds == 2.0

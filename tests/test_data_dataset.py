@@ -131,7 +131,7 @@ def synth_root(tmp_path_factory):
 
 def synth_config(root, **changes) -> DataConfig:
     return dataclasses.replace(DataConfig(dataset="synth", classes=["dog", "thunder"], root=root and str(root),
-                                          num_frames=8, fps=8.0, height=32, width=32), **changes)
+                                          num_frames=8, fps=8.0, clip_seconds=1.0, height=32, width=32), **changes)
 
 
 def test_from_config_builds_a_split_that_batches(synth_root):
@@ -165,3 +165,13 @@ def test_report_manifest_warns_about_its_leak(tmp_path):
     with pytest.warns(UserWarning, match="200 clips are in both train and test"), \
             pytest.raises(MediaError, match="none of the 200 test clips"):
         ClipDataset.from_config(DataConfig(dataset="thunder", classes=["thunder"], root=str(tmp_path)), "test")
+
+
+def test_whole_clips_hold_every_frame_and_the_audio_under_them(synth_root):
+    """start="whole" (training): 1.5 s clips at 8 fps give 12 frames and 1.5 s of audio, from
+    which training crops its 1 s windows; the first window equals a start-0 example."""
+    whole = ClipDataset.from_config(synth_config(synth_root), "train", start="whole")[0]
+    window = ClipDataset.from_config(synth_config(synth_root), "train", start="zero")[0]
+    assert whole["frames"].shape == (12, 3, 32, 32) and whole["waveform"].shape == (24000,)
+    assert torch.equal(whole["frames"][:8], window["frames"])
+    assert torch.equal(whole["waveform"][:16000], window["waveform"])

@@ -126,6 +126,17 @@ def test_report_appends_runs_of_other_experiments(tmp_path):
     assert "†" not in to_markdown(rows) and "version 2023" in to_markdown(rows)
 
 
+def test_the_published_baseline_row_is_the_released_weights_run(tmp_path):
+    """"TempoTokens Baseline" is `tempotokens_baseline` (released weights); a retrained
+    `tempotokens` run is an extra row, not the published one."""
+    released = _fake_metrics(tmp_path / "released", "tempotokens_baseline")
+    retrained = _fake_metrics(tmp_path / "retrained", "tempotokens")
+    rows = table_rows([retrained, released])
+    baseline = next(r for r in rows if r["fvd_report"] == 923)
+    assert baseline["experiment"] == "tempotokens_baseline" and baseline["run"] == str(released)
+    assert rows[-1]["experiment"] == "tempotokens" and rows[-1]["fvd_report"] is None
+
+
 def test_report_needs_evaluated_runs(tmp_path):
     with pytest.raises(MediaError, match="avlib evaluate"):
         table_rows([tmp_path])

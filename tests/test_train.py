@@ -128,3 +128,55 @@ def test_unet_fine_tuning_flag_saves_and_reloads_the_unet(tmp_path, tiny_t2v):
     frozen = dict(tiny_t2v.unet.named_parameters())
     assert any(not torch.equal(tuned[name], frozen[name]) for name in frozen)
     assert not any(p.requires_grad for p in pipeline.unet.parameters())
+
+
+def test_random_windows_of_cached_whole_clips_differ_per_epoch(tiny_t2v, tmp_path):
+    """3 s clips, 1 s windows: the whole clip is encoded and cached once, each epoch crops
+    new aligned windows from the cache (audio vectors and latents of the same seconds)."""
+    from avlib.audio import build_audio_encoder
+    from avlib.data.window import AudioFrameWindow
+    from avlib.train import FeatureDataset, FrozenFeatures
+
+    cfg = _config()
+    encoder = build_audio_encoder(cfg.encoder).eval()
+    features = FrozenFeatures(cfg, tiny_t2v, encoder, cache_root=tmp_path / "cache")
+    clips = _clips(2, frames=24, seconds=3.0)
+    dataset = FeatureDataset(clips, features, AudioFrameWindow.for_training(cfg.data), seed=0)
+    starts = []
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        items = [dataset[i] for i in range(2)]
+        starts.append(tuple(item["start_frame"] for item in items))
+        for item in items:
+            assert item["latents"].shape[1] == 8 and item["audio"].shape == (4, encoder.output_dim)
+    assert features.misses == 2 and features.hits == 6
+    assert len(set(starts)) > 1 and all(s % 2 == 0 for pair in starts for s in pair)  # CAVP grid: 2 frames
+    whole_audio, whole_latents = features(clips[1])
+    assert whole_latents.shape[1] == 24 and whole_audio.shape[0] == 12
+    item = dataset[1]
+    start = item["start_frame"]
+    assert torch.equal(item["latents"], whole_latents[:, start:start + 8])
+    assert torch.equal(item["audio"], whole_audio[start // 2:start // 2 + 4])  # 4 vectors/s, 8 fps
+
+
+def test_report_padded_window_encodes_ten_seconds_per_step(tiny_t2v):
+    """The report repo's quirk: the window's audio zero-padded to 10 s (40 CAVP vectors)."""
+    from avlib.audio import build_audio_encoder
+    from avlib.data.window import AudioFrameWindow
+    from avlib.train import FeatureDataset, FrozenFeatures
+
+    cfg = _config(**{"data.audio_window": "report_padded"})
+    encoder = build_audio_encoder(cfg.encoder).eval()
+    features = FrozenFeatures(cfg, tiny_t2v, encoder, cache_root=None, whole_audio=False)
+    dataset = FeatureDataset(_clips(1), features, AudioFrameWindow.for_training(cfg.data), seed=0)
+    item = dataset[0]
+    assert item["audio"].shape[0] == 40 and item["latents"].shape[1] == 8
+
+
+@pytest.mark.parametrize("overrides", [{"mapper.frame_attention": True},
+                                       {"data.audio_window": "report_padded"}],
+                         ids=["frame-attention", "report-padded"])
+def test_mapper_variants_train(overrides, tmp_path):
+    config = _config(**{"train.max_steps": 2, **overrides})
+    summary = train(config, _clips(2), tmp_path / "run", progress=False)
+    assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])

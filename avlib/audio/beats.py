@@ -227,6 +227,10 @@ class BEATsEncoder(AudioEncoder):
         return self.frontend.num_mel_bins // self.config.input_patch_size
 
     @property
+    def vectors_per_step(self) -> int:
+        return self.patches_per_step
+
+    @property
     def frame_rate(self) -> float:
         """Vectors per second: 100 fbank frames/s / 16 per step * 8 bands = 50.
 

@@ -25,7 +25,7 @@ from avlib.audio.encoder import AudioEncoder
 from avlib.config import EncoderConfig
 from avlib.io import atomic_path
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: training caches whole clips and crops windows from them
 CLIP_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 
 

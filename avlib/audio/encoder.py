@@ -33,6 +33,12 @@ class AudioEncoder(nn.Module, abc.ABC):
         """Width of the vectors :meth:`encode` returns."""
         return self.embed_dim
 
+    @property
+    def vectors_per_step(self) -> int:
+        """Output vectors per time step (BEATs: 8 frequency patches); a time crop of the
+        vectors must start and end on a multiple of this."""
+        return 1
+
     @abc.abstractmethod
     def architecture(self) -> dict[str, Any]:
         """JSON-able description that rebuilds this network (stored beside saved weights)."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 
-from avlib.config import PROFILES, config_from_record, load_config
+from avlib.config import PROFILES, SCHEDULERS, config_from_record, load_config
 from avlib.errors import AvlibError
 
 
@@ -27,7 +28,11 @@ def register(subparsers) -> None:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (paper: 25)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 64)")
     p.add_argument("--frames", type=int, default=None, help="number of frames (paper: 24)")
-    p.add_argument("--fps", type=float, default=None, help="frame rate (default: frames span the audio)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate (default: the run's or profile's inference.fps); the audio "
+                        "window is frames / fps seconds from the file's start")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
+                   help="sampler (default: the run's or profile's inference.scheduler)")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default from the profile)")
@@ -58,9 +63,15 @@ def run(args: argparse.Namespace) -> int:
         read_conditioning_audio(args.audio)  # fail on bad audio before loading any model
     config = _run_config(args)
     given = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "seed": args.seed,
-             "num_frames": args.frames or (config.mapper.num_frames if args.mapper else None),
-             "height": args.height, "width": args.width}
+             "num_frames": args.frames, "fps": args.fps, "height": args.height, "width": args.width,
+             "scheduler": args.scheduler}
     settings = dataclasses.replace(config.inference, **{k: v for k, v in given.items() if v is not None})
+    settings = dataclasses.replace(settings, audio_seconds=settings.num_frames / settings.fps)
+    if args.mapper is not None and not math.isclose(settings.audio_seconds, config.data.clip_seconds):
+        raise AvlibError(
+            f"this mapper was trained on {config.data.num_frames} frames over {config.data.clip_seconds:g} s "
+            f"of audio; {settings.num_frames} frames at {settings.fps:g} fps span "
+            f"{settings.audio_seconds:g} s: keep --frames/--fps at {config.data.num_frames}/{config.data.fps:g}")
     device = args.device or config.model.device
     t2v = load_t2v(args.pretrained or config.model.pretrained, dtype=config.model.dtype, device=device)
     if args.mapper is not None:
@@ -69,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
         pipeline = AudioToVideoPipeline.from_t2v(t2v)
     pipeline.enable_vae_slicing(config.model.vae_slicing)
     sidecar = generate_file(pipeline, args.output, settings, prompt=args.prompt,
-                            audio_path=args.audio, fps=args.fps, config=config)
+                            audio_path=args.audio, config=config)
     print(f"wrote {args.output} ({settings.num_frames} frames, {sidecar['elapsed_s']} s)")
     return 0

@@ -13,12 +13,15 @@ def register(subparsers) -> None:
     p.add_argument("--run", type=Path, required=True, help="run folder written by `avlib train`")
     p.add_argument("--limit", type=int, default=None, help="at most this many test clips")
     p.add_argument("--seed", type=int, default=None, help="noise seed of the first clip (default: config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an inference setting of the run, e.g. --set inference.scheduler=ddim "
+                        "(repeatable; the run's config.json is not changed)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from avlib.generate import sample_test_set
 
-    out = sample_test_set(args.run, limit=args.limit, seed=args.seed)
+    out = sample_test_set(args.run, limit=args.limit, seed=args.seed, overrides=args.overrides)
     print(f"wrote samples to {out}")
     return 0

@@ -1,7 +1,11 @@
-"""``avlib tokens``: the TempoTokens baseline's six audio tokens for BEATs features or a clip.
+"""``avlib tokens``: an upstream mapper's six audio tokens for audio features or a clip.
+
+TempoTokens (BEATs features) or the report repo's mapper (``--mapper audiovisgen``, CAVP
+features), loaded from their released / saved weights::
 
     avlib tokens feats.npy --checkpoint models/vggsound/learned_embeds.pth -o tokens.npz
     avlib tokens clip.wav --checkpoint learned_embeds.pth --encoder-checkpoint BEATs.pt -o t.npz
+    avlib tokens cavp.npy --mapper audiovisgen --checkpoint at_embedder_1000.pth -o t.npz
 """
 from __future__ import annotations
 
@@ -13,25 +17,28 @@ import numpy as np
 from avlib.errors import ConfigError, MediaError
 from avlib.io import atomic_path, run_record, write_json
 
-BEATS_ALL_LAYERS_DIM = 9216  # 12 layers x 768
+# The encoder each mapper's weights expect: (name, BEATs layers, feature width).
+MAPPER_ENCODERS = {"tempotokens": ("beats", "all", 9216), "audiovisgen": ("cavp", "last", 512)}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "tokens", help="TempoTokens' audio tokens for BEATs features or an audio clip",
-        description="Map BEATs 12-layer features (B, S, 9216) or (S, 9216), or an audio file, "
-                    "through TempoTokens' released mapper. Writes temporal_token, "
-                    "local_window_1..4 and audio_token (batch axis kept) to OUT.npz and a "
-                    "JSON sidecar OUT.json.")
-    p.add_argument("input", help="features .npy (from `avlib embed --encoder beats --layers all`) "
-                                 "or an audio/video file")
-    p.add_argument("--mapper", choices=["tempotokens"], default="tempotokens",
+        "tokens", help="an upstream mapper's audio tokens for audio features or a clip",
+        description="Map audio features (B, S, D) or (S, D), or an audio file, through an "
+                    "upstream mapper: TempoTokens' released one (BEATs 12-layer features, D = 9216) "
+                    "or the report repo's (--mapper audiovisgen, CAVP features, D = 512). Writes "
+                    "temporal_token, local_window_1..4 and audio_token (batch axis kept) to "
+                    "OUT.npz and a JSON sidecar OUT.json.")
+    p.add_argument("input", help="features .npy (from `avlib embed`: --encoder beats --layers all "
+                                 "for tempotokens, --encoder cavp for audiovisgen) or an audio/video file")
+    p.add_argument("--mapper", choices=sorted(MAPPER_ENCODERS), default="tempotokens",
                    help="mapper design (default: %(default)s)")
     p.add_argument("--checkpoint", required=True,
-                   help="released mapper weights, e.g. models/vggsound/learned_embeds.pth")
+                   help="mapper weights: models/vggsound/learned_embeds.pth (tempotokens), "
+                        "at_embedder_<step>.pth (audiovisgen)")
     p.add_argument("--encoder-checkpoint",
-                   help="BEATs weights (BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt), "
-                        "needed when INPUT is an audio file")
+                   help="encoder weights, needed when INPUT is an audio file: BEATs_iter3_plus_"
+                        "AS2M_finetuned_on_AS2M_cpt2.pt (tempotokens), cavp_epoch66.ckpt (audiovisgen)")
     p.add_argument("--upstream-dropout", action="store_true",
                    help="keep upstream's dropout in the class-token attention at inference "
                         "(random audio_token, as TempoTokens samples)")
@@ -43,14 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from avlib.mapper import TempoTokensMapper
+    from avlib.mapper import MAPPERS
 
     if not args.output.endswith(".npz"):
         raise ConfigError(f"output {args.output} must end in .npz (a JSON sidecar goes beside it)")
     is_npy = args.input.lower().endswith(".npy")
-    features = read_features(args.input) if is_npy else encode_audio(args)
-    mapper = TempoTokensMapper.from_checkpoint(args.checkpoint,
-                                               upstream_dropout=args.upstream_dropout)
+    features = read_features(args.input, args.mapper) if is_npy else encode_audio(args)
+    mapper = MAPPERS[args.mapper].from_checkpoint(args.checkpoint,
+                                                  upstream_dropout=args.upstream_dropout)
     torch.manual_seed(args.seed)
     with torch.no_grad():
         outputs = mapper(torch.as_tensor(features)).extras
@@ -74,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_features(path: str) -> np.ndarray:
+def read_features(path: str, mapper: str = "tempotokens") -> np.ndarray:
     """A features .npy, (S, D) or (B, S, D) -> float32 (B, S, D)."""
+    encoder, layers, dim = MAPPER_ENCODERS[mapper]
     if not Path(path).is_file():
         raise MediaError(f"features file not found: {path} (write it with `avlib embed`)")
     try:
@@ -84,23 +92,24 @@ def read_features(path: str) -> np.ndarray:
         raise MediaError(f"cannot read {path} as a .npy array ({exc}); "
                          "write it again with `avlib embed`") from exc
     if features.ndim not in (2, 3) or 0 in features.shape:
-        raise MediaError(f"{path} has shape {features.shape}; expected (S, {BEATS_ALL_LAYERS_DIM}) "
-                         f"or (B, S, {BEATS_ALL_LAYERS_DIM}) from `avlib embed --layers all`")
+        raise MediaError(f"{path} has shape {features.shape}; expected (S, {dim}) or (B, S, {dim}) "
+                         f"from `avlib embed --encoder {encoder}`")
     features = features.astype(np.float32)
     return features[None] if features.ndim == 2 else features
 
 
 def encode_audio(args: argparse.Namespace) -> np.ndarray:
-    """An audio (or video) file -> BEATs 12-layer features (1, S, 9216)."""
+    """An audio (or video) file -> the mapper's encoder features (1, S, D)."""
+    encoder_name, layers, _ = MAPPER_ENCODERS[args.mapper]
     if not args.encoder_checkpoint:
         raise ConfigError(f"{args.input} is not a .npy features file: pass --encoder-checkpoint "
-                          "with the BEATs weights to encode it, or give features from "
-                          "`avlib embed --encoder beats --layers all`")
+                          f"with the {encoder_name.upper()} weights to encode it, or give features "
+                          f"from `avlib embed --encoder {encoder_name}`")
     from avlib.audio import build_audio_encoder, embed_waveform
     from avlib.config import EncoderConfig
     from avlib.media import load_audio
 
     waveform = load_audio(args.input)  # read before loading weights: bad input fails fast
     encoder = build_audio_encoder(
-        EncoderConfig(name="beats", checkpoint=args.encoder_checkpoint, layers="all"))
+        EncoderConfig(name=encoder_name, checkpoint=args.encoder_checkpoint, layers=layers))
     return embed_waveform(encoder, waveform)[None]

@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.experiment, args.profile, args.overrides)
         run_dir = args.out or Path("runs") / f"{config.name}_{config.profile}"
-    # Cached features are computed once per clip, so examples start at 0 s; without the
-    # cache every epoch draws new random starts (TempoTokens' augmentation).
-    clips = load_split(config, "train", start="zero" if config.train.cache_features else "random")
+    # Whole clips: training crops a random aligned window per step. A run that trains nothing
+    # (max_steps 0: the released TempoTokens weights) needs only the test split it samples.
+    clips = [] if config.train.max_steps == 0 else load_split(config, "train", start="whole")
     summary = train(config, clips, run_dir, resume=args.resume is not None)
     print(f"trained {config.name} ({config.profile}) for {summary['steps']} steps; "
           f"final loss {summary['final_loss']}; run folder {run_dir}")

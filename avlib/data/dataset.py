@@ -18,7 +18,9 @@ rejected with an error, per ``DataConfig.short_clips``.
 Start offsets: ``start="zero"`` (evaluation) starts every example at 0 s; ``"random"``
 draws it uniformly from a ``torch.Generator`` seeded by (seed, epoch, index), so the same
 seed gives the same examples whatever the worker count or order; call :meth:`set_epoch`
-for new draws each epoch, or never, for a fixed seeded evaluation set.
+for new draws each epoch, or never, for a fixed seeded evaluation set. ``"whole"`` (training)
+gives the whole clip, at least one example long: training caches its frozen features once
+and crops a random aligned window per step (:mod:`avlib.data.window`).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from avlib.data.manifests import ClipRow, default_manifest, leaked_clips, read_m
 from avlib.errors import ConfigError, MediaError
 from avlib.media import SAMPLE_RATE, load_audio, read_video
 
-START_MODES = ("zero", "random")
+START_MODES = ("zero", "random", "whole")
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,10 @@ class ClipSampler:
                 f"clip {name} lasts {duration_s:.2f} s, shorter than the {self.span_s:g} s an "
                 "example needs (set data.short_clips=pad, or use fewer frames or seconds)")
 
-    def frames(self, video: np.ndarray, video_fps: float, start_s: float) -> torch.Tensor:
-        """(F, H, W, 3) uint8 at ``video_fps`` -> [num_frames, 3, height, width] in [-1, 1]."""
-        times = start_s + np.arange(self.num_frames) / self.fps
+    def frames(self, video: np.ndarray, video_fps: float, start_s: float,
+               count: int | None = None) -> torch.Tensor:
+        """(N, H, W, 3) uint8 at ``video_fps`` -> [count or num_frames, 3, height, width] in [-1, 1]."""
+        times = start_s + np.arange(count or self.num_frames) / self.fps
         # The frame on screen at time t; past the end, the last frame (padding).
         index = np.minimum(np.floor(times * video_fps + 1e-6).astype(int), len(video) - 1)
         picked = np.stack([self._cover(video[i]) for i in index])            # (F, H, W, 3)
@@ -92,9 +95,11 @@ class ClipSampler:
         top, left = (size[1] - self.height) // 2, (size[0] - self.width) // 2
         return resized[top:top + self.height, left:left + self.width]
 
-    def audio(self, wave: np.ndarray, start_s: float) -> torch.Tensor:
-        """Mono ``wave`` at ``sample_rate`` -> [clip_seconds * sample_rate], zero-padded at the end."""
-        start, length = round(start_s * self.sample_rate), round(self.clip_seconds * self.sample_rate)
+    def audio(self, wave: np.ndarray, start_s: float, seconds: float | None = None) -> torch.Tensor:
+        """Mono ``wave`` at ``sample_rate`` -> [(seconds or clip_seconds) * sample_rate],
+        zero-padded at the end."""
+        start = round(start_s * self.sample_rate)
+        length = round((seconds or self.clip_seconds) * self.sample_rate)
         out = np.zeros(length, dtype=np.float32)
         piece = wave[start:start + length]
         out[:len(piece)] = piece
@@ -167,9 +172,12 @@ class ClipDataset(Dataset):
         duration = len(video) / video_fps
         self.sampler.check_length(duration, mp4.name)
         start_s = self._start(index, duration, video_fps)
+        count = None
+        if self.start == "whole":  # every frame of the clip, and the audio under them
+            count = max(self.sampler.num_frames, math.floor(duration * self.sampler.fps + 1e-6))
         return {
-            "frames": self.sampler.frames(video, video_fps, start_s),
-            "waveform": self.sampler.audio(wave, start_s),
+            "frames": self.sampler.frames(video, video_fps, start_s, count),
+            "waveform": self.sampler.audio(wave, start_s, count and count / self.sampler.fps),
             "label": row.label,
             "label_id": self.classes.index(row.label),
             "prompt": self.prompt,
@@ -179,7 +187,7 @@ class ClipDataset(Dataset):
 
     def _start(self, index: int, duration_s: float, video_fps: float) -> float:
         latest = self.sampler.latest_start(duration_s)
-        if self.start == "zero" or latest == 0.0:
+        if self.start != "random" or latest == 0.0:
             return 0.0
         key = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(2)
         generator = torch.Generator().manual_seed(int(key[0]) << 32 | int(key[1]))

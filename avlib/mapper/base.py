@@ -29,15 +29,17 @@ class MapperOutput:
 class FrameTokenMapper(nn.Module):
     """Audio features ``(B, S, in_dim)`` -> one token per video frame ``(B, F, token_dim)``.
 
-    fc1-fc3 (with GELUs) embed every audio vector, the sequence is resampled to ``F`` frames,
-    then GELU and fc4. The layer names are TempoTokens' (``TempEmbedder``) so its released
-    weights load as they are; AudioVisGen uses the same MLP on CAVP features.
+    fc1-fc3 (with GELUs) embed every audio vector into ``tokens_per_vector`` rows of
+    ``token_dim``; the ``S * tokens_per_vector`` rows are resampled to ``F`` frames, then GELU
+    and fc4. The layer names are TempoTokens' (``TempEmbedder``) so released weights load as
+    they are. TempoTokens emits one row per BEATs vector; the report's mapper three per CAVP
+    vector (fc3 2304 -> 3 x 1024), so 2 s of CAVP (8 vectors) give exactly 24 frames.
     """
 
     kind: str  # the registry name, written into saved configs
 
     def __init__(self, in_dim: int, hidden_dim: int, token_dim: int, num_frames: int,
-                 windows: Sequence[int]):
+                 windows: Sequence[int], tokens_per_vector: int = 1):
         super().__init__()
         windows = [int(w) for w in windows]
         if not windows or min(windows) < 1 or len(set(windows)) != len(windows):
@@ -45,14 +47,18 @@ class FrameTokenMapper(nn.Module):
                               "(e.g. mapper.windows=[1,2,4,8])")
         if num_frames < 1:
             raise ConfigError(f"mapper num_frames must be positive, got {num_frames}")
+        if tokens_per_vector < 1:
+            raise ConfigError(f"mapper tokens_per_vector must be positive, got {tokens_per_vector}")
         self.in_dim, self.num_frames, self.windows = in_dim, num_frames, windows
+        self.token_dim, self.tokens_per_vector = token_dim, tokens_per_vector
         self.fc1 = nn.Linear(in_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
-        self.fc3 = nn.Linear(hidden_dim, token_dim)
+        self.fc3 = nn.Linear(hidden_dim, token_dim * tokens_per_vector)
         self.fc4 = nn.Linear(token_dim, token_dim)
         # Constructor arguments, saved beside the weights so load_mapper can rebuild the module.
         self.config = {"in_dim": in_dim, "hidden_dim": hidden_dim, "token_dim": token_dim,
-                       "num_frames": num_frames, "windows": windows}
+                       "num_frames": num_frames, "windows": windows,
+                       "tokens_per_vector": tokens_per_vector}
 
     @property
     def placeholder_names(self) -> list[str]:
@@ -64,6 +70,9 @@ class FrameTokenMapper(nn.Module):
             raise ConfigError(
                 f"audio features of shape {tuple(features.shape)} do not fit this mapper, which "
                 f"expects (batch, time, {self.in_dim}): use the encoder the mapper was built for")
-        x = self.fc3(F.gelu(self.fc2(F.gelu(self.fc1(features)))))  # (B, S, D)
+        batch = features.shape[0]
+        x = self.fc3(F.gelu(self.fc2(F.gelu(self.fc1(features)))))  # (B, S, k*D)
+        # Upstream's view(B, F, -1, D): each vector's k consecutive D-chunks are k time rows.
+        x = x.reshape(batch, -1, self.token_dim)                      # (B, S*k, D)
         x = resample_frames(x, self.num_frames)                       # (B, F, D)
         return self.fc4(F.gelu(x))

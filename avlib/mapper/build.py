@@ -25,29 +25,30 @@ MAPPERS: dict[str, type[FrameTokenMapper]] = {
     AudioVisGenMapper.kind: AudioVisGenMapper,
     TempoTokensMapper.kind: TempoTokensMapper,
 }
+# Token rows fc3 emits per audio vector, when mapper.tokens_per_vector is unset.
+DEFAULT_TOKENS_PER_VECTOR = {AudioVisGenMapper.kind: 3, TempoTokensMapper.kind: 1}
 WEIGHTS_NAME = "mapper.safetensors"
 CONFIG_NAME = "mapper_config.json"
 
 
 def build_mapper(config: MapperConfig, in_dim: int) -> FrameTokenMapper:
-    """A fresh mapper for features with ``in_dim`` channels; for ``tempotokens`` with
-    ``config.checkpoint`` set, the released weights are loaded (the untrained baseline run)."""
+    """A fresh mapper for features with ``in_dim`` channels; with ``config.checkpoint`` set,
+    upstream weights are loaded strictly (TempoTokens' ``learned_embeds.pth``, the report
+    repo's ``at_embedder_{step}.pth``)."""
+    if config.kind not in MAPPERS:
+        raise ConfigError(f"mapper.kind='{config.kind}' is not one of: {', '.join(MAPPERS)}")
+    cls = MAPPERS[config.kind]
     sizes = dict(in_dim=in_dim, hidden_dim=config.hidden_dim, token_dim=config.token_dim,
-                 num_frames=config.num_frames, windows=config.windows)
-    if config.kind == "tempotokens":
-        mapper = TempoTokensMapper(**sizes, upstream_dropout=config.upstream_dropout)
-        if config.checkpoint:
-            load_released_weights(mapper, read_released_state_dict(config.checkpoint),
-                                  source=config.checkpoint)
-        return mapper
-    if config.kind == "audiovisgen":
-        if config.checkpoint:
-            raise ConfigError(
-                "mapper.checkpoint is for released TempoTokens weights; a trained AudioVisGen "
-                "mapper is loaded from its run folder (avlib generate --mapper RUN_DIR)")
-        return AudioVisGenMapper(**sizes, attention=config.attention,
-                                 attention_heads=config.attention_heads)
-    raise ConfigError(f"mapper.kind='{config.kind}' is not one of: {', '.join(MAPPERS)}")
+                 num_frames=config.num_frames, windows=config.windows,
+                 tokens_per_vector=config.tokens_per_vector or DEFAULT_TOKENS_PER_VECTOR[config.kind],
+                 upstream_dropout=config.upstream_dropout)
+    if cls is AudioVisGenMapper:
+        sizes.update(frame_attention=config.frame_attention, attention_heads=config.attention_heads)
+    mapper = cls(**sizes)
+    if config.checkpoint:
+        load_released_weights(mapper, read_released_state_dict(config.checkpoint),
+                              source=config.checkpoint)
+    return mapper
 
 
 def save_mapper(mapper: FrameTokenMapper, directory: str | os.PathLike) -> Path:

@@ -92,11 +92,13 @@ class TempoTokensMapper(FrameTokenMapper):
     """TempoTokens' mapper; defaults are the released sizes (9216 -> 2304 -> 1024, 24 frames)."""
 
     kind = "tempotokens"
+    # What a wrong file is compared against in load errors.
+    released_file = "TempoTokens' released learned_embeds.pth"
 
     def __init__(self, in_dim: int = 9216, hidden_dim: int = 2304, token_dim: int = 1024,
                  num_frames: int = 24, windows: Sequence[int] = (1, 2, 4, 8),
-                 upstream_dropout: bool = False):
-        super().__init__(in_dim, hidden_dim, token_dim, num_frames, windows)
+                 tokens_per_vector: int = 1, upstream_dropout: bool = False):
+        super().__init__(in_dim, hidden_dim, token_dim, num_frames, windows, tokens_per_vector)
         self.fga = ClassTokenPooling(token_dim)
         self.upstream_dropout = upstream_dropout
         self.config["upstream_dropout"] = upstream_dropout
@@ -124,17 +126,16 @@ class TempoTokensMapper(FrameTokenMapper):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, num_frames: int = 24,
-                        windows: Sequence[int] = (1, 2, 4, 8),
-                        upstream_dropout: bool = False) -> "TempoTokensMapper":
+                        windows: Sequence[int] = (1, 2, 4, 8), **options) -> "TempoTokensMapper":
         """Build a mapper sized like the file's weights and load them (see
-        :func:`read_released_state_dict`)."""
+        :func:`read_released_state_dict`); ``options`` go to the constructor."""
         state = read_released_state_dict(path)
         sizes = {}
-        if "fc1.weight" in state and "fc3.weight" in state:
+        if all(f"{name}.weight" in state for name in ("fc1", "fc3", "fc4")):
             sizes["hidden_dim"], sizes["in_dim"] = state["fc1.weight"].shape
-            sizes["token_dim"] = state["fc3.weight"].shape[0]
-        mapper = cls(**sizes, num_frames=num_frames, windows=windows,
-                     upstream_dropout=upstream_dropout)
+            sizes["token_dim"] = state["fc4.weight"].shape[0]
+            sizes["tokens_per_vector"] = max(1, state["fc3.weight"].shape[0] // sizes["token_dim"])
+        mapper = cls(**sizes, num_frames=num_frames, windows=windows, **options)
         load_released_weights(mapper, state, source=path)
         return mapper.eval()
 
@@ -144,8 +145,8 @@ def read_released_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     ``module.`` prefix of a DDP-trained file removed. Never unpickles arbitrary objects."""
     if not os.path.isfile(path):
         raise CheckpointError(
-            f"TempoTokens mapper weights not found: {path} (download models/<dataset>/"
-            "learned_embeds.pth from TempoTokens' 'Pre-trained weights' and pass its local path)")
+            f"mapper weights not found: {path} (pass the local path of TempoTokens' "
+            "learned_embeds.pth or the report repo's at_embedder_<step>.pth)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt or non-torch file
@@ -154,8 +155,9 @@ def read_released_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
                               f"{reason}); re-download learned_embeds.pth") from exc
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError(
-            f"{path} is not a plain state dict of tensors as TempoTokens saves its mapper "
-            "(torch.save(model.state_dict())); pass learned_embeds.pth or at_embedder_<step>.pth")
+            f"{path} is not a plain state dict of tensors as TempoTokens and the report repo save "
+            "their mapper (torch.save(model.state_dict())); pass learned_embeds.pth or "
+            "at_embedder_<step>.pth")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -167,15 +169,16 @@ def load_released_weights(mapper: TempoTokensMapper, state: dict[str, torch.Tens
     unexpected = sorted(state.keys() - expected.keys())
     if missing or unexpected:
         raise CheckpointError(
-            f"{source} is not a TempoTokens mapper checkpoint: missing keys {_preview(missing)}, "
-            f"unexpected keys {_preview(unexpected)}; pass the released learned_embeds.pth "
+            f"{source} is not a {mapper.kind} mapper checkpoint: missing keys {_preview(missing)}, "
+            f"unexpected keys {_preview(unexpected)}; pass {mapper.released_file} "
             "(17 keys fc1..fc4.*, fga.*)")
     mismatched = [f"{k} {tuple(state[k].shape)} (mapper: {tuple(v.shape)})"
                   for k, v in expected.items() if state[k].shape != v.shape]
     if mismatched:
         raise CheckpointError(
             f"{source} has other sizes than the mapper: {_preview(mismatched)}; set "
-            "mapper.hidden_dim/token_dim to the file's sizes (the released files use 2304/1024)")
+            "mapper.hidden_dim/token_dim/tokens_per_vector to the file's sizes (released files: "
+            "2304/1024, tokens_per_vector 1 for TempoTokens, 3 for the report's mapper)")
     mapper.load_state_dict(state)
 
 

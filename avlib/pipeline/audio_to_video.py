@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,17 @@ from avlib.pipeline.conditioning import (
 from avlib.pipeline.t2v import T2VComponents, load_t2v
 
 PIPELINE_FILE = "pipeline.json"
+# inference.scheduler names -> diffusers classes (built from the model's scheduler config)
+SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "dpm-multistep": "DPMSolverMultistepScheduler"}
+
+
+@dataclass
+class GeneratedVideo:
+    """What :meth:`AudioToVideoPipeline.generate` returns."""
+
+    frames: np.ndarray               # (B, F, H, W, 3) in [0, 1]
+    fps: float
+    audio: np.ndarray | None         # (B, samples) 16 kHz: the window the frames show, for muxing
 
 
 class AudioToVideoPipeline:
@@ -85,6 +97,17 @@ class AudioToVideoPipeline:
             encoder = build_audio_encoder(EncoderConfig(**recipe["encoder"])).eval().to(device)
             mapper = load_mapper(directory / "mapper").eval().to(device)
         return cls.from_t2v(t2v, encoder, mapper, encoder_config=recipe["encoder"])
+
+    def set_scheduler(self, name: str) -> None:
+        """Sample with ``name`` (``ddim`` | ``dpm-multistep``), built from the model's own
+        scheduler config, as the report repo and TempoTokens switch to DPM-Solver++."""
+        import diffusers
+
+        if name not in SCHEDULER_CLASSES:
+            raise ConfigError(f"scheduler '{name}' is not one of: {', '.join(SCHEDULER_CLASSES)}")
+        cls = getattr(diffusers, SCHEDULER_CLASSES[name])
+        if type(self.scheduler) is not cls:
+            self.scheduler = cls.from_config(self.scheduler.config)
 
     def enable_vae_slicing(self, enabled: bool = True) -> None:
         """Decode one frame at a time (less peak memory at high resolution)."""
@@ -176,6 +199,34 @@ class AudioToVideoPipeline:
                 noise = noise_uncond + guidance_scale * (noise_cond - noise_uncond)
             latents = self.scheduler.step(noise, t, latents).prev_sample
         return self.decode_latents(latents)
+
+    def generate(self, settings, audio: np.ndarray | torch.Tensor | None = None,
+                 prompt: str | None = None, generator: torch.Generator | None = None,
+                 audio_window: str = "aligned", progress: bool = True) -> GeneratedVideo:
+        """Generate with an experiment's inference settings (``avlib.config.InferenceConfig``):
+        size, frames, fps, steps, guidance, scheduler and negative prompt.
+
+        ``audio`` (samples,) or (B, samples) at 16 kHz is cut to the settings' window
+        (``num_frames / fps`` seconds from its start, zero-filled if shorter), the same window
+        the mapper was trained on (:mod:`avlib.data.window`); ``audio_window`` is the run's
+        ``data.audio_window``.
+        """
+        from avlib.data.window import AudioFrameWindow
+
+        window = AudioFrameWindow.for_inference(settings, audio_window)
+        heard = None
+        if audio is not None:
+            wave = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+            wave = wave[None] if wave.ndim == 1 else wave                     # (B, samples)
+            heard = torch.stack([window.cut(w) for w in wave])                # (B, window samples)
+        self.set_scheduler(settings.scheduler)
+        conditioned = heard is not None and self.mapper is not None
+        frames = self(window.encoder_input(heard) if conditioned else None, prompt=prompt,
+                      num_inference_steps=settings.num_inference_steps,
+                      guidance_scale=settings.guidance_scale, num_frames=settings.num_frames,
+                      height=settings.height, width=settings.width, generator=generator,
+                      negative_prompt=settings.negative_prompt, progress=progress)
+        return GeneratedVideo(frames, settings.fps, None if heard is None else heard.numpy())
 
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """(B, C, F, h, w) latents -> (B, F, H, W, 3) frames in [0, 1]."""

@@ -194,10 +194,9 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     generated = {name: [] for name in CONDITIONS}
     for name, (pipeline, audio_of) in plan.items():
         for i, clip in enumerate(test_clips):
-            frames = pipeline(test_clips[audio_of[i]]["waveform"], prompt=config.prompt,
-                              num_inference_steps=inf.num_inference_steps, guidance_scale=inf.guidance_scale,
-                              num_frames=inf.num_frames, height=inf.height, width=inf.width,
-                              generator=torch.Generator().manual_seed(seed * 10_000 + i), progress=False)[0]
+            frames = pipeline.generate(inf, audio=test_clips[audio_of[i]]["waveform"], prompt=config.prompt,
+                                       generator=torch.Generator().manual_seed(seed * 10_000 + i),
+                                       audio_window=config.data.audio_window, progress=False).frames[0]
             path = write_video(out_dir / name / f"{clip['clip_id']}.mp4", frames, inf.fps,
                                audio=clip["waveform"].numpy(), crf=VIDEO_CRF)
             videos[name].append(path)
