@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from avlib.errors import ConfigError, MediaError
+from avlib.cli.args import check_output
 from avlib.io import atomic_path, run_record, write_json
 
 BEATS_ALL_LAYERS_DIM = 9216  # 12 layers x 768
@@ -45,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from avlib.mapper import TempoTokensMapper
 
-    if not args.output.endswith(".npz"):
-        raise ConfigError(f"output {args.output} must end in .npz (a JSON sidecar goes beside it)")
+    check_output(args.output, ".npz")
     is_npy = args.input.lower().endswith(".npy")
     features = read_features(args.input) if is_npy else encode_audio(args)
     mapper = TempoTokensMapper.from_checkpoint(args.checkpoint,
@@ -83,6 +83,9 @@ def read_features(path: str) -> np.ndarray:
     except (ValueError, OSError) as exc:
         raise MediaError(f"cannot read {path} as a .npy array ({exc}); "
                          "write it again with `avlib embed`") from exc
+    if not np.issubdtype(features.dtype, np.number) or not np.all(np.isfinite(features)):
+        raise MediaError(f"{path} holds NaN, infinite or non-numeric values; write it again with "
+                         "`avlib embed --encoder beats --layers all`")
     if features.ndim not in (2, 3) or 0 in features.shape:
         raise MediaError(f"{path} has shape {features.shape}; expected (S, {BEATS_ALL_LAYERS_DIM}) "
                          f"or (B, S, {BEATS_ALL_LAYERS_DIM}) from `avlib embed --layers all`")
@@ -98,9 +101,9 @@ def encode_audio(args: argparse.Namespace) -> np.ndarray:
                           "`avlib embed --encoder beats --layers all`")
     from avlib.audio import build_audio_encoder, embed_waveform
     from avlib.config import EncoderConfig
-    from avlib.media import load_audio
+    from avlib.generate import read_conditioning_audio
 
-    waveform = load_audio(args.input)  # read before loading weights: bad input fails fast
+    waveform = read_conditioning_audio(args.input)  # before loading weights: bad input fails fast
     encoder = build_audio_encoder(
         EncoderConfig(name="beats", checkpoint=args.encoder_checkpoint, layers="all"))
     return embed_waveform(encoder, waveform)[None]
