@@ -18,7 +18,6 @@ says so wherever a number appears.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence

@@ -10,7 +10,7 @@ import torch
 
 from avlib.config import InferenceConfig
 from avlib.errors import MediaError
-from avlib.io import run_record, write_json
+from avlib.io import read_json, run_record, write_json
 from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_video
 
 MIN_AUDIO_SECONDS = 0.1
@@ -65,7 +65,6 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     ``seed + i``, so a rerun reproduces every video.
     """
     import csv
-    import json
 
     from tqdm.auto import tqdm
 
@@ -79,7 +78,7 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     record = run_dir / "config.json"
     if not record.is_file():
         raise MediaError(f"{run_dir} is not a training run (no config.json); run `avlib train` first")
-    config = config_from_record(json.loads(record.read_text()))
+    config = config_from_record(read_json(record, "run's config"))
     seed = config.inference.seed if seed is None else seed
     t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=config.model.device)
     pipeline = AudioToVideoPipeline.from_pretrained(run_dir / "pipeline", t2v=t2v, device=config.model.device)

@@ -76,10 +76,10 @@ def check_output(path: str | Path, suffix: str | None = None) -> Path:
     import os
 
     path = Path(path)
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise AvlibError(f"output {path} must end in {suffix}")
     if path.is_dir():
         raise AvlibError(f"output {path} is a folder; give a file name such as {path / ('out' + (suffix or ''))}")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise AvlibError(f"output {path} must end in {suffix}")
     existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
     if not existing.is_dir():
         raise AvlibError(f"cannot write {path}: {existing} is a file, not a folder (check the path)")

@@ -8,6 +8,7 @@ of them then go through the same ``from_pretrained`` calls, with every weight fr
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,21 @@ def toyworld_t2v() -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def quiet_diffusers():
+    """Silence diffusers' log while loading: a folder without safetensors makes it log an
+    "error" and "Defaulting to unsafe serialization", yet it falls back to the .bin file read
+    with ``weights_only=True``; a real failure still raises (and is reported once, by us)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
 def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str = "cpu") -> T2VComponents:
     """Load UNet3D, VAE, CLIP text encoder, tokenizer and scheduler, frozen, in ``dtype``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
@@ -117,8 +133,9 @@ def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str
         dtype = "float32"  # half precision on CPU is slow and inaccurate
     torch_dtype = DTYPES[dtype]
     try:
-        unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
+        with quiet_diffusers():
+            unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
+            vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
         text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)
         tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
         scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
