@@ -306,3 +306,33 @@ def test_papermill_shows_the_config_error_first(parameters, message, tmp_path):
     shown = [line for line in str(caught.value).splitlines() if line.strip() and not line.startswith("-")]
     assert shown[0].startswith("Exception encountered at") and shown[1].startswith(message)
     assert len(shown) == 2
+
+
+def test_resume_skips_a_truncated_latest_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, caplog):
+    from safetensors.torch import load_file
+    from test_train import _clips, _config
+
+    from avlib.train import latest_checkpoint, train
+
+    clips = _clips(2)
+
+    def config(steps):
+        return _config(**{"train.max_steps": steps, "train.checkpoint_every": 1, "train.batch_size": 1})
+
+    train(config(3), clips, tmp_path / "straight", progress=False)
+    run = tmp_path / "run"
+    train(config(2), clips, run, progress=False)
+    cut = run / "checkpoints" / "step_0000002" / "mapper.safetensors"
+    cut.write_bytes(cut.read_bytes()[:-64])                      # the newest save, cut short
+    staging = run / "checkpoints" / ".step_0000003.tmp"          # a save killed half-way
+    staging.mkdir()
+    (staging / "mapper.safetensors").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="avlib.train"):
+        summary = train(config(3), clips, run, resume=True, progress=False)
+    assert "skipping checkpoint" in caplog.text and "step_0000002: mapper.safetensors is truncated" in caplog.text
+    assert summary["steps"] == 3 and not staging.exists()
+    straight = load_file(latest_checkpoint(tmp_path / "straight") / "mapper.safetensors")
+    resumed = load_file(latest_checkpoint(run) / "mapper.safetensors")
+    assert latest_checkpoint(run).name == "step_0000003"
+    for key in straight:  # resumed from step 1: the same weights as never stopping
+        assert torch.equal(straight[key], resumed[key]), key

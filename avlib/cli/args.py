@@ -20,36 +20,21 @@ def _number(kind: type, text: str):
     return value
 
 
-def positive_int(text: str) -> int:
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
-    return value
+def _bounded(kind: type, accepts, wanted: str):
+    """An argparse ``type``: parse a ``kind`` and refuse values ``accepts`` rejects."""
+    def parse(text: str):
+        value = _number(kind, text)
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(float, text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    return _number(float, text)
+positive_int = _bounded(int, lambda v: v >= 1, "a whole number >= 1")
+nonnegative_int = _bounded(int, lambda v: v >= 0, "a whole number >= 0")
+positive_float = _bounded(float, lambda v: v > 0, "a number > 0")
+nonnegative_float = _bounded(float, lambda v: v >= 0, "a number >= 0")
+finite_float = _bounded(float, lambda v: True, "a finite number")
 
 
 def check_device(device: str, what: str = "--device") -> str:
