@@ -78,9 +78,13 @@ def torch_load_weights(path: str | Path, expected: str) -> Any:
 def folder_problem(folder: str | Path, exc: BaseException) -> str:
     """What is wrong inside a diffusers/transformers folder whose ``from_pretrained`` failed."""
     refused = pickled_object(exc)
-    named = next((m.group(1) for link in _chain(exc) for m in [_FILE_IN_MESSAGE.search(str(link))] if m),
-                 None)
-    where = Path(named).relative_to(folder) if named and Path(named).is_relative_to(folder) else named
+    where = None  # the file the loader names, relative to the folder when inside it
+    for link in _chain(exc):
+        named = _FILE_IN_MESSAGE.search(str(link))
+        if named:
+            path = Path(named.group(1))
+            where = path.relative_to(folder) if path.is_relative_to(folder) else path
+            break
     if refused:
         return f"{where or 'a weight file'} holds the Python object {refused}, which avlib never unpickles"
     for link in _chain(exc):
