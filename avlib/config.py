@@ -263,7 +263,10 @@ def load_config(experiment: str = "dog", profile: str = "tiny",
 def config_from_record(record: Mapping[str, Any],
                        overrides: Iterable[str] | Mapping[str, Any] | None = None) -> ExperimentConfig:
     """Rebuild the config saved in a result file (``{"config": {...}}``), then apply overrides."""
-    saved = record["config"]
+    saved = record.get("config") if isinstance(record, Mapping) else None
+    if not isinstance(saved, Mapping) or not {"name", "profile"} <= saved.keys():
+        raise ConfigError("the run record holds no experiment config (no 'config' with a name and "
+                          "profile); pass a config.json written by `avlib train`")
     return load_config(saved["name"], saved["profile"],
                        {**_flatten(saved), **parse_overrides(overrides)})
 
@@ -298,6 +301,7 @@ def validate(config: ExperimentConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}='{value}' is not one of: {', '.join(allowed)}")
+    check_ranges(config)
     positive = {"train.epochs": config.train.epochs, "train.batch_size": config.train.batch_size,
                 "train.lr": config.train.lr, "inference.num_frames": config.inference.num_frames,
                 "inference.num_inference_steps": config.inference.num_inference_steps,
@@ -328,8 +332,6 @@ def check_windows(config: ExperimentConfig) -> None:
     for section, frames, fps, key, seconds in (
             ("data", data.num_frames, data.fps, "clip_seconds", data.clip_seconds),
             ("inference", inference.num_frames, inference.fps, "audio_seconds", inference.audio_seconds)):
-        if not fps > 0:
-            raise ConfigError(f"{section}.fps must be positive, got {fps}")
         if not math.isclose(frames / fps, seconds, rel_tol=1e-6):
             raise ConfigError(
                 f"{section}: {frames} frames at {fps:g} fps span {frames / fps:g} s, but "
@@ -346,3 +348,27 @@ def check_windows(config: ExperimentConfig) -> None:
             lower = max(VAE_FACTOR, value // VAE_FACTOR * VAE_FACTOR)
             raise ConfigError(f"{key}={value} is not a multiple of {VAE_FACTOR} (the VAE and UNet "
                               f"downsample by {VAE_FACTOR}): use {lower} or {lower + VAE_FACTOR}")
+
+
+# Range checks, one line each: a value out of range would otherwise crash deep inside a run
+# (checkpoint_every=0 divides by zero) or quietly do nothing (max_steps=-5 trains no step).
+AT_LEAST_ONE = ("data.num_frames", "data.height", "data.width", "data.synth_clips_per_class",
+                "mapper.num_frames", "mapper.hidden_dim", "mapper.token_dim", "mapper.attention_heads",
+                "train.checkpoint_every", "inference.height", "inference.width")
+AT_LEAST_ZERO = ("train.max_steps", "train.seed", "train.weight_decay", "train.temporal_reg",
+                 "inference.guidance_scale", "inference.seed", "data.split_seed")
+ABOVE_ZERO = ("data.fps", "inference.fps", "inference.audio_seconds", "train.adam_eps")
+
+
+def check_ranges(config: ExperimentConfig) -> None:
+    """Every number finite, counts and sizes >= 1, rates > 0; None stays allowed where it is."""
+    flat = _flatten(config.to_dict())
+    for key, value in flat.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not a finite number; give a real value")
+    limits = [(AT_LEAST_ONE, lambda v: v >= 1, ">= 1"), (AT_LEAST_ZERO, lambda v: v >= 0, ">= 0"),
+              (ABOVE_ZERO, lambda v: v > 0, "> 0")]
+    for keys, ok, wanted in limits:
+        for key in keys:
+            if flat[key] is not None and not ok(flat[key]):
+                raise ConfigError(f"{key}={flat[key]} must be {wanted} (set it with --set {key}=VALUE)")

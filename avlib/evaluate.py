@@ -18,7 +18,6 @@ says so wherever a number appears.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from avlib.errors import AvlibError, CheckpointError, ConfigError, MediaError
-from avlib.io import run_record, write_json
+from avlib.io import read_json, run_record, write_json
 
 
 
@@ -76,7 +75,12 @@ class RunFolder:
         if not config_path.is_file():
             raise ConfigError(f"{root} is not a run folder: no config.json (pass the folder "
                               "that `avlib generate` wrote)")
-        config = json.loads(config_path.read_text())["config"]
+        config = read_json(config_path, "run's config").get("config")
+        if not isinstance(config, dict):
+            raise ConfigError(f"{config_path} holds no 'config' (pass a folder written by `avlib train`)")
+        if not (root / "samples" / "index.csv").is_file():
+            raise MediaError(f"{root} has no samples/index.csv: generate them first with "
+                             f"`avlib sample --run {root}`")
         samples = []
         for row in _read_index(root / "samples" / "index.csv", ("clip_id", "label", "prompt")):
             video = root / "samples" / f"{row['clip_id']}.mp4"

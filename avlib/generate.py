@@ -10,7 +10,7 @@ import torch
 
 from avlib.config import InferenceConfig
 from avlib.errors import MediaError
-from avlib.io import run_record, write_json
+from avlib.io import read_json, run_record, write_json
 from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_video
 
 MIN_AUDIO_SECONDS = 0.1
@@ -61,7 +61,6 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     (clip_id,label). Clip ``i`` gets the noise of ``seed + i``, so a rerun reproduces every video.
     """
     import csv
-    import json
 
     from tqdm.auto import tqdm
 
@@ -75,7 +74,7 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     record = run_dir / "config.json"
     if not record.is_file():
         raise MediaError(f"{run_dir} is not a training run (no config.json); run `avlib train` first")
-    config = config_from_record(json.loads(record.read_text()), overrides)
+    config = config_from_record(read_json(record, "run's config"), overrides)
     settings = config.inference
     seed = settings.seed if seed is None else seed
     t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=config.model.device)

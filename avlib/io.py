@@ -2,11 +2,13 @@
 
 Every output avlib writes goes through :func:`atomic_path`: the data lands in a temporary
 file beside the target and is renamed into place only when complete, so a crash or a bad
-input never leaves a half-written file under the final name.
+input never leaves a half-written file under the final name. A temporary file orphaned by
+a killed process (SIGKILL skips every cleanup) is removed by the next write of that output.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import platform
@@ -38,9 +40,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_temps(target)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,
-        dir=target.parent,
+        prefix=f"{_temp_prefix(target)}{os.getpid()}.",
+        suffix=suffix if suffix is not None else target.suffix, dir=target.parent,
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -51,6 +54,36 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.tmp"
+
+
+def remove_orphaned_temps(target: str | os.PathLike) -> list[Path]:
+    """Delete temporary files of ``target`` left by writers that no longer run.
+
+    Temporary names carry the writer's process id, so a live writer's file is never touched.
+    """
+    target = Path(target)
+    prefix = _temp_prefix(target)
+    removed = []
+    for candidate in target.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = candidate.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -64,6 +97,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
     return Path(path)
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Parse a JSON file, failing with one line that names it when it is damaged."""
+    from avlib.errors import AvlibError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AvlibError(f"{path} is not valid JSON ({getattr(exc, 'msg', 'binary data')}): the {what} "
+                         "is truncated or damaged; write it again") from exc
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

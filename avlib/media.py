@@ -27,6 +27,36 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+# ffmpeg's banner and stream listing, and imageio's wrapper text around them.
+_FFMPEG_BANNER = re.compile(r"^(ffmpeg version|=== stderr ===|Could not load meta information|"
+                            r"Input #|Output #|Stream mapping|Press \[q\])")
+_FFMPEG_NOISE = re.compile(r"misdetection possible|deprecated|Guessed Channel Layout", re.IGNORECASE)
+_FFMPEG_CONTEXT = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")   # "[in#0 @ 0x55d7ea5d4040] "
+
+
+def ffmpeg_message(stderr: str | bytes) -> str:
+    """The first line of ffmpeg's output that says what went wrong (banner, build
+    configuration, stream listings and warnings skipped)."""
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    for raw in stderr.splitlines():
+        if raw[:1].isspace():  # build configuration, library versions, metadata
+            continue
+        line = _FFMPEG_CONTEXT.sub("", raw.strip())
+        if line and not _FFMPEG_BANNER.match(line) and not _FFMPEG_NOISE.search(line):
+            return line
+    return "ffmpeg gave no reason"
+
+
+def require_audio_track(path: str | Path) -> None:
+    """Fail before any work when a media file ffmpeg reads has no sound in it (files it
+    cannot read at all are left to the reader's own error)."""
+    text = _probe_text(_require_file(path, "media"))
+    if "Duration:" in text and "Audio:" not in text:
+        raise MediaError(f"{path} has no audio track (give a file with sound, or its audio as a "
+                         "wav beside it)")
+
+
 def _require_file(path: str | Path, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -59,6 +89,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         wave = wave.mean(axis=1)
     except Exception:
         wave, sr = _decode_audio_ffmpeg(path, sample_rate), sample_rate
+    _check_wav_complete(path)
     if wave.size == 0:
         raise MediaError(f"audio file {path} contains no samples (use a clip of at least 0.1 s)")
     if not np.all(np.isfinite(wave)):
@@ -66,13 +97,34 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return resample(wave, int(sr), sample_rate)
 
 
+def _check_wav_complete(path: Path) -> None:
+    """Refuse a wav cut short: its header promises more audio than the file holds, and
+    libsndfile would quietly return the part that is there."""
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+        if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        while chunk := handle.read(8):
+            if len(chunk) < 8:
+                return
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                held = path.stat().st_size - handle.tell()
+                # 0 and 0xFFFFFFFF mark streamed wavs whose size was never filled in.
+                if size not in (0, 0xFFFFFFFF) and held < size:
+                    raise MediaError(f"audio file {path} is truncated: its header promises {size} bytes "
+                                     f"of audio, the file holds {held} (copy or export it again)")
+                return
+            handle.seek(size + size % 2, 1)  # chunks are padded to even sizes
+
+
 def _decode_audio_ffmpeg(path: Path, sample_rate: int) -> np.ndarray:
     cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "f32le", "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0 or not proc.stdout:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()
-        detail = reason[-1] if reason else "no audio stream"
+        require_audio_track(path)
+        detail = ffmpeg_message(proc.stderr) if proc.stderr.strip() else "no audio stream"
         raise MediaError(
             f"cannot read audio from {path}: {detail} "
             "(give a wav/flac/mp3 file or a video with an audio track)"
@@ -127,7 +179,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
         cmd += [str(tmp)]
         proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True)
         if proc.returncode != 0:
-            raise MediaError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace').strip()}")
+            raise MediaError(f"ffmpeg failed writing {path}: {ffmpeg_message(proc.stderr)}")
     return Path(path)
 
 
@@ -142,10 +194,16 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
         w, h = meta["size"]
         frames = [np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3) for buf in reader]
     except (RuntimeError, StopIteration, OSError) as exc:
-        raise MediaError(f"cannot decode video {path}: {exc} (is it a valid mp4?)") from exc
+        raise MediaError(f"cannot decode video {path}: {ffmpeg_message(str(exc))} (is it a valid mp4?)") from exc
     if not frames:
         raise MediaError(f"video {path} has no frames")
     return np.stack(frames), float(meta["fps"])
+
+
+def _probe_text(path: Path) -> str:
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                          capture_output=True)
+    return proc.stderr.decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -160,9 +218,7 @@ class MediaInfo:
 def probe(path: str | Path) -> MediaInfo:
     """Container duration and streams, parsed from ``ffmpeg -i`` (no ffprobe needed)."""
     path = _require_file(path, "media")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-                          capture_output=True)
-    text = proc.stderr.decode(errors="replace")
+    text = _probe_text(path)
     dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
     if dur is None:
         raise MediaError(f"cannot read {path}: not a media file ffmpeg understands")

@@ -91,9 +91,8 @@ def default_run_dir(config: ExperimentConfig, root: str | Path = "runs") -> Path
 
 def require_run(run_dir: str | Path | None, needs: str = "pipeline") -> ExperimentConfig:
     """The config of a trained run folder; a clear error if ``run_dir`` is unset or not a run."""
-    import json
-
     from avlib.config import config_from_record
+    from avlib.io import read_json
 
     if run_dir is None:
         raise ConfigError("set the run_dir parameter to a run folder written by notebook 04 / `avlib train` "
@@ -102,7 +101,7 @@ def require_run(run_dir: str | Path | None, needs: str = "pipeline") -> Experime
     if not (run_dir / "config.json").is_file() or not (run_dir / needs).exists():
         raise ConfigError(f"{run_dir} is not a finished run: it lacks config.json or {needs} "
                           "(train it with notebook 04 first)")
-    return config_from_record(json.loads((run_dir / "config.json").read_text()))
+    return config_from_record(read_json(run_dir / "config.json", "run's config"))
 
 
 def runs_profile(run_dirs) -> str:

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from avlib.errors import ConfigError, MediaError
-from avlib.io import atomic_path
+from avlib.io import atomic_path, read_json
 
 METRICS = ("fvd", "clipsim", "av_align")
 TITLES = {"fvd": "FVD", "clipsim": "CLIPSIM", "av_align": "AV-Align"}
+RUN_KEYS = ("experiment", "profile", "run_dir", "metrics", "per_class")  # what a row reads
 
 
 def load_published() -> dict[str, Any]:
@@ -31,7 +32,12 @@ def load_run_metrics(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise MediaError(f"no metrics.json in {run_dir} (run `avlib evaluate --run {run_dir}` first)")
-    return json.loads(path.read_text())
+    metrics = read_json(path, "metrics file")
+    missing = [key for key in RUN_KEYS if not isinstance(metrics, dict) or key not in metrics]
+    if missing:
+        raise MediaError(f"{path} is not a metrics.json written by `avlib evaluate` (it lacks "
+                         f"{', '.join(missing)}); run `avlib evaluate --run {run_dir}` again")
+    return metrics
 
 
 def _row(published: dict[str, Any] | None, run: dict[str, Any] | None) -> dict[str, Any]:

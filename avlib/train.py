@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import functools
 import json
+import logging
 import math
 import os
 import random
@@ -42,6 +43,9 @@ from avlib.pipeline.conditioning import encode_frame_prompts, enable_frame_condi
 from avlib.pipeline.t2v import T2VComponents, load_t2v
 
 CHECKPOINTS = "checkpoints"
+# Written by every save_checkpoint; a train_unet run adds unet.safetensors.
+CHECKPOINT_FILES = ("state.json", "mapper.safetensors", "optimizer.safetensors", "rng.safetensors")
+log = logging.getLogger(__name__)
 
 
 # -- frozen features ----------------------------------------------------------------------------
@@ -190,6 +194,47 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be resumed from; None when it is whole.
+
+    The folder appears by one rename, but a disk that fails, a copy cut short or a hand
+    edit can still leave it incomplete, so every file is opened before it is trusted.
+    """
+    from safetensors import safe_open
+
+    for name in CHECKPOINT_FILES:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    try:
+        step = json.loads((path / "state.json").read_text())["step"]
+    except (ValueError, KeyError, TypeError):
+        return "state.json is truncated or damaged"
+    if not isinstance(step, int):
+        return "state.json records no step"
+    for tensors in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(tensors), framework="pt"):
+                pass
+        except Exception:  # SafetensorError is not importable under one stable name
+            return f"{tensors.name} is truncated or damaged"
+    return None
+
+
+def resumable_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of ``run_dir`` that is whole, warning about each newer one
+    skipped; staging folders of saves that never finished are removed on the way."""
+    folder = run_dir / CHECKPOINTS
+    for staging in folder.glob(".step_*.tmp"):
+        shutil.rmtree(staging, ignore_errors=True)
+        log.warning("warning: removed %s, a checkpoint whose save never finished", staging)
+    for candidate in sorted(folder.glob("step_*"), reverse=True):
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            return candidate
+        log.warning("warning: skipping checkpoint %s: %s; resuming from an earlier one", candidate, problem)
+    return None
+
+
 def load_checkpoint(path: Path, trainables: dict[str, torch.nn.Module],
                     optimizer: torch.optim.Optimizer, noise_generator: torch.Generator) -> tuple[int, list]:
     """Restore what :func:`save_checkpoint` wrote; returns (step, losses so far)."""
@@ -285,9 +330,10 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
 
     step, losses = 0, []
     if resume:
-        checkpoint = latest_checkpoint(run_dir)
+        checkpoint = resumable_checkpoint(run_dir)
         if checkpoint is None:
-            raise AvlibError(f"nothing to resume in {run_dir}: no {CHECKPOINTS}/step_* folder")
+            raise AvlibError(f"nothing to resume in {run_dir}: no complete {CHECKPOINTS}/step_* folder "
+                             "(train it again without --resume)")
         step, losses = load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
     write_json(run_dir / "config.json", run_record(config, seed=tcfg.seed))
 

@@ -137,7 +137,7 @@ def test_loader_errors_are_one_line(tmp_path, fixtures_dir):
             load_official_beats(path)
         assert "\n" not in str(error.value)
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="truncated or not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint"):
         load_official_beats(path)
     torch.save({"cfg": argparse.Namespace(**cfg), "model": {}}, path)
     with pytest.raises(CheckpointError, match="holds the Python object argparse.Namespace"):

@@ -113,7 +113,7 @@ def test_missing_and_corrupt_files_are_rejected(tmp_path):
         TempoTokensMapper.from_checkpoint(tmp_path / "nope.pth")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint"):
         TempoTokensMapper.from_checkpoint(corrupt)
 
 

@@ -59,7 +59,7 @@ def test_rejects_wrong_checkpoints(tmp_path):
         i3d.load_i3d(wrong)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint"):
         i3d.load_i3d(junk)
     with pytest.raises(CheckpointError, match="not found"):
         i3d.fetch_weights(tmp_path / "absent.pt", tmp_path)

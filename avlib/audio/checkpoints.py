@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from avlib.audio.cavp import CAVPEncoder
 from avlib.audio.encoder import AudioEncoder
 from avlib.errors import CheckpointError, ConfigError
 from avlib.io import atomic_path
+from avlib.weights import torch_load_weights
 
 HUB_SEPARATOR = "::"
 ENCODER_CLASSES: dict[str, type[AudioEncoder]] = {"cavp": CAVPEncoder, "beats": BEATsEncoder}
@@ -77,20 +77,6 @@ def resolve_checkpoint(spec: str | os.PathLike, cache_dir: str | os.PathLike | N
         raise CheckpointError(f"{not_found} (download failed: {type(exc).__name__})") from exc
 
 
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        python_object = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if python_object:
-            raise CheckpointError(
-                f"cannot load {path} safely: besides tensors it holds the Python object "
-                f"{python_object.group(1)} (re-save just its weights, or check it is the right file)"
-            ) from exc
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or not a "
-                              "PyTorch checkpoint (download it again)") from exc
-
-
 def _preview(keys: list[str], limit: int = 4) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
@@ -122,7 +108,7 @@ def _require_dict(obj: Any, path: Path, keys: tuple[str, ...], expected: str) ->
 def load_official_cavp(path: str | os.PathLike) -> CAVPEncoder:
     """Diff-Foley's CAVP checkpoint -> the CAVP audio encoder (video branch skipped)."""
     path = Path(path)
-    checkpoint = _torch_load(path)
+    checkpoint = torch_load_weights(path, OFFICIAL_FILES["cavp"])
     _require_dict(checkpoint, path, (), OFFICIAL_FILES["cavp"])
     state_dict = checkpoint.get("state_dict", checkpoint)  # Lightning wraps it, bare dicts too
     prefix = "spec_encoder."
@@ -172,7 +158,7 @@ def beats_state_dict_from_official(model: dict[str, torch.Tensor]) -> dict[str, 
 def load_official_beats(path: str | os.PathLike) -> BEATsEncoder:
     """A BEATs ``{"cfg", "model"}`` checkpoint -> :class:`BEATsEncoder`."""
     path = Path(path)
-    checkpoint = _torch_load(path)
+    checkpoint = torch_load_weights(path, OFFICIAL_FILES["beats"])
     _require_dict(checkpoint, path, ("cfg", "model"), OFFICIAL_FILES["beats"])
     encoder = BEATsEncoder(beats_config_from_official(checkpoint["cfg"], path))
     load_weights_strict(encoder, beats_state_dict_from_official(checkpoint["model"]), path,

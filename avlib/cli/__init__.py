@@ -1,13 +1,16 @@
 """``avlib`` command line: one module per command group, each with ``register(subparsers)``.
 
-Commands are thin: parse, call the package, report. A user error (:class:`AvlibError`)
-prints one line on stderr and exits with status 2; nothing half-written is left behind
-because every writer in avlib is atomic.
+Commands are thin: parse, call the package, report. Bad input of any kind (an invalid
+argument, an :class:`AvlibError`, an unreadable or unwritable file, a full disk, damaged
+JSON) prints one line on stderr and exits with status 2; nothing half-written is left
+behind because every writer in avlib is atomic.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import json
 import sys
 
 from avlib import __version__
@@ -17,8 +20,15 @@ from avlib.errors import AvlibError
 COMMAND_MODULES = ("generate", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld", "reproduce")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage text is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="avlib", description="Audio (optionally with text) in, video out: AudioVisGen, reproducibly.")
     parser.add_argument("--version", action="version", version=f"avlib {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -27,17 +37,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What to do about an operating-system error, by errno.
+OS_FIXES = {
+    errno.ENOSPC: "free some disk space and run again",
+    errno.EDQUOT: "free some disk space and run again",
+    errno.EACCES: "choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "choose a folder you can write to, or fix its permissions",
+    errno.EROFS: "choose a folder on a writable file system",
+    errno.EISDIR: "give a file name, not a folder",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "check the path",
+}
+
+
+def describe_error(exc: BaseException) -> str | None:
+    """One line for an error caused by the user's input or machine; None for a bug."""
+    if isinstance(exc, AvlibError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        fix = OS_FIXES.get(exc.errno, "check the file and the disk")
+        text = f"{exc.strerror or exc}{where} ({fix})"
+    elif isinstance(exc, json.JSONDecodeError):
+        text = f"a JSON file is damaged ({exc.msg} at line {exc.lineno}); write it again"
+    elif isinstance(exc, UnicodeDecodeError):
+        text = "a file that should be text is binary; check the paths you passed"
+    else:
+        return None
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except AvlibError as exc:
-        print(f"avlib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"avlib {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        line = describe_error(exc)
+        if line is None:
+            raise  # a bug: the traceback is what a report needs
+        print(f"avlib {args.command}: error: {line}", file=sys.stderr)
+        return 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from avlib.cli.args import check_output, finite_float, nonnegative_int, positive_float, positive_int
 from avlib.data import curate, manifests, synthetic
 from avlib.io import run_record, write_json
 
@@ -20,14 +21,14 @@ def register(subparsers) -> None:
                     "claps (a bolt strikes), volleyball thuds (the ball crosses the net). "
                     "Writes mp4 + wav per clip and manifest.csv with the event times.")
     synth.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
-    synth.add_argument("--clips-per-class", type=int, required=True, metavar="N")
+    synth.add_argument("--clips-per-class", type=positive_int, required=True, metavar="N")
     synth.add_argument("--classes", nargs="+", default=list(synthetic.CLASSES),
                        choices=synthetic.CLASSES, help="default: all three")
-    synth.add_argument("--seed", type=int, default=0, help="default: 0")
-    synth.add_argument("--size", type=int, default=64, help="frame height = width in pixels (default: 64)")
-    synth.add_argument("--fps", type=float, default=12.0, help="default: 12")
-    synth.add_argument("--seconds", type=float, default=2.0, help="clip length (default: 2)")
-    synth.add_argument("--shift-s", type=float, default=0.0, metavar="S",
+    synth.add_argument("--seed", type=nonnegative_int, default=0, help="default: 0")
+    synth.add_argument("--size", type=positive_int, default=64, help="frame height = width in pixels (default: 64)")
+    synth.add_argument("--fps", type=positive_float, default=12.0, help="default: 12")
+    synth.add_argument("--seconds", type=positive_float, default=2.0, help="clip length (default: 2)")
+    synth.add_argument("--shift-s", type=finite_float, default=0.0, metavar="S",
                        help="delay every soundtrack by S seconds (out-of-sync clips; default: 0)")
     synth.add_argument("--layout", choices=synthetic.LAYOUTS, default="random",
                        help="random: positions drawn per clip; canonical: every clip of a class starts "
@@ -87,6 +88,8 @@ def run_curate(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    if args.json:
+        check_output(args.json)
     rows = manifests.read_manifest(args.manifest)
     statuses = curate.dataset_status(rows, args.root)
     counts = curate.count_states(statuses)

@@ -13,6 +13,7 @@ import numpy as np
 
 from avlib.config import EncoderConfig
 from avlib.errors import ConfigError
+from avlib.cli.args import check_output
 from avlib.io import atomic_path, run_record, write_json
 
 
@@ -40,13 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from avlib.audio import FRONTENDS, build_audio_encoder, embed_waveform
-    from avlib.media import load_audio
+    from avlib.generate import read_conditioning_audio
 
-    if not args.output.endswith(".npy"):
-        raise ConfigError(f"output {args.output} must end in .npy (a JSON sidecar goes beside it)")
+    check_output(args.output, ".npy")
     if args.layers and args.encoder != "beats":
         raise ConfigError(f"--layers applies to --encoder beats only (drop it for {args.encoder})")
-    waveform = load_audio(args.audio)  # read before loading weights: bad input fails fast
+    waveform = read_conditioning_audio(args.audio)  # before loading weights: bad input fails fast
     config = EncoderConfig(name=args.encoder, checkpoint=args.checkpoint)
     if args.layers:
         config.layers = args.layers

@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+from avlib.cli.args import check_output, nonnegative_int, positive_int
+
 
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser(
@@ -19,10 +21,10 @@ def register(subparsers) -> None:
                           help="CLIP hub id or folder (default: openai/clip-vit-base-patch32)")
     evaluate.add_argument("--av-align-version", choices=("2025", "2023"), default="2025",
                           help="AV-Align definition (default: 2025)")
-    evaluate.add_argument("--fvd-frames", type=int, default=None,
+    evaluate.add_argument("--fvd-frames", type=positive_int, default=None,
                           help="frames per video for FVD (default: 16, tiny profile 8)")
-    evaluate.add_argument("--workers", type=int, default=None, help="AV-Align processes (default: one per CPU)")
-    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    evaluate.add_argument("--workers", type=positive_int, default=None, help="AV-Align processes (default: one per CPU)")
+    evaluate.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default: 0)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=run_evaluate)
 
@@ -54,6 +56,8 @@ def run_evaluate(args) -> int:
 def run_report(args) -> int:
     from avlib.report import table_rows, write_table
 
+    for output in args.output:
+        check_output(output)
     for path in write_table(table_rows(args.runs), args.output):
         print(f"wrote {path}")
     return 0

@@ -7,8 +7,11 @@ import json
 import math
 from pathlib import Path
 
+from avlib.cli.args import (check_device, check_output, nonnegative_float, nonnegative_int,
+                            positive_float, positive_int)
 from avlib.config import PROFILES, SCHEDULERS, config_from_record, load_config
 from avlib.errors import AvlibError
+from avlib.io import read_json
 
 
 def register(subparsers) -> None:
@@ -24,17 +27,18 @@ def register(subparsers) -> None:
     p.add_argument("--profile", choices=PROFILES, default="tiny",
                    help="tiny (CPU, offline, default) or paper (zeroscope on a GPU)")
     p.add_argument("--pretrained", default=None, help="text-to-video weights: hub id or local folder")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (paper: 25)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale (paper: 25)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 64)")
-    p.add_argument("--frames", type=int, default=None, help="number of frames (paper: 24)")
-    p.add_argument("--fps", type=float, default=None,
+    p.add_argument("--steps", type=positive_int, default=None, help="denoising steps (paper: 25)")
+    p.add_argument("--guidance", type=nonnegative_float, default=None, help="guidance scale (paper: 25)")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed (default 64)")
+    p.add_argument("--frames", type=positive_int, default=None, help="number of frames (paper: 24)")
+    p.add_argument("--fps", type=positive_float, default=None,
                    help="frame rate (default: the run's or profile's inference.fps); the audio "
                         "window is frames / fps seconds from the file's start")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
                    help="sampler (default: the run's or profile's inference.scheduler)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--height", type=positive_int, default=None,
+                   help="frame height, a multiple of the VAE's factor (8 for zeroscope)")
+    p.add_argument("--width", type=positive_int, default=None, help="frame width, as --height")
     p.add_argument("--device", default=None, help="cpu or cuda (default from the profile)")
     p.set_defaults(func=run)
 
@@ -46,17 +50,25 @@ def _run_config(args: argparse.Namespace):
         if not config_file.is_file():
             raise AvlibError(f"{args.mapper} is not a training run (no config.json); "
                              "pass the folder written by `avlib train`")
-        return config_from_record(json.loads(config_file.read_text()))
+        return config_from_record(read_json(config_file, "run's config"))
     return load_config("dog", args.profile)
+
+
+def check_frame_size(settings, factor: int) -> None:
+    """The VAE works on blocks of ``factor`` pixels: other sizes would come out cropped."""
+    for flag, value in (("--height", settings.height), ("--width", settings.width)):
+        if value % factor:
+            raise AvlibError(f"{flag} {value} is not a multiple of {factor}, the VAE's downsampling "
+                             f"factor (use {max(factor, value // factor * factor)} or "
+                             f"{(value // factor + 1) * factor})")
 
 
 def run(args: argparse.Namespace) -> int:
     from avlib.generate import generate_file, read_conditioning_audio
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
-    from avlib.pipeline.t2v import load_t2v
+    from avlib.pipeline.t2v import load_t2v, pretrained_vae_scale
 
-    if args.output.suffix.lower() != ".mp4":
-        raise AvlibError(f"output {args.output} must end in .mp4")
+    check_output(args.output, ".mp4")
     if args.mapper is not None and args.audio is None:
         raise AvlibError("--mapper needs --audio: the mapper turns audio into the video's conditioning")
     if args.audio is not None:
@@ -72,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
             f"this mapper was trained on {config.data.num_frames} frames over {config.data.clip_seconds:g} s "
             f"of audio; {settings.num_frames} frames at {settings.fps:g} fps span "
             f"{settings.audio_seconds:g} s: keep --frames/--fps at {config.data.num_frames}/{config.data.fps:g}")
-    device = args.device or config.model.device
-    t2v = load_t2v(args.pretrained or config.model.pretrained, dtype=config.model.dtype, device=device)
+    device = check_device(args.device or config.model.device,
+                          "--device" if args.device else f"the {config.profile} profile's device")
+    pretrained = args.pretrained or config.model.pretrained
+    check_frame_size(settings, pretrained_vae_scale(pretrained))
+    t2v = load_t2v(pretrained, dtype=config.model.dtype, device=device)
     if args.mapper is not None:
         pipeline = AudioToVideoPipeline.from_pretrained(args.mapper / "pipeline", t2v=t2v, device=device)
     else:

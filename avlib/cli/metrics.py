@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from avlib.cli.args import check_output, nonnegative_int, positive_int
 from avlib.errors import CheckpointError
 from avlib.io import run_record, write_json
 
@@ -25,7 +26,7 @@ def register(subparsers) -> None:
     align.add_argument("videos", nargs="+", metavar="VIDEO", help="mp4 files")
     align.add_argument("--version", choices=("2025", "2023"), default="2025",
                        help="upstream definition (default: 2025, one-to-one matching, threshold 0.1)")
-    align.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
+    align.add_argument("--workers", type=positive_int, default=None, help="processes (default: one per CPU)")
     _common(align)
     align.set_defaults(func=run_av_align)
 
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
     fvd.add_argument("--i3d", metavar="PATH_OR_URL",
                      help="i3d_pretrained_400.pt (plain state dict) or StyleGAN-V's "
                           "i3d_torchscript.pt; 'tiny' for a random test network")
-    fvd.add_argument("--frames", type=int, default=16, help="frames per video (default: 16)")
+    fvd.add_argument("--frames", type=positive_int, default=16, help="frames per video (default: 16)")
     fvd.add_argument("--resize", choices=("short-side", "squash"), default="short-side",
                      help="short-side: resize + centre crop, as VideoGPT (default); squash: to 224x224")
     fvd.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", required=True, metavar="OUT.json", help="where to write the result")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -68,6 +69,7 @@ def _finish(args, result: dict, line: str) -> int:
 def run_av_align(args) -> int:
     from avlib.metrics import av_align
 
+    check_output(args.json)
     results = av_align.av_align_videos(args.videos, args.version, args.workers, not args.quiet)
     summary = av_align.summarize(results, args.version, args.seed)
     low, high = summary["ci95"]
@@ -80,6 +82,7 @@ def run_fvd(args) -> int:
     from avlib.io import cache_dir
     from avlib.metrics import fvd
 
+    check_output(args.json)
     if args.i3d is None:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                               "(i3d_pretrained_400.pt, or --i3d tiny for a random test network)")
@@ -97,6 +100,7 @@ def run_clipsim(args) -> int:
     from avlib.evaluate import list_videos
     from avlib.metrics import clipsim
 
+    check_output(args.json)
     scorer = (clipsim.ClipScorer.tiny() if args.model == "tiny"
               else clipsim.ClipScorer.from_pretrained(args.model or clipsim.DEFAULT_MODEL))
     videos = list_videos(args.videos)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avlib.cli.args import nonnegative_int, positive_int
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -11,8 +13,8 @@ def register(subparsers) -> None:
         description="Writes RUN/samples/{clip}.mp4 + .wav + index.csv and the real clips in "
                     "RUN/reference/, the layout `avlib evaluate --run RUN` reads.")
     p.add_argument("--run", type=Path, required=True, help="run folder written by `avlib train`")
-    p.add_argument("--limit", type=int, default=None, help="at most this many test clips")
-    p.add_argument("--seed", type=int, default=None, help="noise seed of the first clip (default: config)")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most this many test clips")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="noise seed of the first clip (default: config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an inference setting of the run, e.g. --set inference.scheduler=ddim "
                         "(repeatable; the run's config.json is not changed)")

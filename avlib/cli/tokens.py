@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from avlib.errors import ConfigError, MediaError
+from avlib.cli.args import check_output
 from avlib.io import atomic_path, run_record, write_json
 
 # The encoder each mapper's weights expect: (name, BEATs layers, feature width).
@@ -52,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from avlib.mapper import MAPPERS
 
-    if not args.output.endswith(".npz"):
-        raise ConfigError(f"output {args.output} must end in .npz (a JSON sidecar goes beside it)")
+    check_output(args.output, ".npz")
     is_npy = args.input.lower().endswith(".npy")
     features = read_features(args.input, args.mapper) if is_npy else encode_audio(args)
     mapper = MAPPERS[args.mapper].from_checkpoint(args.checkpoint,
@@ -91,6 +91,9 @@ def read_features(path: str, mapper: str = "tempotokens") -> np.ndarray:
     except (ValueError, OSError) as exc:
         raise MediaError(f"cannot read {path} as a .npy array ({exc}); "
                          "write it again with `avlib embed`") from exc
+    if not np.issubdtype(features.dtype, np.number) or not np.all(np.isfinite(features)):
+        raise MediaError(f"{path} holds NaN, infinite or non-numeric values; write it again with "
+                         "`avlib embed --encoder beats --layers all`")
     if features.ndim not in (2, 3) or 0 in features.shape:
         raise MediaError(f"{path} has shape {features.shape}; expected (S, {dim}) or (B, S, {dim}) "
                          f"from `avlib embed --encoder {encoder}`")
@@ -107,9 +110,9 @@ def encode_audio(args: argparse.Namespace) -> np.ndarray:
                           f"from `avlib embed --encoder {encoder_name}`")
     from avlib.audio import build_audio_encoder, embed_waveform
     from avlib.config import EncoderConfig
-    from avlib.media import load_audio
+    from avlib.generate import read_conditioning_audio
 
-    waveform = load_audio(args.input)  # read before loading weights: bad input fails fast
+    waveform = read_conditioning_audio(args.input)  # before loading weights: bad input fails fast
     encoder = build_audio_encoder(
         EncoderConfig(name=encoder_name, checkpoint=args.encoder_checkpoint, layers=layers))
     return embed_waveform(encoder, waveform)[None]

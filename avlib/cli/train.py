@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import Any, Mapping
 
+from avlib.cli.args import check_device
 from avlib.config import PROFILES, config_from_record, list_experiments, load_config
-from avlib.errors import AvlibError
+from avlib.errors import AvlibError, ConfigError
+from avlib.io import read_json
+
+# What a resumed run may change: how long it goes on, how often it saves, where the clips
+# now live, and how it will be sampled. Anything else (lr, data, model...) is baked into the
+# saved weights, optimizer state or data order, so changing it would silently not apply.
+RESUMABLE = ("train.epochs", "train.max_steps", "train.checkpoint_every", "data.root", "inference.")
 
 
 def register(subparsers) -> None:
@@ -25,6 +32,26 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def changed_keys(saved: Mapping[str, Any], asked: Mapping[str, Any], prefix: str = "") -> list[tuple]:
+    """(dotted key, saved value, asked value) for every setting that differs."""
+    changes = []
+    for key, value in asked.items():
+        if isinstance(value, Mapping):
+            changes += changed_keys(saved[key], value, f"{prefix}{key}.")
+        elif saved[key] != value:
+            changes.append((f"{prefix}{key}", saved[key], value))
+    return changes
+
+
+def refuse_changes_on_resume(saved: Mapping[str, Any], asked: Mapping[str, Any]) -> None:
+    fixed = [c for c in changed_keys(saved, asked) if not c[0].startswith(RESUMABLE)]
+    if fixed:
+        listed = ", ".join(f"{key} (run: {old!r}, asked: {new!r})" for key, old, new in fixed)
+        raise ConfigError(f"--resume cannot change {listed}: the saved weights and optimizer keep "
+                          "the run's values; drop that --set, or train a new run with --out "
+                          f"(a resumed run may change {', '.join(RESUMABLE).replace('inference.', 'inference.*')})")
+
+
 def run(args: argparse.Namespace) -> int:
     from avlib.data.splits import load_split
     from avlib.train import train
@@ -34,11 +61,14 @@ def run(args: argparse.Namespace) -> int:
         if not record.is_file():
             raise AvlibError(f"{args.resume} is not a training run (no config.json); "
                              "pass the folder a previous `avlib train` wrote")
-        config = config_from_record(json.loads(record.read_text()), args.overrides)
+        record = read_json(record, "run's config")
+        config = config_from_record(record, args.overrides)
+        refuse_changes_on_resume(config_from_record(record).to_dict(), config.to_dict())
         run_dir = args.resume
     else:
         config = load_config(args.experiment, args.profile, args.overrides)
         run_dir = args.out or Path("runs") / f"{config.name}_{config.profile}"
+    check_device(config.model.device, "model.device")
     # Whole clips: training crops a random aligned window per step. A run that trains nothing
     # (max_steps 0: the released TempoTokens weights) needs only the test split it samples.
     clips = [] if config.train.max_steps == 0 else load_split(config, "train", start="whole")

@@ -68,7 +68,7 @@ def read_manifest(path: str | Path) -> list[ClipRow]:
     if not path.is_file():
         raise ConfigError(f"manifest not found: {path} (give a CSV from data_manifests/ "
                           "or one written by `avlib data synth`)")
-    lines = path.read_text().splitlines()
+    lines = path.read_text(errors="replace").splitlines()  # binary: fails the check below
     if not lines or not lines[0].startswith("# avlib-manifest v"):
         raise ConfigError(f"{path}, line 1: not an avlib manifest (the first line must be "
                           f"'{VERSION_LINE}'; see data_manifests/README.md)")

@@ -30,6 +30,7 @@ from torch import nn
 from avlib.errors import CheckpointError
 from avlib.mapper.base import FrameTokenMapper, MapperOutput
 from avlib.mapper.temporal import local_window_means
+from avlib.weights import torch_load_weights
 
 UPSTREAM_DROPOUT_P = 0.5  # torch.nn.functional.dropout's default, which upstream relies on
 
@@ -147,12 +148,8 @@ def read_released_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
         raise CheckpointError(
             f"mapper weights not found: {path} (pass the local path of TempoTokens' "
             "learned_embeds.pth or the report repo's at_embedder_<step>.pth)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt or non-torch file
-        reason = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"cannot read {path} as a torch state dict ({type(exc).__name__}: "
-                              f"{reason}); re-download learned_embeds.pth") from exc
+    state = torch_load_weights(path, "the released learned_embeds.pth or at_embedder_<step>.pth "
+                                     "(download it again if it was cut short)")
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError(
             f"{path} is not a plain state dict of tensors as TempoTokens and the report repo save "

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from avlib.errors import CheckpointError
 from avlib.metrics.stats import mean_with_ci
+from avlib.weights import folder_problem
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 SCALE = ("cosine similarity x1 (the report's 0-1 convention; papers on the x100 scale "
@@ -54,10 +55,10 @@ class ClipScorer:
             tokenizer = AutoTokenizer.from_pretrained(model_id)
             # The PIL processor: the default one would need torchvision.
             image_processor = CLIPImageProcessorPil.from_pretrained(model_id)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, ValueError, UnpicklingError... from transformers
             raise CheckpointError(
-                f"cannot load CLIP model '{model_id}': {str(exc).splitlines()[0]} (pass "
-                "--clip-model with a local folder or a hub id available offline)") from exc
+                f"cannot load CLIP model '{model_id}': {folder_problem(model_id, exc)} (give a "
+                "local folder in transformers' CLIP layout or a hub id available offline)") from exc
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(model, tokenizer, image_processor, model_id, device)
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from avlib.errors import CheckpointError
 from avlib.io import atomic_path
+from avlib.weights import torch_load_weights
 
 BN_EPS = 1e-5
 
@@ -224,11 +225,7 @@ def load_i3d_state_dict(path: Path) -> InceptionI3d:
     The converted public file has no ``num_batches_tracked`` entries; they only count
     training steps, so missing ones are filled with 0 before the strict load.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors name no common base class
-        raise CheckpointError(f"cannot read I3D weights {path}: {exc} (expected a plain "
-                              "state dict such as i3d_pretrained_400.pt)") from exc
+    state = torch_load_weights(path, "a plain state dict such as i3d_pretrained_400.pt")
     if not isinstance(state, dict) or "logits.conv3d.weight" not in state:
         raise CheckpointError(f"{path} is not an InceptionI3d state dict (no "
                               "'logits.conv3d.weight'); pass i3d_pretrained_400.pt")

@@ -8,7 +8,6 @@ it is a plain text-to-video pipeline on the same code path.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from avlib.errors import ConfigError
-from avlib.io import write_json
+from avlib.io import read_json, write_json
 from avlib.pipeline.conditioning import (
     enable_frame_conditioning, encode_frame_prompts, encode_text,
 )
@@ -85,7 +84,7 @@ class AudioToVideoPipeline:
         if not recipe_file.is_file():
             raise CheckpointError(f"{directory} holds no {PIPELINE_FILE}: pass a run folder written "
                                   "by `avlib train` (or AudioToVideoPipeline.save_pretrained)")
-        recipe = json.loads(recipe_file.read_text())
+        recipe = read_json(recipe_file, "pipeline recipe")
         t2v = t2v or load_t2v(recipe["t2v"], dtype=dtype, device=device)
         if recipe.get("unet"):  # a fine-tuned UNet replaces the frozen one
             from diffusers import UNet3DConditionModel

@@ -8,6 +8,7 @@ of them then go through the same ``from_pretrained`` calls, with every weight fr
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from avlib.errors import CheckpointError
 from avlib.io import cache_dir
+from avlib.weights import folder_problem
 
 ZEROSCOPE_ID = "cerspense/zeroscope_v2_576w"
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -37,7 +39,20 @@ class T2VComponents:
 
     @property
     def vae_scale(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae_scale(self.vae.config.block_out_channels)
+
+
+def vae_scale(block_out_channels) -> int:
+    """The VAE's downsampling factor: frame sizes must be multiples of it."""
+    return 2 ** (len(block_out_channels) - 1)
+
+
+def pretrained_vae_scale(pretrained: str) -> int:
+    """:func:`vae_scale` of a model read from its config alone (no weights loaded)."""
+    from avlib.io import read_json
+
+    config = read_json(resolve_pretrained(pretrained) / "vae" / "config.json", "VAE config")
+    return vae_scale(config.get("block_out_channels", [64]))  # diffusers default: one block
 
 
 def resolve_pretrained(pretrained: str) -> Path:
@@ -93,6 +108,21 @@ def toyworld_t2v() -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def quiet_diffusers():
+    """Silence diffusers' log while loading: a folder without safetensors makes it log an
+    "error" and "Defaulting to unsafe serialization", yet it falls back to the .bin file read
+    with ``weights_only=True``; a real failure still raises (and is reported once, by us)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
 def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str = "cpu") -> T2VComponents:
     """Load UNet3D, VAE, CLIP text encoder, tokenizer and scheduler, frozen, in ``dtype``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
@@ -102,11 +132,17 @@ def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str
     if device == "cpu":
         dtype = "float32"  # half precision on CPU is slow and inaccurate
     torch_dtype = DTYPES[dtype]
-    unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
-    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
-    text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)
-    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
-    scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+    try:
+        with quiet_diffusers():
+            unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
+            vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
+        text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)
+        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+    except Exception as exc:  # diffusers/transformers raise OSError, ValueError, UnpicklingError...
+        raise CheckpointError(f"cannot load the text-to-video model from {folder}: "
+                              f"{folder_problem(folder, exc)} (download it again or pass another "
+                              "diffusers folder)") from exc
     for model in (unet, vae, text_encoder):
         model.requires_grad_(False).eval().to(device)
     return T2VComponents(unet, vae, text_encoder, tokenizer, scheduler, source=str(pretrained))

@@ -1,0 +1,342 @@
+"""Bad input, as a demanding user gives it: every case exits with status 2 and one line on
+stderr naming the problem, no traceback, and leaves no file behind (not even a hidden
+temporary one). Plus the faults around the edges: a full disk, a checkpoint cut short
+before --resume, a temporary file orphaned by SIGKILL, papermill parameters."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from avlib.cli import main
+from avlib.config import load_config
+from avlib.io import run_record, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Evil:
+    """A pickle that would run a shell command if anything unpickled it."""
+
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def _wav(path: Path, seconds: float) -> Path:
+    t = np.arange(int(16000 * seconds)) / 16000
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), 16000, subtype="PCM_16")
+    return path
+
+
+def _run_dir(path: Path, config_text: str | None = None) -> Path:
+    """A run folder holding only a config.json (good unless ``config_text`` says otherwise)."""
+    path.mkdir()
+    record = run_record(load_config("dog", "tiny"), seed=64)
+    (path / "config.json").write_text(config_text if config_text is not None else json.dumps(record))
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> SimpleNamespace:
+    """Every bad (and the few good) input files the cases point at, built once."""
+    from avlib.media import write_video
+
+    d = tmp_path_factory.mktemp("inputs")
+    good = _wav(d / "tone.wav", 2.0)
+    cut_wav = d / "cut.wav"
+    cut_wav.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    torch.save({"state_dict": {"x": Evil()}}, d / "evil.pt")
+    torch.save({"state_dict": {"x": torch.zeros(4096)}}, d / "cut.pt")
+    (d / "cut.pt").write_bytes((d / "cut.pt").read_bytes()[:400])
+    (d / "text.pt").write_text("these are not weights\n")
+    np.save(d / "nan.npy", np.full((2, 9216), np.nan, dtype=np.float32))
+    np.save(d / "features.npy", np.zeros((2, 9216), dtype=np.float32))
+    (d / "bad.npy").write_text("not numpy")
+    write_video(d / "silent.mp4", np.zeros((4, 16, 16, 3), np.uint8), 4.0)  # no audio track
+    (d / "manifest.csv").write_bytes(bytes(range(256)) * 4)                   # binary "manifest"
+    (d / "empty_dir").mkdir()
+    (d / "no_config").mkdir()
+    _run_dir(d / "run")
+    _run_dir(d / "run_cut", json.dumps(run_record(load_config("dog", "tiny")))[:120])
+    _run_dir(d / "run_foreign", json.dumps({"hello": "world"}))
+    metrics_cut = _run_dir(d / "metrics_cut")
+    (metrics_cut / "metrics.json").write_text('{"experiment": "dog", "metr')
+    metrics_foreign = _run_dir(d / "metrics_foreign")
+    (metrics_foreign / "metrics.json").write_text(json.dumps({"fvd": 1.0}))
+    # A diffusers folder whose UNet weights are a malicious pickle.
+    from avlib.toyworld import T2V_SUBDIR, WEIGHTS_DIR
+    import shutil
+
+    evil_t2v = d / "evil_t2v"
+    shutil.copytree(WEIGHTS_DIR / T2V_SUBDIR, evil_t2v)
+    for weights in (evil_t2v / "unet").glob("*.safetensors"):
+        weights.unlink()
+    torch.save({"x": Evil()}, evil_t2v / "unet" / "diffusion_pytorch_model.bin")
+    (d / "half_t2v" / "unet").mkdir(parents=True)
+    # A transformers CLIP folder whose weights are a malicious pickle.
+    from avlib.metrics.clipsim import ClipScorer
+
+    evil_clip = d / "evil_clip"
+    ClipScorer.tiny().model.config.save_pretrained(evil_clip)
+    torch.save({"x": Evil()}, evil_clip / "pytorch_model.bin")
+    return SimpleNamespace(
+        dir=d, good=good, short=_wav(d / "short.wav", 0.05), cut_wav=cut_wav, evil=d / "evil.pt",
+        cut_pt=d / "cut.pt", text_pt=d / "text.pt", nan=d / "nan.npy", features=d / "features.npy", bad_npy=d / "bad.npy",
+        silent=d / "silent.mp4", manifest=d / "manifest.csv", empty_dir=d / "empty_dir",
+        no_config=d / "no_config", run=d / "run", run_cut=d / "run_cut", run_foreign=d / "run_foreign",
+        metrics_cut=metrics_cut, metrics_foreign=metrics_foreign, evil_t2v=evil_t2v,
+        half_t2v=d / "half_t2v", evil_clip=evil_clip)
+
+
+# (id, argv with {name} filled from `inputs` and {out} the empty output folder, expected text)
+CASES = [
+    # generate
+    ("generate-steps-0", "generate --prompt dog --steps 0 -o {out}/o.mp4", "--steps: must be a whole number >= 1"),
+    ("generate-steps-negative", "generate --prompt dog --steps -1 -o {out}/o.mp4", "--steps: must be a whole number >= 1"),
+    ("generate-steps-text", "generate --prompt dog --steps many -o {out}/o.mp4", "'many' is not a whole number"),
+    ("generate-frames-0", "generate --prompt dog --frames 0 -o {out}/o.mp4", "--frames: must be a whole number >= 1"),
+    ("generate-frames-negative", "generate --prompt dog --frames -3 -o {out}/o.mp4", "--frames: must be"),
+    ("generate-fps-0", "generate --prompt dog --fps 0 -o {out}/o.mp4", "--fps: must be a number > 0"),
+    ("generate-fps-inf", "generate --prompt dog --fps inf -o {out}/o.mp4", "'inf' is not a finite number"),
+    ("generate-guidance-nan", "generate --prompt dog --guidance nan -o {out}/o.mp4", "'nan' is not a finite number"),
+    ("generate-guidance-negative", "generate --prompt dog --guidance -2 -o {out}/o.mp4", "--guidance: must be a number >= 0"),
+    ("generate-height-30", "generate --prompt dog --height 30 -o {out}/o.mp4", "--height 30 is not a multiple of 4"),
+    ("generate-width-0", "generate --prompt dog --width 0 -o {out}/o.mp4", "--width: must be a whole number >= 1"),
+    ("generate-seed-negative", "generate --prompt dog --seed -1 -o {out}/o.mp4", "--seed: must be a whole number >= 0"),
+    ("generate-device-unknown", "generate --prompt dog --device banana -o {out}/o.mp4", "--device 'banana' is not a device"),
+    ("generate-output-avi", "generate --prompt dog -o {out}/o.avi", "must end in .mp4"),
+    ("generate-output-is-folder", "generate --prompt dog -o {empty_dir}", "is a folder"),
+    ("generate-output-under-file", "generate --prompt dog -o {good}/o.mp4", "is a file, not a folder"),
+    ("generate-audio-missing", "generate --prompt dog --audio {dir}/nope.wav -o {out}/o.mp4", "audio file not found"),
+    ("generate-audio-not-audio", "generate --prompt dog --audio {text_pt} -o {out}/o.mp4", "cannot read audio"),
+    ("generate-audio-too-short", "generate --prompt dog --audio {short} -o {out}/o.mp4", "give at least 0.1 s"),
+    ("generate-audio-truncated-wav", "generate --prompt dog --audio {cut_wav} -o {out}/o.mp4", "is truncated: its header promises"),
+    ("generate-audio-no-track", "generate --prompt dog --audio {silent} -o {out}/o.mp4", "has no audio track"),
+    ("generate-mapper-not-a-run", "generate --audio {good} --mapper {no_config} -o {out}/o.mp4", "is not a training run"),
+    ("generate-mapper-truncated-config", "generate --audio {good} --mapper {run_cut} -o {out}/o.mp4", "is not valid JSON"),
+    ("generate-mapper-foreign-config", "generate --audio {good} --mapper {run_foreign} -o {out}/o.mp4", "holds no experiment config"),
+    ("generate-pretrained-incomplete", "generate --prompt dog --pretrained {half_t2v} -o {out}/o.mp4", "missing vae, text_encoder"),
+    ("generate-pretrained-pickle", "generate --prompt dog --pretrained {evil_t2v} -o {out}/o.mp4",
+     "unet/diffusion_pytorch_model.bin holds the Python object posix.system, which avlib never unpickles"),
+    # train
+    ("train-checkpoint-every-0", "train --set train.checkpoint_every=0 --out {out}/run", "train.checkpoint_every=0 must be >= 1"),
+    ("train-num-frames-0", "train --set data.num_frames=0 --out {out}/run", "data.num_frames=0 must be >= 1"),
+    ("train-max-steps-negative", "train --set train.max_steps=-5 --out {out}/run", "train.max_steps=-5 must be >= 0"),
+    ("train-lr-nan", "train --set train.lr=.nan --out {out}/run", "train.lr=nan is not a finite number"),
+    ("train-lr-0", "train --set train.lr=0 --out {out}/run", "train.lr must be positive"),
+    ("train-fps-0", "train --set data.fps=0 --out {out}/run", "data.fps=0.0 must be > 0"),
+    ("train-unknown-experiment", "train --experiment unicorn --out {out}/run", "unknown experiment 'unicorn'"),
+    ("train-height-not-vae-multiple", "train --set data.height=30 --out {out}/run", "data.height=30 is not a multiple of 8"),
+    ("train-frame-counts-differ", "train --set mapper.num_frames=6 --out {out}/run", "frame counts differ"),
+    ("train-window-mismatch", "train --set inference.fps=4 --out {out}/run", "8 frames at 4 fps span 2 s"),
+    ("sample-window-mismatch", "sample --run {run} --set inference.fps=4", "8 frames at 4 fps span 2 s"),
+    ("train-unknown-key", "train --set train.speed=9 --out {out}/run", "unknown config key 'train.speed'"),
+    ("train-override-not-key-value", "train --set train.lr --out {out}/run", "is not KEY=VALUE"),
+    ("train-device-unknown", "train --set model.device=banana --out {out}/run", "model.device 'banana' is not a device"),
+    ("train-resume-not-a-run", "train --resume {no_config}", "is not a training run"),
+    ("train-resume-truncated-config", "train --resume {run_cut}", "is not valid JSON"),
+    ("train-resume-changes-lr", "train --resume {run} --set train.lr=0.5",
+     "asked: 0.5): the saved weights and optimizer keep the run's values"),
+    # sample
+    ("sample-not-a-run", "sample --run {no_config}", "is not a training run"),
+    ("sample-truncated-config", "sample --run {run_cut}", "is not valid JSON"),
+    ("sample-limit-0", "sample --run {run} --limit 0", "--limit: must be a whole number >= 1"),
+    ("sample-seed-negative", "sample --run {run} --seed -2", "--seed: must be a whole number >= 0"),
+    # evaluate, report
+    ("evaluate-not-a-run", "evaluate --run {no_config}", "no config.json"),
+    ("evaluate-never-sampled", "evaluate --run {run}", "has no samples/index.csv"),
+    ("evaluate-truncated-config", "evaluate --run {run_cut}", "is not valid JSON"),
+    ("evaluate-fvd-frames-0", "evaluate --run {run} --fvd-frames 0", "--fvd-frames: must be"),
+    ("evaluate-workers-0", "evaluate --run {run} --workers 0", "--workers: must be"),
+    ("report-not-evaluated", "report --runs {run} -o {out}/t.md", "no metrics.json"),
+    ("report-truncated-metrics", "report --runs {metrics_cut} -o {out}/t.md", "is not valid JSON"),
+    ("report-foreign-metrics", "report --runs {metrics_foreign} -o {out}/t.md", "is not a metrics.json written by"),
+    ("report-output-is-folder", "report --runs {run} -o {empty_dir}", "is a folder"),
+    # metrics
+    ("av-align-missing-video", "metrics av-align {dir}/nope.mp4 --json {out}/a.json", "video file(s) not found"),
+    ("av-align-workers-0", "metrics av-align {silent} --workers 0 --json {out}/a.json", "--workers: must be"),
+    ("fvd-frames-0", "metrics fvd --real {dir} --fake {dir} --frames 0 --json {out}/f.json", "--frames: must be"),
+    ("fvd-no-i3d", "metrics fvd --real {dir} --fake {dir} --json {out}/f.json", "FVD needs the Kinetics-400 I3D"),
+    ("fvd-i3d-pickle", "metrics fvd --real {dir} --fake {dir} --i3d {evil} --json {out}/f.json",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("fvd-i3d-truncated", "metrics fvd --real {dir} --fake {dir} --i3d {cut_pt} --json {out}/f.json", "is truncated or damaged"),
+    ("fvd-i3d-not-weights", "metrics fvd --real {dir} --fake {dir} --i3d {text_pt} --json {out}/f.json",
+     "is not a PyTorch checkpoint"),
+    ("fvd-json-is-folder", "metrics fvd --real {dir} --fake {dir} --i3d tiny --json {empty_dir}", "is a folder"),
+    ("clipsim-model-empty-folder", "metrics clipsim --videos {dir} --text dog --model {empty_dir} --json {out}/c.json",
+     "cannot load CLIP model"),
+    ("clipsim-model-pickle", "metrics clipsim --videos {dir} --text dog --model {evil_clip} --json {out}/c.json",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("clipsim-no-videos", "metrics clipsim --videos {empty_dir} --text dog --model tiny --json {out}/c.json", "no .mp4 files"),
+    # embed
+    ("embed-output-suffix", "embed {good} --encoder cavp --frontend-only -o {out}/e.txt", "must end in .npy"),
+    ("embed-output-is-folder", "embed {good} --encoder cavp --frontend-only -o {empty_dir}", "is a folder"),
+    ("embed-audio-missing", "embed {dir}/nope.wav --encoder cavp --frontend-only -o {out}/e.npy", "audio file not found"),
+    ("embed-audio-too-short", "embed {short} --encoder cavp --frontend-only -o {out}/e.npy", "give at least 0.1 s"),
+    ("embed-audio-truncated-wav", "embed {cut_wav} --encoder cavp --frontend-only -o {out}/e.npy", "is truncated"),
+    ("embed-checkpoint-pickle", "embed {good} --encoder cavp --checkpoint {evil} -o {out}/e.npy",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("embed-checkpoint-truncated", "embed {good} --encoder beats --checkpoint {cut_pt} -o {out}/e.npy", "is truncated or damaged"),
+    ("embed-checkpoint-not-weights", "embed {good} --encoder cavp --checkpoint {text_pt} -o {out}/e.npy",
+     "is not a PyTorch checkpoint"),
+    ("embed-layers-with-cavp", "embed {good} --encoder cavp --layers all --frontend-only -o {out}/e.npy", "--layers applies to"),
+    ("embed-no-checkpoint", "embed {good} --encoder cavp -o {out}/e.npy", "--checkpoint is required"),
+    # tokens
+    ("tokens-nan-features", "tokens {nan} --checkpoint {evil} -o {out}/t.npz", "holds NaN, infinite"),
+    ("tokens-bad-npy", "tokens {bad_npy} --checkpoint {evil} -o {out}/t.npz", "cannot read"),
+    ("tokens-features-missing", "tokens {dir}/nope.npy --checkpoint {evil} -o {out}/t.npz", "features file not found"),
+    ("tokens-checkpoint-pickle", "tokens {features} --checkpoint {evil} -o {out}/t.npz",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("tokens-output-is-folder", "tokens {nan} --checkpoint {evil} -o {empty_dir}", "is a folder"),
+    ("tokens-output-suffix", "tokens {nan} --checkpoint {evil} -o {out}/t.npy", "must end in .npz"),
+    # data
+    ("data-status-binary-manifest", "data status --manifest {manifest} --root {dir}", "not an avlib manifest"),
+    ("data-status-missing-manifest", "data status --manifest {dir}/nope.csv --root {dir}", "manifest not found"),
+    ("data-status-json-is-folder", "data status --manifest {manifest} --root {dir} --json {empty_dir}", "is a folder"),
+    ("data-synth-clips-0", "data synth --out {out}/s --clips-per-class 0", "--clips-per-class: must be"),
+    ("data-synth-fps-0", "data synth --out {out}/s --clips-per-class 1 --fps 0", "--fps: must be a number > 0"),
+    ("data-synth-seconds-negative", "data synth --out {out}/s --clips-per-class 1 --seconds -1", "--seconds: must be"),
+    ("data-vggsound-missing-index", "data vggsound --index {dir}/nope.csv --out {out}/m.csv", "not found"),
+]
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(argv, expected, inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # anything written relative to the working folder shows up here
+    out = tmp_path / "out"
+    out.mkdir()
+    before = _files(inputs.dir)
+    args = [part.format(out=out, **vars(inputs)) for part in argv.split()]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "Loading weights" not in line]
+    assert len(lines) == 1, err
+    assert expected in lines[0] and "Traceback" not in err
+    assert "weights_only" not in err  # torch's advice to unpickle anything is never passed on
+    assert _files(out) == set() and _files(inputs.dir) == before  # nothing written, nothing hidden
+    assert not (tmp_path / "PWNED").exists() and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_enough_cases():
+    assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_device_without_a_gpu_is_refused(inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["generate", "--prompt", "dog", "--device", "cuda", "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "--device cuda: no CUDA GPU is visible" in capsys.readouterr().err
+    assert main(["train", "--profile", "paper", "--out", str(tmp_path / "run")]) == 2
+    assert "model.device cuda: no CUDA GPU is visible" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("error, fix", [
+    (OSError(errno.ENOSPC, "No space left on device"), "free some disk space"),
+    (PermissionError(errno.EACCES, "Permission denied"), "choose a folder you can write to"),
+    (OSError(errno.EROFS, "Read-only file system"), "writable file system"),
+])
+def test_write_failures_are_one_line_and_leave_nothing(error, fix, inputs, tmp_path, capsys, monkeypatch):
+    def failing_save(handle, array):
+        handle.write(b"half")  # some bytes reach the temporary file, then the disk gives out
+        raise error
+    monkeypatch.setattr(np, "save", failing_save)
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(inputs.good), "--encoder", "cavp", "--frontend-only", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and fix in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ("generate --prompt dog --steps 0 -o {out}/o.mp4", "--steps: must be a whole number >= 1"),
+    ("embed {good} --encoder cavp --checkpoint {evil} -o {out}/e.npy", "posix.system, which avlib never unpickles"),
+    ("train --set train.checkpoint_every=0 --out {out}/run", "train.checkpoint_every=0 must be >= 1"),
+])
+def test_the_process_exit_path(argv, expected, inputs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [part.format(out=out, **vars(inputs)) for part in argv.split()]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "avlib", *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and expected in proc.stderr and "Traceback" not in proc.stderr
+    assert list(out.iterdir()) == [] and not (tmp_path / "PWNED").exists()
+
+
+def test_a_temporary_file_orphaned_by_sigkill_is_removed_by_the_next_write(tmp_path):
+    from avlib.io import atomic_path
+
+    target = tmp_path / "o.mp4"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    orphan = tmp_path / f".o.mp4.tmp{dead}.k3j2x9.mp4"   # what a killed writer left
+    live = tmp_path / f".o.mp4.tmp{os.getpid()}.a1b2c3.mp4"  # a writer still running
+    orphan.write_bytes(b"")
+    live.write_bytes(b"")
+    with atomic_path(target) as tmp:
+        assert tmp.name.startswith(f".o.mp4.tmp{os.getpid()}.")
+        tmp.write_bytes(b"video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "o.mp4"])
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"cls": "unicorn"}, "ConfigError: cls='unicorn' is not a dataset of the report"),
+    ({"epochs": -1}, "ConfigError: epochs=-1 must be a positive whole number"),
+])
+def test_papermill_shows_the_config_error_first(parameters, message, tmp_path):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as caught:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "04_train.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters=parameters, kernel_name="python3", progress_bar=False,
+                                   cwd=str(tmp_path))
+    assert caught.value.traceback == [f"ConfigError: {caught.value.evalue}"]  # the line, no frames
+    shown = [line for line in str(caught.value).splitlines() if line.strip() and not line.startswith("-")]
+    assert shown[0].startswith("Exception encountered at") and shown[1].startswith(message)
+    assert len(shown) == 2
+
+
+def test_resume_skips_a_truncated_latest_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, caplog):
+    from safetensors.torch import load_file
+    from test_train import _clips, _config
+
+    from avlib.train import latest_checkpoint, train
+
+    clips = _clips(2)
+
+    def config(steps):
+        return _config(**{"train.max_steps": steps, "train.checkpoint_every": 1, "train.batch_size": 1})
+
+    train(config(3), clips, tmp_path / "straight", progress=False)
+    run = tmp_path / "run"
+    train(config(2), clips, run, progress=False)
+    cut = run / "checkpoints" / "step_0000002" / "mapper.safetensors"
+    cut.write_bytes(cut.read_bytes()[:-64])                      # the newest save, cut short
+    staging = run / "checkpoints" / ".step_0000003.tmp"          # a save killed half-way
+    staging.mkdir()
+    (staging / "mapper.safetensors").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="avlib.train"):
+        summary = train(config(3), clips, run, resume=True, progress=False)
+    assert "skipping checkpoint" in caplog.text and "step_0000002: mapper.safetensors is truncated" in caplog.text
+    assert summary["steps"] == 3 and not staging.exists()
+    straight = load_file(latest_checkpoint(tmp_path / "straight") / "mapper.safetensors")
+    resumed = load_file(latest_checkpoint(run) / "mapper.safetensors")
+    assert latest_checkpoint(run).name == "step_0000003"
+    for key in straight:  # resumed from step 1: the same weights as never stopping
+        assert torch.equal(straight[key], resumed[key]), key
