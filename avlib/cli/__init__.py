@@ -17,18 +17,23 @@ from avlib.errors import AvlibError
 COMMAND_MODULES = ("generate", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld", "reproduce")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The parser with ``commands`` registered (registering one imports its dependencies)."""
     parser = argparse.ArgumentParser(
         prog="avlib", description="Audio (optionally with text) in, video out: AudioVisGen, reproducibly.")
     parser.add_argument("--version", action="version", version=f"avlib {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in commands:
         importlib.import_module(f"avlib.cli.{name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # Register only the command being run, so it imports only what it uses (some commands'
+    # options come from modules that import torch, seconds before a metric's first line).
+    requested = argv[0] if argv else None
+    parser = build_parser((requested,) if requested in COMMAND_MODULES else COMMAND_MODULES)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
