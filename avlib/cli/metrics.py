@@ -101,9 +101,9 @@ def run_fvd(args) -> int:
     if args.i3d is None:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                               "(i3d_pretrained_400.pt, or --i3d tiny for a random test network)")
-    resize = args.resize or fvd.get_protocol(args.protocol).resize
-    backbone = (fvd.tiny_backbone(frames=args.frames, resize=resize) if args.i3d == "tiny"
-                else fvd.pretrained_backbone(args.i3d, args.frames, resize))
+    backbone = (fvd.tiny_backbone(frames=args.frames, protocol=args.protocol, resize=args.resize)
+                if args.i3d == "tiny"
+                else fvd.pretrained_backbone(args.i3d, args.frames, args.protocol, args.resize))
     cache = None if args.no_cache else fvd.FeatureCache(cache_dir() / "fvd_features")
     result = fvd.compute_fvd(video_paths(args.real), video_paths(args.fake), backbone, cache,
                              seed=args.seed, progress=not args.quiet, protocol=args.protocol)

@@ -67,6 +67,7 @@ class Preprocessing:
     frames: int = 16
     resolution: int = 224
     resize: str = "short-side"  # short-side: resize + centre crop | squash | crop-squash
+    tats_bytes: bool = False    # TATS' truncating round trip through bytes (see __call__)
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
@@ -95,6 +96,10 @@ class Preprocessing:
             side = min(height, width)
             top, left = (height - side) // 2, (width - side) // 2
             x = x[..., top:top + side, left:left + side]          # (T, 3, S, S)
+        if self.tats_bytes:
+            # TATS' loader yields x - 0.5 and its sampling script makes bytes again with
+            # ((x + 0.5) * 255).byte(), which truncates: 63 of the 256 levels drop by one.
+            x = (((x - 0.5) + 0.5) * 255).to(torch.uint8).float() / 255.0
         if self.resize != "short-side":
             size = (self.resolution, self.resolution)
         else:
@@ -118,6 +123,11 @@ class Protocol:
     reproduces: str
     resize: str
     biased_covariance: bool  # divide by N (StyleGAN-V, cd-fvd) instead of N - 1
+    tats_bytes: bool = False
+
+    def preprocessing(self, frames: int, resolution: int, resize: str | None = None) -> Preprocessing:
+        """This protocol's preprocessing; ``resize`` overrides its rule (recorded in outputs)."""
+        return Preprocessing(frames, resolution, resize or self.resize, self.tats_bytes)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "reproduces": self.reproduces, "resize": self.resize,
@@ -132,7 +142,7 @@ PROTOCOLS = {
     "stylegan-v": Protocol("stylegan-v", "StyleGAN-V compute_fvd and the cd-fvd package",
                            "squash", biased_covariance=True),
     "videogpt": Protocol("videogpt", "VideoGPT / TATS compute_fvd on their loader's crops",
-                         "crop-squash", biased_covariance=False),
+                         "crop-squash", biased_covariance=False, tats_bytes=True),
 }
 DEFAULT_PROTOCOL = "avlib"
 
@@ -156,17 +166,18 @@ class FeatureBackbone:
         return {"name": self.name, "fingerprint": self.fingerprint, **i3d.describe(self.model)}
 
 
-def pretrained_backbone(path_or_url: str | Path, frames: int = 16,
-                        resize: str = "short-side") -> FeatureBackbone:
+def pretrained_backbone(path_or_url: str | Path, frames: int = 16, protocol: str = DEFAULT_PROTOCOL,
+                        resize: str | None = None) -> FeatureBackbone:
     """Kinetics-400 I3D from ``i3d_pretrained_400.pt`` or StyleGAN-V's ``i3d_torchscript.pt``."""
     path = i3d.fetch_weights(path_or_url, cache_dir())
     model = i3d.load_i3d(path)
     return FeatureBackbone(model, name=f"Kinetics-400 I3D ({path.name})",
                            fingerprint=i3d.sha256_file(path),
-                           preprocessing=Preprocessing(frames, 224, resize))
+                           preprocessing=get_protocol(protocol).preprocessing(frames, 224, resize))
 
 
-def tiny_backbone(seed: int = 0, frames: int = 8, resize: str = "short-side") -> FeatureBackbone:
+def tiny_backbone(seed: int = 0, frames: int = 8, protocol: str = DEFAULT_PROTOCOL,
+                  resize: str | None = None) -> FeatureBackbone:
     """A seeded random I3D at 32x32 for the tiny profile; its FVDs only compare tiny runs."""
     model = i3d.tiny_i3d(seed)
     # Fingerprint the weights themselves, so a change to the tiny network invalidates the cache.
@@ -175,7 +186,7 @@ def tiny_backbone(seed: int = 0, frames: int = 8, resize: str = "short-side") ->
         digest.update(name.encode() + tensor.cpu().numpy().tobytes())
     return FeatureBackbone(model, name=f"TINY RANDOM I3D (seed {seed}; not Kinetics-400, "
                            "not comparable to published FVD)", fingerprint=digest.hexdigest(),
-                           preprocessing=Preprocessing(frames, 32, resize))
+                           preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
 
 class FeatureCache:
