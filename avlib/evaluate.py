@@ -107,33 +107,33 @@ class RunFolder:
 
 
 def choose_backbones(tiny: bool, i3d: str | None, clip_model: str | None, fvd_frames: int | None,
-                     seed: int):
+                     seed: int, fvd_protocol: str = "avlib", clipsim_protocol: str = "clip"):
     """FVD and CLIP networks: the given ones, else tiny random ones in the tiny profile."""
     from avlib.metrics import clipsim, fvd
 
     if i3d is not None:
-        feature_net = fvd.pretrained_backbone(i3d, frames=fvd_frames or 16)
+        feature_net = fvd.pretrained_backbone(i3d, fvd_frames or 16, fvd_protocol)
     elif tiny:
-        feature_net = fvd.tiny_backbone(seed, frames=fvd_frames or 8)
+        feature_net = fvd.tiny_backbone(seed, fvd_frames or 8, fvd_protocol)
     else:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                               "(i3d_pretrained_400.pt as shipped in TATS, or StyleGAN-V's "
                               "i3d_torchscript.pt)")
     if clip_model is not None:
-        scorer = clipsim.ClipScorer.from_pretrained(clip_model)
+        scorer = clipsim.ClipScorer.from_pretrained(clip_model, protocol=clipsim_protocol)
     elif tiny:
-        scorer = clipsim.ClipScorer.tiny(seed)
+        scorer = clipsim.ClipScorer.tiny(seed, protocol=clipsim_protocol)
     else:
-        scorer = clipsim.ClipScorer.from_pretrained(clipsim.DEFAULT_MODEL)
+        scorer = clipsim.ClipScorer.from_pretrained(clipsim.DEFAULT_MODEL, protocol=clipsim_protocol)
     return feature_net, scorer
 
 
-def _fvd_entry(real: np.ndarray, fake: np.ndarray, seed: int) -> dict[str, Any]:
+def _fvd_entry(real: np.ndarray, fake: np.ndarray, seed: int, protocol: str) -> dict[str, Any]:
     """FVD of one group; a group too small for a covariance gets ``None`` and the reason."""
-    from avlib.metrics.fvd import fvd_with_ci
+    from avlib.metrics.fvd import fvd_with_ci, get_protocol
 
     try:
-        result = fvd_with_ci(real, fake, seed)
+        result = fvd_with_ci(real, fake, seed, biased=get_protocol(protocol).biased_covariance)
     except AvlibError as exc:
         return {"value": None, "ci95": None, "n": len(fake), "n_real": len(real), "error": str(exc)}
     return {"value": result.pop("fvd"), "n": result["n_fake"], **result}
@@ -148,7 +148,8 @@ def _mean_entry(values: Sequence[float], seed: int, **details: Any) -> dict[str,
 
 def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | None = None,
                  av_align_version: str = "2025", fvd_frames: int | None = None,
-                 workers: int | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                 workers: int | None = None, seed: int = 0, progress: bool = True,
+                 fvd_protocol: str = "avlib", clipsim_protocol: str = "clip") -> dict[str, Any]:
     """Evaluate a run folder and write ``RUN_DIR/metrics.json``; returns what was written."""
     from avlib.io import cache_dir
     from avlib.metrics import av_align, clipsim, fvd
@@ -156,21 +157,25 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
     run = RunFolder.read(run_dir)
     if not run.samples:
         raise MediaError(f"{run.root}/samples/index.csv lists no clips (generate samples first)")
-    feature_net, scorer = choose_backbones(run.is_tiny, i3d, clip_model, fvd_frames, seed)
+    feature_net, scorer = choose_backbones(run.is_tiny, i3d, clip_model, fvd_frames, seed,
+                                           fvd_protocol, clipsim_protocol)
     videos = [s.video for s in run.samples]
 
     alignments = av_align.av_align_videos(videos, av_align_version, workers, progress)
-    similarities = clipsim.clipsim_videos(videos, [s.label for s in run.samples], scorer, progress)
+    texts = [clipsim.protocol_text(clipsim_protocol, s.label) for s in run.samples]
+    similarities = clipsim.clipsim_videos(videos, texts, scorer, progress)
     cache = fvd.FeatureCache(cache_dir() / "fvd_features")
     fake, fake_padded = fvd.extract_features(videos, feature_net, cache, progress=progress)
     real, real_padded = fvd.extract_features(run.references, feature_net, cache, progress=progress)
 
     def metrics_of(samples: list[int], references: list[int]) -> dict[str, Any]:
         return {
-            "fvd": {**_fvd_entry(real[references], fake[samples], seed),
-                    "backbone": feature_net.name},
+            "fvd": {**_fvd_entry(real[references], fake[samples], seed, fvd_protocol),
+                    "backbone": feature_net.name, "protocol": fvd_protocol},
             "clipsim": _mean_entry([similarities[i] for i in samples], seed,
-                                   model=scorer.model_id, text="class label"),
+                                   model=scorer.model_id, protocol=clipsim_protocol,
+                                   text="class label" if clipsim_protocol == "clip"
+                                   else "the report's text of the class"),
             "av_align": _mean_entry([alignments[i].score for i in samples], seed,
                                     version=av_align_version),
         }
@@ -198,7 +203,8 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         "metrics": metrics_of(everything, list(range(len(run.references)))),
         "per_class": per_class,
         "definitions": {
-            "fvd": {"backbone": feature_net.describe(),
+            "fvd": {"protocol": fvd.get_protocol(fvd_protocol).describe(),
+                    "backbone": feature_net.describe(),
                     "preprocessing": feature_net.preprocessing.describe()},
             "clipsim": scorer.describe(),
             "av_align": av_align.get_version(av_align_version).describe(),

@@ -162,7 +162,7 @@ CASES = [
     ("report-foreign-metrics", "report --runs {metrics_foreign} -o {out}/t.md", "is not a metrics.json written by"),
     ("report-output-is-folder", "report --runs {run} -o {empty_dir}", "is a folder"),
     # metrics
-    ("av-align-missing-video", "metrics av-align {dir}/nope.mp4 --json {out}/a.json", "video file(s) not found"),
+    ("av-align-missing-video", "metrics av-align {dir}/nope.mp4 --json {out}/a.json", "video file or folder not found"),
     ("av-align-workers-0", "metrics av-align {silent} --workers 0 --json {out}/a.json", "--workers: must be"),
     ("fvd-frames-0", "metrics fvd --real {dir} --fake {dir} --frames 0 --json {out}/f.json", "--frames: must be"),
     ("fvd-no-i3d", "metrics fvd --real {dir} --fake {dir} --json {out}/f.json", "FVD needs the Kinetics-400 I3D"),

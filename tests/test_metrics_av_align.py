@@ -133,3 +133,45 @@ def test_cli_reports_a_missing_video_in_one_line(tmp_path, capsys):
     assert code == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_cli_takes_a_folder_and_pairs_by_stem(tmp_path, fixtures_dir, expected):
+    for name in ("aligned", "shifted_0p3s"):
+        for suffix in (".mp4", ".wav"):
+            shutil.copy(fixtures_dir / "av_align" / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    out = tmp_path / "out" / "align.json"
+    assert main(["metrics", "av-align", str(tmp_path), "--quiet", "--json", str(out)]) == 0
+    videos = json.loads(out.read_text())["videos"]
+    assert set(videos) == {"aligned", "shifted_0p3s"}
+    for name, result in videos.items():
+        assert result["score"] == pytest.approx(expected[name]["score"], abs=1e-6)
+        np.testing.assert_allclose(result["video_peaks_s"], expected[name]["video_peaks_s"], atol=1e-6)
+
+
+def test_no_audio_track_fails_before_any_flow(tmp_path, fixtures_dir, monkeypatch, capsys):
+    shutil.copy(fixtures_dir / "av_align" / "aligned.mp4", tmp_path / "aligned.mp4")
+    shutil.copy(fixtures_dir / "av_align" / "aligned.wav", tmp_path / "aligned.wav")
+    silent = tmp_path / "silent.mp4"
+    write_video(silent, np.zeros((6, 32, 32, 3), np.uint8), fps=12)  # no track, no silent.wav
+
+    def no_flow(*args, **kwargs):
+        raise AssertionError("flow computed before the audio check")
+
+    monkeypatch.setattr("avlib.metrics.av_align.flow_trajectory", no_flow)
+    with pytest.raises(MediaError, match="no audio track in .*silent.mp4"):
+        av_align_videos([tmp_path / "aligned.mp4", silent], progress=False)
+    out = tmp_path / "o.json"
+    assert main(["metrics", "av-align", str(tmp_path), "--json", str(out)]) == 2
+    assert "no audio track in" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_cli_imports_no_generation_stack(tmp_path):
+    """`avlib metrics av-align` loads neither torch nor diffusers nor transformers."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from avlib.cli import main; "
+            f"main(['metrics', 'av-align', {str(tmp_path / 'absent.mp4')!r}, '--json', 'x.json']); "
+            "print(sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -71,3 +71,67 @@ def test_cli_writes_model_and_scale(videos, tmp_path):
     assert {"model", "scale", "mean", "ci95", "n", "videos"} <= set(data)
     assert data["n"] == 3 and data["ci95"][0] <= data["mean"] <= data["ci95"][1]
     assert data["videos"]["v1"]["text"] == "a dog"
+
+
+# --- the report's protocol -------------------------------------------------------------------
+
+def report_repository_score(video, text: str, scorer: ClipScorer) -> float:
+    """The report repository's ``CLIPScoreCalculator.calculate_clip_score_video``, written out.
+
+    Its transform is torchvision's Compose([Resize((S, S)), CenterCrop((S, S)), ToTensor(),
+    Normalize(0.5, 0.5)]) on ``Image.fromarray`` of OpenCV's BGR frame (torchvision is not
+    installed here: Resize on a PIL image is PIL's bilinear resize, CenterCrop of an S x S
+    image is the identity); every frame is scored alone and the cosines averaged in Python.
+    """
+    import cv2
+    from PIL import Image
+
+    size = scorer.model.config.vision_config.image_size
+    tokens = scorer.tokenizer([text], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        text_features = scorer.model.get_text_features(**tokens).pooler_output
+    capture, total, count = cv2.VideoCapture(str(video)), 0.0, 0
+    while True:
+        is_read, frame = capture.read()
+        if not is_read:
+            break
+        image = Image.fromarray(frame).resize((size, size), Image.BILINEAR)
+        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)
+        tensor = ((tensor - 0.5) / 0.5).unsqueeze(0)
+        with torch.no_grad():
+            image_features = scorer.model.get_image_features(pixel_values=tensor).pooler_output
+        total += torch.nn.functional.cosine_similarity(image_features, text_features).item()
+        count += 1
+    return total / count
+
+
+def test_report_protocol_reproduces_the_report_repository(tmp_path):
+    video = tmp_path / "dog.mp4"
+    frames = np.zeros((4, 40, 64, 3), np.uint8)
+    frames[..., 0], frames[:, :20, :, 2] = 230, 40  # red: its BGR reading differs from RGB
+    write_video(video, frames, fps=8)
+    report = ClipScorer.tiny(seed=0, protocol="report")
+    ours = report.score_video(video, "Dog Barking")
+    assert ours == pytest.approx(report_repository_score(video, "Dog Barking", report), abs=1e-6)
+    assert abs(ours - ClipScorer.tiny(seed=0).score_video(video, "Dog Barking")) > 1e-4
+    assert report.describe()["protocol"] == "report"
+
+
+def test_report_texts_and_unknown_protocols():
+    from avlib.errors import ConfigError
+    from avlib.metrics.clipsim import protocol_text
+
+    assert protocol_text("report", "dog") == "Dog Barking"
+    assert protocol_text("report", "thunder") == "thunder"
+    assert protocol_text("clip", "dog") == "dog"
+    with pytest.raises(ConfigError, match="clip, report"):
+        ClipScorer.tiny(protocol="bgr")
+
+
+def test_cli_report_protocol_accepts_files(videos, tmp_path):
+    out = tmp_path / "clip.json"
+    code = main(["metrics", "clipsim", "--videos", str(videos[0]), str(videos[1]), "--text", "Dog Barking",
+                 "--model", "tiny", "--protocol", "report", "--quiet", "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["protocol"] == "report" and data["n"] == 2 and "BGR" in data["preprocessing"]

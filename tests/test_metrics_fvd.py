@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import numpy as np
@@ -10,11 +11,12 @@ import scipy.linalg
 import torch
 
 from avlib.cli import main
-from avlib.errors import AvlibError, CheckpointError
-from avlib.media import write_video
+from avlib.errors import AvlibError, CheckpointError, ConfigError
+from avlib.media import read_video, write_video
 from avlib.metrics import MetricWarning, i3d
-from avlib.metrics.fvd import (FeatureCache, Preprocessing, compute_fvd, frechet_distance,
-                               fvd_from_features, fvd_with_ci, tiny_backbone)
+from avlib.metrics.fvd import (DEFAULT_PROTOCOL, PROTOCOLS, FeatureCache, Preprocessing,
+                               compute_fvd, covariance_factor, frechet_distance, fvd_from_features,
+                               fvd_with_ci, get_protocol, tiny_backbone)
 
 
 def scipy_fvd(real: np.ndarray, fake: np.ndarray) -> float:
@@ -200,3 +202,143 @@ def test_cli_without_weights_says_how_to_get_them(black_and_white, tmp_path, cap
                  str(tmp_path / "x.json")])
     assert code == 2
     assert "--i3d" in capsys.readouterr().err
+
+
+# --- protocols: each against the implementation it names -------------------------------------
+
+def cdfvd_reference(real_videos: np.ndarray, fake_videos: np.ndarray, model, size: int) -> float:
+    """cd-fvd 0.1.1 on uint8 (B, T, H, W, C) videos, its formulas copied from its source.
+
+    The package itself imports torchvision at import time, which conflicts with our torch
+    wheel, so these are its functions written out: ``third_party/i3d/utils.preprocess_i3d``,
+    ``utils/metric_utils.FeatureStats`` (float32 features, float64 sums, covariance / N) and
+    ``cdfvd.compute_fvd_from_stats`` (``scipy.linalg.sqrtm``, StyleGAN-V's formula).
+    """
+    def stats(videos):
+        b, t, h, w, c = videos.shape
+        frames = torch.FloatTensor(videos).flatten(end_dim=1).permute(0, 3, 1, 2).contiguous()
+        resized = torch.nn.functional.interpolate(frames, size=(size, size), mode="bilinear",
+                                                  align_corners=False)
+        x = 2. * resized.view(b, t, c, size, size).transpose(1, 2).contiguous() / 255. - 1
+        with torch.no_grad():
+            features = np.asarray(model(x).numpy(), dtype=np.float32).astype(np.float64)
+        mean = features.sum(axis=0) / len(features)
+        return mean, (features.T @ features) / len(features) - np.outer(mean, mean)
+
+    mu_fake, sigma_fake = stats(fake_videos)
+    mu_real, sigma_real = stats(real_videos)
+    s = scipy.linalg.sqrtm(np.dot(sigma_real, sigma_fake))
+    return float(np.real(np.square(mu_real - mu_fake).sum() + np.trace(sigma_fake + sigma_real - s * 2)))
+
+
+def tats_reference(real_videos: np.ndarray, fake_videos: np.ndarray, model, size: int) -> float:
+    """VideoGPT / TATS on uint8 (B, T, H, W, C) videos, from TATS' ``tats/data.py`` and ``tats/fvd/fvd.py``.
+
+    The loader (``preprocess`` at the short side's resolution: a centre crop) gives videos in
+    [-0.5, 0.5], which the sampling script turns back into bytes (``(x + 0.5) * 255``,
+    ``.byte()``); ``compute_fvd`` squashes them, takes I3D logits and ``frechet_distance``
+    (float32, covariance / (N - 1), TF-GAN's SVD square roots).
+    """
+    def loader(video):  # data.py preprocess, resolution = short side
+        x = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255.
+        t, c, h, w = x.shape
+        resolution = min(h, w)
+        scale = resolution / min(h, w)
+        target = (resolution, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), resolution)
+        x = torch.nn.functional.interpolate(x, size=target, mode="bilinear", align_corners=False)
+        t, c, h, w = x.shape
+        x = x[:, :, (h - resolution) // 2:(h - resolution) // 2 + resolution,
+              (w - resolution) // 2:(w - resolution) // 2 + resolution]
+        return x.permute(1, 0, 2, 3).contiguous() - 0.5  # (C, T, H, W)
+
+    def logits(videos):
+        batch = torch.stack([loader(v) for v in videos])
+        as_bytes = ((batch + 0.5) * 255).permute(0, 2, 3, 4, 1).byte().numpy()
+        b, t, h, w, c = as_bytes.shape
+        frames = torch.FloatTensor(as_bytes).flatten(end_dim=1).permute(0, 3, 1, 2).contiguous()
+        resized = torch.nn.functional.interpolate(frames, size=(size, size), mode="bilinear",
+                                                  align_corners=False)
+        x = 2. * resized.view(b, t, c, size, size).transpose(1, 2).contiguous() / 255. - 1
+        with torch.no_grad():
+            return model(x)
+
+    def symmetric_sqrt(mat, eps=1e-10):
+        u, s, v = torch.svd(mat)
+        return u @ torch.diag(torch.where(s < eps, s, torch.sqrt(s))) @ v.t()
+
+    def cov(m):
+        m = m.t()
+        centred = m - torch.mean(m, dim=1, keepdim=True)
+        return 1.0 / (m.size(1) - 1) * centred.matmul(centred.t()).squeeze()
+
+    x1, x2 = logits(real_videos), logits(fake_videos)
+    sigma, sigma_w = cov(x1), cov(x2)
+    root = symmetric_sqrt(sigma)
+    trace_sqrt = torch.trace(symmetric_sqrt(root @ (sigma_w @ root)))
+    return float(torch.trace(sigma + sigma_w) - 2.0 * trace_sqrt + torch.sum((x1.mean(0) - x2.mean(0)) ** 2))
+
+
+@pytest.fixture(scope="module")
+def landscape_sets(tmp_path_factory):
+    """Two sets of 12 random landscape clips (8 frames, 24x40): the crop and squash rules differ."""
+    root = tmp_path_factory.mktemp("fvd_protocols")
+    rng = np.random.default_rng(5)
+    sets = {}
+    for name, brightness in (("real", 1.0), ("fake", 0.6)):
+        (root / name).mkdir()
+        for i in range(12):
+            base = rng.integers(0, 256, (1, 24, 40, 3)) * brightness
+            video = np.clip(base + rng.normal(0, 30, (8, 24, 40, 3)), 0, 255).astype(np.uint8)
+            write_video(root / name / f"c{i}.mp4", video, fps=8)
+        paths = sorted((root / name).glob("*.mp4"))
+        sets[name] = (paths, np.stack([read_video(p)[0] for p in paths]))  # decoded (B, T, H, W, 3)
+    return sets
+
+
+@pytest.mark.filterwarnings("ignore::avlib.metrics.MetricWarning")
+@pytest.mark.parametrize("protocol, reference", [("stylegan-v", cdfvd_reference),
+                                                 ("videogpt", tats_reference)])
+def test_protocol_reproduces_the_implementation_it_names(landscape_sets, protocol, reference):
+    backbone = tiny_backbone(frames=8, protocol=protocol)
+    (real_paths, real), (fake_paths, fake) = landscape_sets["real"], landscape_sets["fake"]
+    ours = compute_fvd(real_paths, fake_paths, backbone, n_resamples=20, progress=False,
+                       protocol=protocol)
+    theirs = reference(real, fake, backbone.model.eval(), size=32)
+    assert ours["fvd"] == pytest.approx(theirs, rel=1e-3)
+    assert ours["protocol"]["name"] == protocol
+    # The conventions matter at this size: the default protocol is measurably different.
+    default = compute_fvd(real_paths, fake_paths, tiny_backbone(frames=8), n_resamples=20,
+                          progress=False)
+    assert abs(default["fvd"] - theirs) > 1e-2 * theirs
+
+
+def test_biased_covariance_is_the_unbiased_one_scaled():
+    rng = np.random.default_rng(4)
+    real, fake = rng.normal(size=(30, 6)), rng.normal(size=(20, 6)) + 1.0
+    _, unbiased = covariance_factor(real)
+    _, biased = covariance_factor(real, biased=True)
+    np.testing.assert_allclose(biased.T @ biased, unbiased.T @ unbiased * 29 / 30, rtol=1e-12)
+    assert frechet_distance(real, fake, biased=True) != frechet_distance(real, fake)
+
+
+def test_protocol_names_are_checked_and_the_cli_lists_them_all():
+    from avlib.cli.metrics import FVD_PROTOCOLS
+
+    assert FVD_PROTOCOLS == tuple(PROTOCOLS) and PROTOCOLS[DEFAULT_PROTOCOL].name == "avlib"
+    with pytest.raises(ConfigError, match="stylegan-v"):
+        get_protocol("tats")
+
+
+@pytest.mark.filterwarnings("ignore::avlib.metrics.MetricWarning")
+def test_cli_protocol_and_file_arguments(black_and_white, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "fvd.json"
+    real, fake = black_and_white["black"], black_and_white["white"]
+    code = main(["metrics", "fvd", "--real", str(real[0].parent), "--fake", *map(str, fake[:3]),
+                 "--protocol", "stylegan-v", "--i3d", "tiny", "--frames", "8", "--quiet",
+                 "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["protocol"]["name"] == "stylegan-v" and "divided by N)" in data["protocol"]["covariance"]
+    assert data["preprocessing"]["resize"] == "squash"
+    assert data["n_real"] == 4 and data["n_fake"] == 3

@@ -27,12 +27,13 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The parser with ``commands`` registered (registering one imports its dependencies)."""
     parser = OneLineParser(
         prog="avlib", description="Audio (optionally with text) in, video out: AudioVisGen, reproducibly.")
     parser.add_argument("--version", action="version", version=f"avlib {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in commands:
         importlib.import_module(f"avlib.cli.{name}").register(subparsers)
     return parser
 
@@ -68,7 +69,11 @@ def describe_error(exc: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # Register only the command being run, so it imports only what it uses (some commands'
+    # options come from modules that import torch, seconds before a metric's first line).
+    requested = argv[0] if argv else None
+    parser = build_parser((requested,) if requested in COMMAND_MODULES else COMMAND_MODULES)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed

@@ -23,7 +23,12 @@ def register(subparsers) -> None:
                           help="AV-Align definition (default: 2025)")
     evaluate.add_argument("--fvd-frames", type=positive_int, default=None,
                           help="frames per video for FVD (default: 16, tiny profile 8)")
-    evaluate.add_argument("--workers", type=positive_int, default=None, help="AV-Align processes (default: one per CPU)")
+    evaluate.add_argument("--fvd-protocol", choices=("avlib", "stylegan-v", "videogpt"), default="avlib",
+                          help="FVD conventions to reproduce (see `avlib metrics fvd --help`; default: avlib)")
+    evaluate.add_argument("--clipsim-protocol", choices=("clip", "report"), default="clip",
+                          help="clip (default): CLIP's preprocessing; report: the report repository's "
+                               "CLIP_Score.py (BGR, squash, 0.5/0.5, its texts)")
+    evaluate.add_argument("--workers", type=positive_int, default=None, help="AV-Align threads (default: one per CPU)")
     evaluate.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default: 0)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=run_evaluate)
@@ -44,7 +49,8 @@ def run_evaluate(args) -> int:
 
     result = evaluate_run(args.run, i3d=args.i3d, clip_model=args.clip_model,
                           av_align_version=args.av_align_version, fvd_frames=args.fvd_frames,
-                          workers=args.workers, seed=args.seed, progress=not args.quiet)
+                          workers=args.workers, seed=args.seed, progress=not args.quiet,
+                          fvd_protocol=args.fvd_protocol, clipsim_protocol=args.clipsim_protocol)
     values = ", ".join(f"{name} {entry['value']:.4g}" for name, entry in result["metrics"].items()
                        if entry["value"] is not None)
     print(f"{result['experiment']}: {values} -> {args.run}/metrics.json")

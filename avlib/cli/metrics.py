@@ -1,8 +1,11 @@
 """``avlib metrics``: one metric on a set of videos, written as JSON.
 
-    avlib metrics av-align VIDEO... [--version 2025|2023] --json OUT.json
-    avlib metrics fvd --real DIR --fake DIR [--i3d PATH_OR_URL] [--frames 16] --json OUT.json
-    avlib metrics clipsim --videos DIR --text T [--model ID] --json OUT.json
+    avlib metrics av-align VIDEO_OR_DIR... [--version 2025|2023] --json OUT.json
+    avlib metrics fvd --real DIR --fake DIR [--protocol avlib|stylegan-v|videogpt] [--i3d PATH_OR_URL] --json OUT.json
+    avlib metrics clipsim --videos DIR --text T [--protocol clip|report] [--model ID] --json OUT.json
+
+Each command imports only its own metric (no diffusers or transformers for AV-Align).
+Folders and files can be mixed wherever videos are asked for.
 """
 from __future__ import annotations
 
@@ -11,6 +14,10 @@ import argparse
 from avlib.cli.args import check_output, nonnegative_int, positive_int
 from avlib.errors import CheckpointError
 from avlib.io import run_record, write_json
+from avlib.metrics import video_paths
+
+# Names only, so that --help and the AV-Align command do not import torch.
+FVD_PROTOCOLS = ("avlib", "stylegan-v", "videogpt")
 
 
 def register(subparsers) -> None:
@@ -23,32 +30,43 @@ def register(subparsers) -> None:
     align = metrics.add_parser("av-align", help="AV-Align (TempoTokens) of each video",
                                description="Audio comes from {stem}.wav beside each video, "
                                            "else from the video's own audio track.")
-    align.add_argument("videos", nargs="+", metavar="VIDEO", help="mp4 files")
+    align.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR",
+                       help="mp4 files, or folders of them (each paired with {stem}.wav by name)")
     align.add_argument("--version", choices=("2025", "2023"), default="2025",
                        help="upstream definition (default: 2025, one-to-one matching, threshold 0.1)")
-    align.add_argument("--workers", type=positive_int, default=None, help="processes (default: one per CPU)")
+    align.add_argument("--workers", type=positive_int, default=None, help="threads (default: one per CPU)")
     _common(align)
     align.set_defaults(func=run_av_align)
 
     fvd = metrics.add_parser("fvd", help="Frechet Video Distance between two folders")
-    fvd.add_argument("--real", required=True, metavar="DIR", help="folder of real .mp4 clips")
-    fvd.add_argument("--fake", required=True, metavar="DIR", help="folder of generated .mp4 clips")
+    fvd.add_argument("--real", required=True, nargs="+", metavar="DIR",
+                     help="folder(s) or files of real .mp4 clips")
+    fvd.add_argument("--fake", required=True, nargs="+", metavar="DIR",
+                     help="folder(s) or files of generated .mp4 clips")
+    fvd.add_argument("--protocol", choices=FVD_PROTOCOLS, default="avlib",
+                     help="whose conventions: avlib (default: short side + centre crop, covariance "
+                          "/ (N-1)); stylegan-v (StyleGAN-V and cd-fvd: squash, covariance / N); "
+                          "videogpt (VideoGPT and TATS: square crop, squash, / (N-1))")
     fvd.add_argument("--i3d", metavar="PATH_OR_URL",
                      help="i3d_pretrained_400.pt (plain state dict) or StyleGAN-V's "
                           "i3d_torchscript.pt; 'tiny' for a random test network")
     fvd.add_argument("--frames", type=positive_int, default=16, help="frames per video (default: 16)")
-    fvd.add_argument("--resize", choices=("short-side", "squash"), default="short-side",
-                     help="short-side: resize + centre crop, as VideoGPT (default); squash: to 224x224")
+    fvd.add_argument("--resize", choices=("short-side", "squash", "crop-squash"), default=None,
+                     help="override the protocol's resize rule (recorded in the output)")
     fvd.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
     _common(fvd)
     fvd.set_defaults(func=run_fvd)
 
     clip = metrics.add_parser("clipsim", help="CLIP similarity of each video's frames to a text")
-    clip.add_argument("--videos", required=True, metavar="DIR", help="folder of .mp4 videos")
+    clip.add_argument("--videos", required=True, nargs="+", metavar="DIR",
+                      help="folder(s) or files of .mp4 videos")
     clip.add_argument("--text", required=True, help="text to compare with (e.g. the class name)")
     clip.add_argument("--model", default=None, metavar="ID",
                       help="CLIP hub id or folder (default: openai/clip-vit-base-patch32); "
                            "'tiny' for a random test network")
+    clip.add_argument("--protocol", choices=("clip", "report"), default="clip",
+                      help="clip (default): RGB, CLIP's preprocessing; report: the report "
+                           "repository's CLIP_Score.py (BGR, squash, mean=std=0.5)")
     _common(clip)
     clip.set_defaults(func=run_clipsim)
 
@@ -70,7 +88,8 @@ def run_av_align(args) -> int:
     from avlib.metrics import av_align
 
     check_output(args.json)
-    results = av_align.av_align_videos(args.videos, args.version, args.workers, not args.quiet)
+    results = av_align.av_align_videos(video_paths(args.videos), args.version, args.workers,
+                                       not args.quiet)
     summary = av_align.summarize(results, args.version, args.seed)
     low, high = summary["ci95"]
     return _finish(args, summary, f"AV-Align ({args.version}) {summary['mean']:.3f} "
@@ -78,7 +97,6 @@ def run_av_align(args) -> int:
 
 
 def run_fvd(args) -> int:
-    from avlib.evaluate import list_videos
     from avlib.io import cache_dir
     from avlib.metrics import fvd
 
@@ -86,27 +104,28 @@ def run_fvd(args) -> int:
     if args.i3d is None:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                               "(i3d_pretrained_400.pt, or --i3d tiny for a random test network)")
-    backbone = (fvd.tiny_backbone(frames=args.frames) if args.i3d == "tiny"
-                else fvd.pretrained_backbone(args.i3d, args.frames, args.resize))
+    backbone = (fvd.tiny_backbone(frames=args.frames, protocol=args.protocol, resize=args.resize)
+                if args.i3d == "tiny"
+                else fvd.pretrained_backbone(args.i3d, args.frames, args.protocol, args.resize))
     cache = None if args.no_cache else fvd.FeatureCache(cache_dir() / "fvd_features")
-    result = fvd.compute_fvd(list_videos(args.real), list_videos(args.fake), backbone, cache,
-                             seed=args.seed, progress=not args.quiet)
+    result = fvd.compute_fvd(video_paths(args.real), video_paths(args.fake), backbone, cache,
+                             seed=args.seed, progress=not args.quiet, protocol=args.protocol)
     low, high = result["ci95"]
-    return _finish(args, result, f"FVD {result['fvd']:.4g} [{low:.4g}, {high:.4g}], "
+    return _finish(args, result, f"FVD ({args.protocol}) {result['fvd']:.4g} [{low:.4g}, {high:.4g}], "
                                  f"n_real={result['n_real']}, n_fake={result['n_fake']}")
 
 
 def run_clipsim(args) -> int:
-    from avlib.evaluate import list_videos
     from avlib.metrics import clipsim
 
     check_output(args.json)
-    scorer = (clipsim.ClipScorer.tiny() if args.model == "tiny"
-              else clipsim.ClipScorer.from_pretrained(args.model or clipsim.DEFAULT_MODEL))
-    videos = list_videos(args.videos)
+    scorer = (clipsim.ClipScorer.tiny(protocol=args.protocol) if args.model == "tiny"
+              else clipsim.ClipScorer.from_pretrained(args.model or clipsim.DEFAULT_MODEL,
+                                                      protocol=args.protocol))
+    videos = video_paths(args.videos)
     texts = [args.text] * len(videos)
     scores = clipsim.clipsim_videos(videos, texts, scorer, not args.quiet)
     summary = clipsim.summarize(videos, texts, scores, scorer, args.seed)
     low, high = summary["ci95"]
-    return _finish(args, summary, f"CLIPSIM ({scorer.model_id}) {summary['mean']:.4f} "
+    return _finish(args, summary, f"CLIPSIM ({scorer.model_id}, {args.protocol}) {summary['mean']:.4f} "
                                   f"[{low:.4f}, {high:.4f}], n={summary['n']}")

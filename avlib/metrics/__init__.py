@@ -14,3 +14,26 @@ package only holds what they share.
 class MetricWarning(UserWarning):
     """A metric value that is defined but deserves a second look (no peaks, few samples)."""
 
+
+
+def video_paths(paths) -> list:
+    """Videos named by files and folders (a folder's ``.mp4`` files, sorted), in order given.
+
+    AV-Align pairs each video with ``{stem}.wav`` beside it, so a folder of pairs is enough.
+    """
+    from pathlib import Path
+
+    from avlib.errors import MediaError
+
+    videos = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.glob("*.mp4"))
+            if not found:
+                raise MediaError(f"no .mp4 files in {path} (point at the folder holding the videos)")
+            videos.extend(found)
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise MediaError(f"video file or folder not found: {path} (check the path)")
+    return videos

@@ -25,13 +25,12 @@ usually means silent audio or a frozen video, also raises a :class:`MetricWarnin
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import librosa
@@ -209,12 +208,19 @@ def alignment_score(audio_peaks: np.ndarray, video_peaks: np.ndarray, fps: float
     return (matched / union if union else 0.0), warning
 
 
-def av_align_video(video: str | Path, version: str = "2025") -> AVAlignResult:
-    """AV-Align of one video (audio from ``{stem}.wav`` beside it, else its own track)."""
+def av_align_video(video: str | Path, version: str = "2025",
+                   before_audio: Callable[[], Any] | None = None) -> AVAlignResult:
+    """AV-Align of one video (audio from ``{stem}.wav`` beside it, else its own track).
+
+    ``before_audio`` is called between the flow and the audio (the pool waits there for
+    librosa's warm-up).
+    """
     definition = get_version(version)
     video = Path(video)
     frames, fps = read_bgr_frames(video)
     trajectory = flow_trajectory(frames)
+    if before_audio is not None:
+        before_audio()
     audio_peaks = onset_times(load_onset_audio(video))
     video_peaks = motion_peaks(trajectory, fps, definition.motion_threshold)
     score, warning = alignment_score(audio_peaks, video_peaks, fps, definition)
@@ -225,48 +231,46 @@ def av_align_video(video: str | Path, version: str = "2025") -> AVAlignResult:
     )
 
 
-def _one_opencv_thread() -> None:
-    """Worker initializer: the processes are the parallelism; OpenCV threads would compete."""
-    cv2.setNumThreads(1)
-
-
-# Below this many videos per process a pool is not worth starting; it also keeps small
-# evaluations (the tiny profile, notebooks) from forking a process that runs a Jupyter
-# kernel's threads and torch's thread pool, which can kill the kernel.
-VIDEOS_PER_WORKER = 8
-
-
-def default_workers(n_items: int) -> int:
-    """One process per usable CPU, each with at least ``VIDEOS_PER_WORKER`` videos."""
+def default_workers() -> int:
+    """One thread per usable CPU."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(n_items // VIDEOS_PER_WORKER, cpus or 1))
+    return max(1, cpus or 1)
+
+
+def check_audio_sources(videos: Sequence[Path]) -> None:
+    """Fail before any flow is computed if a video has neither ``{stem}.wav`` nor an audio track."""
+    from avlib.media import probe
+
+    for video in videos:
+        if not video.with_suffix(".wav").is_file() and not probe(video).has_audio:
+            raise MediaError(f"no audio track in {video} (put {video.stem}.wav beside it "
+                             "or mux the audio into the video)")
 
 
 def av_align_videos(videos: Sequence[str | Path], version: str = "2025",
                     workers: int | None = None, progress: bool = True) -> list[AVAlignResult]:
-    """AV-Align of many videos, in parallel processes, results in input order.
+    """AV-Align of many videos, ``workers`` at a time (threads), results in input order.
 
-    Warnings from the workers (no peaks) are re-issued here as :class:`MetricWarning`.
+    Threads rather than processes: OpenCV's decoding and Farneback flow, the bulk of the
+    work, release the GIL, so threads use every core with no process start-up, no pickling
+    and no forking of a Jupyter kernel. librosa's first use costs seconds of imports and
+    numba cache loading in every process; the pool's first task pays it while the other
+    threads already compute flows, and each video waits for it only when its flow is done.
+    Warnings (no peaks) are re-issued here as :class:`MetricWarning`.
     """
-    get_version(version)  # fail before starting any process
-    missing = [str(v) for v in videos if not Path(v).is_file()]
+    get_version(version)  # fail before any work
+    videos = [Path(v) for v in videos]
+    missing = [str(v) for v in videos if not v.is_file()]
     if missing:
         raise MediaError(f"video file(s) not found: {', '.join(missing[:3])} (check the paths)")
-    workers = default_workers(len(videos)) if workers is None else max(1, workers)
-    score_one = functools.partial(av_align_video, version=version)
+    check_audio_sources(videos)
+    workers = default_workers() if workers is None else max(1, workers)
     bar = dict(total=len(videos), desc=f"AV-Align {version}", unit="video", disable=not progress)
-    if workers == 1 or len(videos) < 2:
-        results = [score_one(v) for v in tqdm(videos, **bar)]
-    else:
-        # Fork (where the OS has it) after one warm-up call: the workers inherit librosa's
-        # compiled numba kernels and loaded modules instead of paying ~4 s each to rebuild
-        # them, which on short videos costs more than the parallelism gains.
-        compile_onset_detection()
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=context,
-                                 initializer=_one_opencv_thread) as pool:
-            results = list(tqdm(pool.map(score_one, videos), **bar))
+    with ThreadPoolExecutor(workers) as pool:
+        onsets_ready = pool.submit(compile_onset_detection)
+        results = list(tqdm(pool.map(functools.partial(av_align_video, version=version,
+                                                       before_audio=onsets_ready.result),
+                                     videos), **bar))
     for result in results:
         if result.warning:
             warnings.warn(result.warning, MetricWarning, stacklevel=2)

@@ -6,6 +6,15 @@ The scale is the raw cosine, the report's "0-1" convention (0.23 in its Table 2)
 x100 convention of some papers, and it is not clipped at zero. Model and scale are
 recorded in every output because both change the number. The default model is the
 report's OpenAI CLIP ViT-B/32; any CLIP id or local folder loads through transformers.
+
+Two protocols (:data:`PROTOCOLS`), recorded in every output:
+
+- ``clip`` (default, the correct use of CLIP): RGB frames, CLIP's own preprocessing
+  (shortest side resized, centre crop, CLIP's mean and std), the text as given.
+- ``report``: reproduces the report repository's ``evaluation/CLIP_Score.py``, which its
+  Table 2 came from: frames as OpenCV decodes them (BGR) handed to PIL as if RGB, squashed
+  to the model's input size (PIL bilinear, aspect not kept), mean = std = 0.5, and the
+  report's texts (``eval.ipynb`` scores dog videos against "Dog Barking").
 """
 from __future__ import annotations
 
@@ -16,11 +25,44 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avlib.errors import CheckpointError
+from avlib.errors import CheckpointError, ConfigError
 from avlib.metrics.stats import mean_with_ci
 from avlib.weights import folder_problem
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+PROTOCOLS = {
+    "clip": "RGB frames, CLIP's preprocessing (shortest side, centre crop, CLIP mean/std), text as given",
+    "report": ("the report repository's evaluation/CLIP_Score.py: OpenCV's BGR frames read as RGB, "
+               "squashed to the input size (PIL bilinear), mean = std = 0.5, the report's texts"),
+}
+DEFAULT_PROTOCOL = "clip"
+# The texts the report's eval.ipynb scored against, by class; other classes keep their name.
+REPORT_TEXTS = {"dog": "Dog Barking"}
+
+
+def get_protocol(name: str) -> str:
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown CLIPSIM protocol '{name}' (choose from: {', '.join(PROTOCOLS)})")
+    return name
+
+
+def protocol_text(protocol: str, label: str) -> str:
+    """The text a video of class ``label`` is scored against under ``protocol``."""
+    return REPORT_TEXTS.get(label, label) if protocol == "report" else label
+
+
+def report_pixels(bgr_frames: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """(F, 3, size, size): CLIP_Score.py's transform of OpenCV frames.
+
+    ``Image.fromarray`` on a BGR array, ``Resize((size, size))`` (PIL bilinear),
+    ``ToTensor`` and ``Normalize(0.5, 0.5)``, written out without torchvision.
+    """
+    from PIL import Image
+
+    squashed = np.stack([np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR))
+                         for frame in bgr_frames])                       # (F, size, size, 3)
+    x = torch.from_numpy(squashed).permute(0, 3, 1, 2).float().div(255)  # (F, 3, size, size)
+    return (x - 0.5) / 0.5
 SCALE = ("cosine similarity x1 (the report's 0-1 convention; papers on the x100 scale "
          "would print 23 for 0.23), frames averaged, not clipped at 0")
 
@@ -36,7 +78,8 @@ class ClipScorer:
     """A CLIP model with its tokenizer and image preprocessing, scoring frames against text."""
 
     def __init__(self, model, tokenizer, image_processor, model_id: str, device: str = "cpu",
-                 batch_size: int = 32):
+                 batch_size: int = 32, protocol: str = DEFAULT_PROTOCOL):
+        self.protocol = get_protocol(protocol)
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -46,7 +89,8 @@ class ClipScorer:
         self._text_cache: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: str | None = None) -> "ClipScorer":
+    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: str | None = None,
+                        protocol: str = DEFAULT_PROTOCOL) -> "ClipScorer":
         """Any CLIP on the hub (or a local folder) in transformers' layout."""
         from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 
@@ -60,10 +104,10 @@ class ClipScorer:
                 f"cannot load CLIP model '{model_id}': {folder_problem(model_id, exc)} (give a "
                 "local folder in transformers' CLIP layout or a hub id available offline)") from exc
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model, tokenizer, image_processor, model_id, device)
+        return cls(model, tokenizer, image_processor, model_id, device, protocol=protocol)
 
     @classmethod
-    def tiny(cls, seed: int = 0) -> "ClipScorer":
+    def tiny(cls, seed: int = 0, protocol: str = DEFAULT_PROTOCOL) -> "ClipScorer":
         """A seeded random CLIP at 32x32 for the tiny profile; its scores mean nothing semantic."""
         from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
@@ -82,10 +126,11 @@ class ClipScorer:
         image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32},
                                                 crop_size={"height": 32, "width": 32})
         return cls(CLIPModel(config), tokenizer, image_processor,
-                   model_id=f"TINY RANDOM CLIP (seed {seed}; not a trained CLIP)")
+                   model_id=f"TINY RANDOM CLIP (seed {seed}; not a trained CLIP)", protocol=protocol)
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model_id, "scale": SCALE}
+        return {"model": self.model_id, "scale": SCALE, "protocol": self.protocol,
+                "preprocessing": PROTOCOLS[self.protocol]}
 
     @torch.no_grad()
     def text_embedding(self, text: str) -> torch.Tensor:
@@ -98,19 +143,27 @@ class ClipScorer:
 
     @torch.no_grad()
     def image_embeddings(self, frames: np.ndarray) -> torch.Tensor:
-        """(F, D) projected image embeddings of uint8 RGB frames (F, H, W, 3)."""
+        """(F, D) projected image embeddings of uint8 frames (F, H, W, 3) as the protocol reads
+        them (RGB for ``clip``, OpenCV's BGR for ``report``)."""
+        size = self.model.config.vision_config.image_size
         embeds = []
         for start in range(0, len(frames), self.batch_size):
             chunk = list(frames[start:start + self.batch_size])
-            pixels = self.image_processor(images=chunk, return_tensors="pt")["pixel_values"]
+            pixels = (report_pixels(chunk, size) if self.protocol == "report" else
+                      self.image_processor(images=chunk, return_tensors="pt")["pixel_values"])
             output = self.model.get_image_features(pixel_values=pixels.to(self.device))
             embeds.append(output.pooler_output.cpu())
         return torch.cat(embeds)
 
     def score_video(self, video: str | Path, text: str) -> float:
-        from avlib.media import read_video
+        if self.protocol == "report":
+            from avlib.metrics.av_align import read_bgr_frames  # OpenCV's pixels, as the report
 
-        frames, _ = read_video(video)
+            frames, _ = read_bgr_frames(Path(video))
+        else:
+            from avlib.media import read_video
+
+            frames, _ = read_video(video)
         return frame_averaged_cosine(self.image_embeddings(frames), self.text_embedding(text))
 
 

@@ -11,9 +11,28 @@ part to drop and no way to go negative. (The report's -1.7e9 came from a Frechet
 over ~100 samples of 400-d features.) With fewer videos than feature dimensions the
 covariances are rank-deficient; the value stays defined, but it is biased upward and noisy, so a :class:`MetricWarning` says so.
 
-Preprocessing follows VideoGPT / StyleGAN-V (the first ``frames`` frames, short side
-resized to 224 with bilinear interpolation, centre crop, values in [-1, 1]); everything
-that can change the number is recorded in the output. Features are cached per video.
+Published FVDs differ by convention, so the conventions come in named protocols
+(:data:`PROTOCOLS`), each a bundle of resize rule, frame selection, value range, covariance
+and Frechet computation named after the implementation it reproduces:
+
+- ``avlib`` (default): the first ``frames`` frames, short side resized to 224 (VideoGPT's
+  loader rule) and centre-cropped, values in [-1, 1], unbiased covariance (divided by N - 1).
+  The default because it is the most defensible measurement rather than a convention to
+  match: cropping keeps the aspect ratio, so motion is not stretched differently for
+  landscape and square videos, and N - 1 is the unbiased covariance estimate, which matters
+  at the small N of these experiments; it is also what every earlier avlib result used.
+- ``stylegan-v``: StyleGAN-V's ``compute_fvd`` and the ``cd-fvd`` package: frames squashed
+  to 224x224 (aspect not kept), biased covariance (divided by N).
+- ``videogpt``: VideoGPT / TATS: their loader's centre crop to a square (short side; they
+  then resize to their training resolution, which generated videos already have), their
+  FVD's squash to 224x224, unbiased covariance.
+
+All protocols compute the Frechet distance exactly (see :func:`frechet_distance`); the
+implementations named use ``scipy.linalg.sqrtm`` (StyleGAN-V, cd-fvd) or TF-GAN's float32
+SVD square roots (VideoGPT, TATS), which give the same number up to their round-off
+(measured within 2e-4 relative) wherever they are well defined. Bilinear interpolation
+without antialiasing and values 2 x / 255 - 1 are common to all. Everything that can change
+the number is recorded in the output. Features are cached per video.
 """
 from __future__ import annotations
 
@@ -37,7 +56,7 @@ from avlib.io import cache_dir
 from avlib.metrics import MetricWarning, i3d
 from avlib.metrics.stats import bootstrap_replicates, percentile_interval
 
-RESIZE_MODES = ("short-side", "squash")
+RESIZE_MODES = ("short-side", "squash", "crop-squash")
 N_RESAMPLES = 500  # a replicate is one min(N, D)-sized SVD: ~5 ms at N=100, ~0.1 s at N>=400
 
 
@@ -47,7 +66,8 @@ class Preprocessing:
 
     frames: int = 16
     resolution: int = 224
-    resize: str = "short-side"  # short-side: resize short side + centre crop | squash
+    resize: str = "short-side"  # short-side: resize + centre crop | squash | crop-squash
+    tats_bytes: bool = False    # TATS' truncating round trip through bytes (see __call__)
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
@@ -57,8 +77,9 @@ class Preprocessing:
             raise ConfigError(f"FVD needs at least 1 frame per video, got {self.frames}")
 
     def describe(self) -> dict[str, Any]:
-        resize = ("short side to resolution (long side rounded up), centre crop"
-                  if self.resize == "short-side" else "both sides to resolution (aspect not kept)")
+        resize = {"short-side": "short side to resolution (long side rounded up), centre crop",
+                  "squash": "both sides to resolution (aspect not kept)",
+                  "crop-squash": "centre square crop (short side), then to resolution"}[self.resize]
         return {**asdict(self), "frame_selection": "first frames; a shorter video repeats its last frame",
                 "resize_detail": resize, "interpolation": "bilinear, align_corners=False, no antialias",
                 "value_range": [-1, 1], "channels": "RGB"}
@@ -71,7 +92,15 @@ class Preprocessing:
         x = torch.from_numpy(np.ascontiguousarray(video[: self.frames]))
         x = x.permute(0, 3, 1, 2).float() / 255.0               # (T, 3, H, W) in [0, 1]
         height, width = x.shape[-2:]
-        if self.resize == "squash":
+        if self.resize == "crop-squash":
+            side = min(height, width)
+            top, left = (height - side) // 2, (width - side) // 2
+            x = x[..., top:top + side, left:left + side]          # (T, 3, S, S)
+        if self.tats_bytes:
+            # TATS' loader yields x - 0.5 and its sampling script makes bytes again with
+            # ((x + 0.5) * 255).byte(), which truncates: 63 of the 256 levels drop by one.
+            x = (((x - 0.5) + 0.5) * 255).to(torch.uint8).float() / 255.0
+        if self.resize != "short-side":
             size = (self.resolution, self.resolution)
         else:
             # VideoGPT's exact rule, for parity: a square frame goes through the ceil too,
@@ -84,6 +113,44 @@ class Preprocessing:
         left = (x.shape[-1] - self.resolution) // 2
         x = x[..., top:top + self.resolution, left:left + self.resolution]
         return ((x - 0.5) * 2.0).permute(1, 0, 2, 3).contiguous(), padded  # (3, T, R, R)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One implementation's FVD conventions (see the module docstring)."""
+
+    name: str
+    reproduces: str
+    resize: str
+    biased_covariance: bool  # divide by N (StyleGAN-V, cd-fvd) instead of N - 1
+    tats_bytes: bool = False
+
+    def preprocessing(self, frames: int, resolution: int, resize: str | None = None) -> Preprocessing:
+        """This protocol's preprocessing; ``resize`` overrides its rule (recorded in outputs)."""
+        return Preprocessing(frames, resolution, resize or self.resize, self.tats_bytes)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "reproduces": self.reproduces, "resize": self.resize,
+                "covariance": "biased (divided by N)" if self.biased_covariance
+                              else "unbiased (divided by N - 1)",
+                "frechet": "exact (nuclear norm of covariance factors, no matrix square root)"}
+
+
+PROTOCOLS = {
+    "avlib": Protocol("avlib", "avlib's default: aspect-preserving crop, unbiased covariance",
+                      "short-side", biased_covariance=False),
+    "stylegan-v": Protocol("stylegan-v", "StyleGAN-V compute_fvd and the cd-fvd package",
+                           "squash", biased_covariance=True),
+    "videogpt": Protocol("videogpt", "VideoGPT / TATS compute_fvd on their loader's crops",
+                         "crop-squash", biased_covariance=False, tats_bytes=True),
+}
+DEFAULT_PROTOCOL = "avlib"
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown FVD protocol '{name}' (choose from: {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[name]
 
 
 @dataclass
@@ -99,17 +166,18 @@ class FeatureBackbone:
         return {"name": self.name, "fingerprint": self.fingerprint, **i3d.describe(self.model)}
 
 
-def pretrained_backbone(path_or_url: str | Path, frames: int = 16,
-                        resize: str = "short-side") -> FeatureBackbone:
+def pretrained_backbone(path_or_url: str | Path, frames: int = 16, protocol: str = DEFAULT_PROTOCOL,
+                        resize: str | None = None) -> FeatureBackbone:
     """Kinetics-400 I3D from ``i3d_pretrained_400.pt`` or StyleGAN-V's ``i3d_torchscript.pt``."""
     path = i3d.fetch_weights(path_or_url, cache_dir())
     model = i3d.load_i3d(path)
     return FeatureBackbone(model, name=f"Kinetics-400 I3D ({path.name})",
                            fingerprint=i3d.sha256_file(path),
-                           preprocessing=Preprocessing(frames, 224, resize))
+                           preprocessing=get_protocol(protocol).preprocessing(frames, 224, resize))
 
 
-def tiny_backbone(seed: int = 0, frames: int = 8) -> FeatureBackbone:
+def tiny_backbone(seed: int = 0, frames: int = 8, protocol: str = DEFAULT_PROTOCOL,
+                  resize: str | None = None) -> FeatureBackbone:
     """A seeded random I3D at 32x32 for the tiny profile; its FVDs only compare tiny runs."""
     model = i3d.tiny_i3d(seed)
     # Fingerprint the weights themselves, so a change to the tiny network invalidates the cache.
@@ -118,7 +186,7 @@ def tiny_backbone(seed: int = 0, frames: int = 8) -> FeatureBackbone:
         digest.update(name.encode() + tensor.cpu().numpy().tobytes())
     return FeatureBackbone(model, name=f"TINY RANDOM I3D (seed {seed}; not Kinetics-400, "
                            "not comparable to published FVD)", fingerprint=digest.hexdigest(),
-                           preprocessing=Preprocessing(frames, 32, "short-side"))
+                           preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
 
 class FeatureCache:
@@ -191,16 +259,20 @@ def extract_features(videos: Sequence[str | Path], backbone: FeatureBackbone,
 
 # --- the distance --------------------------------------------------------------------------
 
-def covariance_factor(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and a factor R (k, D), k = min(N, D), with R^T R = the unbiased covariance."""
+def covariance_factor(features: np.ndarray, biased: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and a factor R (k, D), k = min(N, D), with R^T R = the covariance.
+
+    The covariance is divided by N - 1 (unbiased), or by N when ``biased``.
+    """
     features = np.asarray(features, dtype=np.float64)
     mean = features.mean(axis=0)
-    centred = (features - mean) / np.sqrt(len(features) - 1)  # centred^T centred = covariance
+    dof = len(features) if biased else len(features) - 1
+    centred = (features - mean) / np.sqrt(dof)  # centred^T centred = covariance
     # Any R with R^T R = covariance will do; QR only pays off for tall (N > D) matrices.
     return mean, centred if len(centred) <= centred.shape[1] else np.linalg.qr(centred, mode="r")
 
 
-def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
+def frechet_distance(real: np.ndarray, fake: np.ndarray, biased: bool = False) -> float:
     """Frechet distance between Gaussians fitted to features (N_real, D) and (N_fake, D).
 
     With S = R^T R for each set: tr(S) = |R|_F^2, and the eigenvalues of S_r S_f are the
@@ -208,8 +280,8 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     norm: non-negative by construction, no matrix square root, no imaginary part, and at
     most a min(N, D)-sized SVD. The result is >= 0 up to round-off, which is clipped.
     """
-    mean_real, root_real = covariance_factor(real)
-    mean_fake, root_fake = covariance_factor(fake)
+    mean_real, root_real = covariance_factor(real, biased)
+    mean_fake, root_fake = covariance_factor(fake, biased)
     cross = np.linalg.svd(root_real @ root_fake.T, compute_uv=False).sum()
     diff = mean_real - mean_fake
     value = diff @ diff + np.sum(root_real**2) + np.sum(root_fake**2) - 2.0 * cross
@@ -230,16 +302,16 @@ def _check_sizes(real: np.ndarray, fake: np.ndarray) -> str | None:
     return None
 
 
-def fvd_from_features(real: np.ndarray, fake: np.ndarray) -> float:
+def fvd_from_features(real: np.ndarray, fake: np.ndarray, biased: bool = False) -> float:
     """FVD between feature sets (N_real, D) and (N_fake, D); warns when N < D."""
     warning = _check_sizes(real, fake)
     if warning:
         warnings.warn(warning, MetricWarning, stacklevel=2)
-    return frechet_distance(real, fake)
+    return frechet_distance(real, fake, biased)
 
 
 def fvd_with_ci(real: np.ndarray, fake: np.ndarray, seed: int = 0,
-                n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
+                n_resamples: int = N_RESAMPLES, biased: bool = False) -> dict[str, Any]:
     """FVD with a 95% bootstrap interval over both sets.
 
     Resampling with replacement duplicates videos, which by itself inflates FVD, so the
@@ -254,12 +326,12 @@ def fvd_with_ci(real: np.ndarray, fake: np.ndarray, seed: int = 0,
 
     def resampled(rng: np.random.Generator) -> float:
         return frechet_distance(real[rng.integers(0, len(real), len(real))],
-                                fake[rng.integers(0, len(fake), len(fake))])
+                                fake[rng.integers(0, len(fake), len(fake))], biased)
 
     # One BLAS thread: for these small SVDs thread start-up costs more than the work
     # (measured 60x slower with threads on a busy 2-core machine).
     with threadpool_limits(1):
-        value = frechet_distance(real, fake)
+        value = frechet_distance(real, fake, biased)
         replicates = bootstrap_replicates(resampled, n_resamples, seed)
     shift = value - replicates.mean()
     low, high = percentile_interval(replicates + shift)
@@ -280,17 +352,22 @@ def fvd_with_ci(real: np.ndarray, fake: np.ndarray, seed: int = 0,
 def compute_fvd(real_videos: Sequence[str | Path], fake_videos: Sequence[str | Path],
                 backbone: FeatureBackbone, cache: FeatureCache | None = None, seed: int = 0,
                 n_resamples: int = N_RESAMPLES, device: str | None = None,
-                progress: bool = True) -> dict[str, Any]:
-    """FVD between two lists of video files, with CI, backbone and preprocessing recorded."""
+                progress: bool = True, protocol: str = DEFAULT_PROTOCOL) -> dict[str, Any]:
+    """FVD between two lists of video files, with CI, protocol, backbone and preprocessing.
+
+    The backbone's preprocessing carries the resize rule (build it with the protocol's);
+    ``protocol`` sets the covariance convention and is recorded.
+    """
+    conventions = get_protocol(protocol)
     real, real_padded = extract_features(real_videos, backbone, cache, device=device,
                                          progress=progress)
     fake, fake_padded = extract_features(fake_videos, backbone, cache, device=device,
                                          progress=progress)
-    result = fvd_with_ci(real, fake, seed, n_resamples)
+    result = fvd_with_ci(real, fake, seed, n_resamples, conventions.biased_covariance)
     if real_padded or fake_padded:
         message = (f"{real_padded} real and {fake_padded} generated videos are shorter than "
                    f"{backbone.preprocessing.frames} frames; their last frame was repeated")
         warnings.warn(message, MetricWarning, stacklevel=2)
         result["warnings"].append(message)
-    return {**result, "backbone": backbone.describe(),
+    return {**result, "protocol": conventions.describe(), "backbone": backbone.describe(),
             "preprocessing": backbone.preprocessing.describe()}
