@@ -8,6 +8,7 @@ of them then go through the same ``from_pretrained`` calls, with every weight fr
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,29 @@ def toyworld_t2v() -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def quiet_weight_loading():
+    """transformers' and diffusers' progress bars off while loading files already on disk.
+
+    transformers 5 draws a "Loading weights 36/36" bar for every model it loads: in a notebook
+    each is an output (and a Log Console entry) for a step that takes milliseconds. Downloads
+    happen before, in :func:`resolve_pretrained`, and keep huggingface_hub's bars.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    modules = (diffusers_logging, transformers_logging)
+    before = [module.is_progress_bar_enabled() for module in modules]
+    for module in modules:
+        module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, enabled in zip(modules, before):
+            if enabled:
+                module.enable_progress_bar()
+
+
 def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str = "cpu") -> T2VComponents:
     """Load UNet3D, VAE, CLIP text encoder, tokenizer and scheduler, frozen, in ``dtype``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
@@ -102,11 +126,12 @@ def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str
     if device == "cpu":
         dtype = "float32"  # half precision on CPU is slow and inaccurate
     torch_dtype = DTYPES[dtype]
-    unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
-    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
-    text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)
-    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
-    scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+    with quiet_weight_loading():
+        unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
+        text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)
+        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
     for model in (unet, vae, text_encoder):
         model.requires_grad_(False).eval().to(device)
     return T2VComponents(unet, vae, text_encoder, tokenizer, scheduler, source=str(pretrained))
