@@ -23,15 +23,19 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
+from traitlets.config import Config
 
 from avlib.config import PROFILES
 from avlib.errors import AvlibError, ConfigError
-from avlib.io import atomic_path, run_record, write_json
+from avlib.io import atomic_path, run_record, runs_dir, write_json
 from avlib.notebook import HEADLESS_ENV, notebook_parameters
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 RECORD = "reproduce.json"
 KERNEL = "python3"
+# Kernels talk over local sockets (IPC), not loopback TCP: same speed, and ipykernel no longer
+# warns "Kernel is running over TCP without encryption" for every notebook.
+KERNEL_CONFIG = Config({"KernelManager": {"transport": "ipc"}})
 
 # The experiments of the report's Table 2, in its row order.
 DEFAULT_EXPERIMENTS = ("volleyball", "thunder", "dog", "dog_text", "multiclass", "tempotokens")
@@ -123,7 +127,8 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
         # chdirs this whole process, and from parallel threads one run's restore can land
         # between another's chdir and its kernel start, which then starts in the wrong folder.
         papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
-                                   progress_bar=False, resources={"metadata": {"path": str(out_dir)}})
+                                   progress_bar=False, resources={"metadata": {"path": str(out_dir)}},
+                                   config=KERNEL_CONFIG)
     except PapermillExecutionError as exc:
         raise AvlibError(f"{step.output} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
                          f"(the executed notebook is {output})") from exc
@@ -192,7 +197,7 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    out_dir = Path(out_dir or Path("runs") / f"reproduce_{profile}").resolve()
+    out_dir = Path(out_dir or runs_dir() / f"reproduce_{profile}").resolve()
     figures_dir = Path(figures_dir).resolve()
     chains = plan(profile, list(experiments), out_dir, overrides, sample_limit)
     jobs = jobs or default_jobs()

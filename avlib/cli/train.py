@@ -7,6 +7,7 @@ from pathlib import Path
 
 from avlib.config import PROFILES, config_from_record, list_experiments, load_config
 from avlib.errors import AvlibError
+from avlib.io import runs_dir
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,8 @@ def register(subparsers) -> None:
                    help="tiny (CPU, offline, synthetic clips; default) or paper (real sizes, GPU)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=1e-5 (repeatable)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/EXPERIMENT_PROFILE)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder (default: runs/EXPERIMENT_PROFILE at the checkout root, or $AVLIB_RUNS)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the run in DIR from its last checkpoint")
     p.set_defaults(func=run)
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.resume
     else:
         config = load_config(args.experiment, args.profile, args.overrides)
-        run_dir = args.out or Path("runs") / f"{config.name}_{config.profile}"
+        run_dir = args.out or runs_dir() / f"{config.name}_{config.profile}"
     # Cached features are computed once per clip, so examples start at 0 s; without the
     # cache every epoch draws new random starts (TempoTokens' augmentation).
     clips = load_split(config, "train", start="zero" if config.train.cache_features else "random")
