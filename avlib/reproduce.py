@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,22 @@ from avlib.notebook import HEADLESS_ENV, notebook_parameters
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 RECORD = "reproduce.json"
 KERNEL = "python3"
-# Kernels talk over local sockets (IPC), not loopback TCP: same speed, and ipykernel no longer
-# warns "Kernel is running over TCP without encryption" for every notebook.
-KERNEL_CONFIG = Config({"KernelManager": {"transport": "ipc"}})
+
+
+@contextlib.contextmanager
+def ipc_kernel_config():
+    """papermill's kernel over local sockets (IPC), not loopback TCP: same speed, and ipykernel no
+    longer warns "Kernel is running over TCP without encryption" for every notebook.
+
+    The sockets get an absolute path of their own: the default (``kernel-ipc-N``) is relative,
+    so a kernel started in another folder than ours never meets us, and parallel runs would
+    share names.
+    """
+    folder = tempfile.mkdtemp(prefix="avlib-kernel-")
+    try:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": f"{folder}/ipc"}})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 # The experiments of the report's Table 2, in its row order.
 DEFAULT_EXPERIMENTS = ("volleyball", "thunder", "dog", "dog_text", "multiclass", "tempotokens")
@@ -126,9 +140,10 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
         # The kernel starts in out_dir (nbclient's resources path). Not papermill's ``cwd``: that
         # chdirs this whole process, and from parallel threads one run's restore can land
         # between another's chdir and its kernel start, which then starts in the wrong folder.
-        papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
-                                   progress_bar=False, resources={"metadata": {"path": str(out_dir)}},
-                                   config=KERNEL_CONFIG)
+        with ipc_kernel_config() as config:
+            papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
+                                       progress_bar=False, resources={"metadata": {"path": str(out_dir)}},
+                                       config=config)
     except PapermillExecutionError as exc:
         raise AvlibError(f"{step.output} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
                          f"(the executed notebook is {output})") from exc

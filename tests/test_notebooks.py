@@ -284,3 +284,16 @@ def test_default_runs_are_made_once_as_far_as_needed(tmp_path, monkeypatch, caps
     assert made[2:] == ["metrics.json"] and "scoring the default" in capsys.readouterr().out
     prepared_run("dog_text", "tiny", "metrics.json")
     assert made[3:] == [] and capsys.readouterr().out == ""
+
+
+def test_reproduce_kernels_start_without_the_tcp_warning(tmp_path, capfd):
+    """ipykernel warns "running over TCP without encryption" on every TCP start; ours use IPC."""
+    from avlib.reproduce import NotebookRun, run_notebook
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import avlib; print(avlib.__file__)")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "probe.ipynb")
+    run_notebook(NotebookRun("probe", "probe"), tmp_path / "out", notebook_dir=tmp_path)
+    assert "without encryption" not in capfd.readouterr().err
+    printed = code_cells(tmp_path / "out" / "notebooks" / "probe.ipynb")[0].outputs[0].text
+    assert printed.strip() == str(ROOT / "avlib" / "__init__.py")  # the kernel imports this checkout
