@@ -38,6 +38,15 @@ def save_figure(fig, folder: str | Path | None, name: str, profile: str, source:
     return path
 
 
+def show_figure(fig) -> None:
+    """Display ``fig`` now and close it: in a loop, each figure then appears beside the output
+    made with it, not all together when the cell ends (matplotlib's inline backend)."""
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
+
+
 def figure_profile(path: str | Path) -> str | None:
     """The profile stamped into a PNG written by :func:`save_figure` (None if unstamped)."""
     from PIL import Image

@@ -157,7 +157,7 @@ def _make_stage(stage: str, config: ExperimentConfig, run_dir: Path) -> None:
 
         sample_test_set(run_dir)
     else:
-        evaluate_quietly(run_dir, progress=False)
+        evaluate_quietly(run_dir)
 
 
 def notebook_run(run_dir: str | Path | None, cls: str = "dog", profile: str = "tiny",
@@ -187,17 +187,19 @@ def runs_profile(run_dirs) -> str:
     return profiles.pop()
 
 
-def evaluate_quietly(run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """:func:`avlib.evaluate.evaluate_run` without warning boxes: the small-N MetricWarnings are
-    recorded in each metric's ``warnings`` and become the ``note`` column of :func:`metric_rows`."""
+def evaluate_quietly(run_dir: str | Path) -> dict[str, Any]:
+    """:func:`avlib.evaluate.evaluate_run` as one printed line instead of four progress bars and
+    warning boxes: the small-N MetricWarnings are recorded in each metric's ``warnings`` and
+    become the ``note`` column of :func:`metric_rows`."""
     import warnings
 
     from avlib.evaluate import evaluate_run
     from avlib.metrics import MetricWarning
 
+    print(f"scoring {len(read_samples(run_dir))} videos of {run_dir}: AV-Align, CLIPSIM, FVD features")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetricWarning)
-        return evaluate_run(run_dir, progress=progress)
+        return evaluate_run(run_dir, progress=False)
 
 
 def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
