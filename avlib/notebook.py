@@ -72,10 +72,10 @@ def train_config(cls: str = "dog", encoder: str | None = None, text_prompt: str 
 def config_summary(config: ExperimentConfig) -> str:
     """The experiment as the report describes it, then what this profile runs (tiny clips are
     shorter than the report's, so its description alone misleads)."""
-    data = config.data
+    data, train = config.data, config.train
+    length = f"{train.max_steps} training steps" if train.max_steps else f"{train.epochs} epochs"
     return (f"{config.name}: {config.description}\n{config.profile} profile: {data.clip_seconds:g} s clips, "
-            f"{data.num_frames} frames of {data.height}x{data.width}, "
-            + (f"{config.train.max_steps} training steps" if config.train.max_steps else f"{config.train.epochs} epochs"))
+            f"{data.num_frames} frames of {data.height}x{data.width}, {length}")
 
 
 def notebook_parameters(experiment: str, profile: str = "tiny") -> dict[str, Any]:

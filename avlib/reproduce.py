@@ -91,10 +91,11 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
                         {"run_dir": run_dir, "limit": sample_limit, "figures_dir": figures}),
             NotebookRun("06_evaluate", f"06_evaluate.{name}", {"run_dir": run_dir, "figures_dir": figures}),
         ])
+    # 08 rates into OUT/ratings.csv (the kernels start in OUT), not the shared runs/ratings.csv.
     chains += [[NotebookRun("07_results", "07_results",
                             {"run_dirs": run_dirs, "figures_dir": figures, "table_dir": figures})],
                [NotebookRun("08_human_eval", "08_human_eval",
-                            {"run_dirs": run_dirs, "ratings_file": None, "figures_dir": figures})]]
+                            {"run_dirs": run_dirs, "ratings_file": "ratings.csv", "figures_dir": figures})]]
     return chains
 
 

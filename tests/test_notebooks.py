@@ -297,3 +297,16 @@ def test_reproduce_kernels_start_without_the_tcp_warning(tmp_path, capfd):
     assert "without encryption" not in capfd.readouterr().err
     printed = code_cells(tmp_path / "out" / "notebooks" / "probe.ipynb")[0].outputs[0].text
     assert printed.strip() == str(ROOT / "avlib" / "__init__.py")  # the kernel imports this checkout
+
+
+def test_summary_says_what_the_profile_runs_and_the_metric_table_notes_small_n():
+    from avlib.notebook import config_summary, metric_rows
+
+    summary = config_summary(train_config("dog"))
+    assert "2 s clips (report" in summary and "tiny profile: 1 s clips, 8 frames of 32x32" in summary
+    entry = {"value": 1.0, "ci95": [0.5, 1.5], "n": 4}
+    metrics = {"metrics": {"fvd": {**entry, "warnings": ["rank-deficient ..."]}, "clipsim": entry},
+               "per_class": {"dog": {"av_align": {**entry, "warnings": []}}}}
+    notes = [(row["group"], row["metric"], row["note"]) for row in metric_rows(metrics)]
+    assert notes == [("all", "fvd", "N below the feature size: biased upward, noisy"), ("all", "clipsim", ""),
+                     ("dog", "av_align", "")]
