@@ -310,3 +310,22 @@ def test_summary_says_what_the_profile_runs_and_the_metric_table_notes_small_n()
     notes = [(row["group"], row["metric"], row["note"]) for row in metric_rows(metrics)]
     assert notes == [("all", "fvd", "N below the feature size: biased upward, noisy"), ("all", "clipsim", ""),
                      ("dog", "av_align", "")]
+
+
+@pytest.mark.slow
+def test_05_to_08_run_as_they_come(tmp_path, monkeypatch):
+    """No parameters at all: 05-08 make the default dog and dog_text runs they need, in runs/."""
+    from avlib.reproduce import NotebookRun, run_notebook
+
+    monkeypatch.setenv("AVLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("AVLIB_HEADLESS", "1")
+    for name in ("05_generate", "06_evaluate", "07_results", "08_human_eval"):
+        run_notebook(NotebookRun(name, name), tmp_path / "out")
+    notebooks = tmp_path / "out" / "notebooks"
+    assert "runs/dog_tiny lacks pipeline: training the default dog run" in outputs_text(notebooks / "05_generate.ipynb")
+    assert "lacks" not in outputs_text(notebooks / "06_evaluate.ipynb")  # 05 sampled it; 06 scores it
+    assert "dog_text_tiny lacks metrics.json: training and sampling and scoring" in outputs_text(
+        notebooks / "07_results.ipynb")
+    human = outputs_text(notebooks / "08_human_eval.ipynb")
+    assert "pairs from 2 runs" in human and "NOT human ratings" in human and "lacks" not in human
+    assert (tmp_path / "runs" / "dog_tiny" / "metrics.json").is_file()

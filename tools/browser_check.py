@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,9 @@ def free_port() -> int:
 
 
 def start_lab(folder: Path, runs: Path, port: int, token: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "AVLIB_RUNS": str(runs), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # Workspaces of its own: a user's saved JupyterLab layout would reopen their tabs here.
+    env = {**os.environ, "AVLIB_RUNS": str(runs), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(folder.parent / "workspaces")}
     env.pop("AVLIB_HEADLESS", None)  # the widgets must show
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
@@ -84,7 +87,9 @@ def all_cells_ran(driver) -> bool:
 
 
 def page_problems(driver) -> list[str]:
-    text = driver.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden)").text
+    """Errors shown in the open notebook's outputs (not its prose, which may quote them)."""
+    outputs = driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output")
+    text = "\n".join(output.text for output in outputs)
     return [marker for marker in (WIDGET_ERROR, "Traceback (most recent call last)") if marker in text]
 
 
@@ -96,7 +101,7 @@ def saved_errors(path: Path) -> list[str]:
 
 def run_notebook(driver, base: str, folder: Path, name: str, timeout: float, shots: Path) -> float:
     started = time.monotonic()
-    driver.get(f"{base}/lab/tree/{name}")
+    driver.get(f"{base}/lab/tree/{name}?reset")  # this notebook alone, no tabs of the last one
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"), 120, f"{name} to open")
     wait_for(lambda: "Idle" in driver.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget").text
              or driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']"),
@@ -114,6 +119,17 @@ def run_notebook(driver, base: str, folder: Path, name: str, timeout: float, sho
     return time.monotonic() - started
 
 
+def shut_down_kernels(base: str, token: str) -> None:
+    """Stop the kernels of notebooks already checked (each holds a model in memory)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=30) as response:
+        kernels = json.load(response)
+    for kernel in kernels:
+        request = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()
+
+
 def click_button(driver, label: str):
     buttons = [b for b in driver.find_elements(By.CSS_SELECTOR, "button.jupyter-button") if b.text == label]
     if not buttons:
@@ -125,12 +141,15 @@ def click_button(driver, label: str):
 
 def check_explorer(driver, shots: Path) -> None:
     click_button(driver, "generate")
-    wait_for(lambda: "generated (" in driver.page_source or "<pre>" in driver.page_source, 300,
-             "the explorer's video", poll=2)
-    driver.save_screenshot(str(shots / "05_explorer.png"))
     widget = driver.find_element(By.CSS_SELECTOR, ".widget-vbox")
-    if "Error:" in widget.text or not widget.find_elements(By.TAG_NAME, "video"):
-        raise AssertionError(f"explorer: no video after 'generate': {widget.text[:300]}")
+    # The explorer shows either videos or the error it caught, in a <pre>.
+    wait_for(lambda: widget.find_elements(By.TAG_NAME, "video") or widget.find_elements(By.TAG_NAME, "pre"),
+             300, "the explorer's video", poll=2)
+    driver.save_screenshot(str(shots / "05_explorer.png"))
+    errors = widget.find_elements(By.TAG_NAME, "pre")
+    if errors or len(widget.find_elements(By.TAG_NAME, "video")) != 2:
+        raise AssertionError(f"explorer: no source and generated video after 'generate': "
+                             f"{errors[0].text if errors else widget.text[-300:]}")
 
 
 def check_rater(driver, runs: Path, shots: Path) -> None:
@@ -173,8 +192,9 @@ def main(argv=None) -> int:
                 check_explorer(driver, args.out)
             if name.startswith("08_"):
                 check_rater(driver, runs, args.out)
+            shut_down_kernels(base, token)
             print(f"{name}: OK in {seconds:.0f} s", flush=True)
-    except (AssertionError, TimeoutError) as exc:
+    except (AssertionError, TimeoutError, WebDriverException) as exc:
         print(f"browser check FAILED: {exc} (screenshots and the JupyterLab log in {args.out})", file=sys.stderr)
         if driver:
             driver.save_screenshot(str(args.out / "failure.png"))
