@@ -179,7 +179,7 @@ def test_reproduce_runs_every_notebook(tmp_path, monkeypatch):
     assert "[headless] the explorer" in outputs_text(notebooks / "05_generate.dog.ipynb")
     human = outputs_text(notebooks / "08_human_eval.ipynb")
     assert "[headless] the 2AFC rater" in human and "NOT human ratings" in human
-    assert "av_align_trained_above_shuffled" in outputs_text(notebooks / "09_toy_world.ipynb")
+    assert "### thunder: criterion met" in outputs_text(notebooks / "09_toy_world.ipynb")
     run = tmp_path / "out" / "runs" / "dog"
     assert len((run / "samples" / "index.csv").read_text().splitlines()) == 4 and (run / "metrics.json").is_file()
 
