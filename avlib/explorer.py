@@ -135,8 +135,8 @@ class ExplorerControls:
         self.clips.value = ids[0] if ids else None  # ipywidgets 8 leaves new options unselected
 
     def show_source(self, _change=None) -> None:
+        # The upload button stays live: uploading is how most people say "your audio".
         self.clips.disabled = self.source.value != "clip"
-        self.upload.disabled = self.source.value != "upload"
 
     def generate(self, _button=None) -> None:
         run, explorer = self.runs.value, self.explorer

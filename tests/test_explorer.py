@@ -35,7 +35,7 @@ def test_widget_generates_on_first_click_and_switches_between_clip_and_upload(ru
     """The widgets driven from Python, as JupyterLab's clicks drive them."""
     controls = ExplorerControls(Explorer([run_dir]))
     first = controls.explorer.clip_ids("dog")[0]
-    assert (controls.source.value, controls.clips.value) == ("clip", first) and controls.upload.disabled
+    assert (controls.source.value, controls.clips.value) == ("clip", first) and not controls.clips.disabled
     assert all(w.tooltip for w in (controls.runs, controls.clips, controls.upload, controls.button))
 
     controls.button.click()  # first click: the preselected test clip

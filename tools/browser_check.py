@@ -46,16 +46,18 @@ def start_lab(folder: Path, runs: Path, port: int, token: str, log: Path) -> sub
     # Every cell stays in the page (JupyterLab 4 otherwise renders only those in view), so
     # the check sees every prompt and output.
     settings = folder.parent / "settings"
-    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
-    tracker.parent.mkdir(parents=True, exist_ok=True)
-    tracker.write_text(json.dumps({"windowingMode": "none"}))
+    for plugin, values in (("notebook-extension/tracker", {"windowingMode": "none"}),
+                           # no "get notified about Jupyter news?" toast over the page
+                           ("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False})):
+        path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     env = {**os.environ, "AVLIB_RUNS": str(runs), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "JUPYTERLAB_WORKSPACES_DIR": str(folder.parent / "workspaces"), "JUPYTERLAB_SETTINGS_DIR": str(settings)}
     env.pop("AVLIB_HEADLESS", None)  # the widgets must show
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
-               "--KernelManager.transport=ipc", "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-               "jupyterlab.NeverCheckForUpdate"]
+               "--KernelManager.transport=ipc", "--allow-root"]
     return subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
@@ -190,9 +192,6 @@ def main(argv=None) -> int:
         driver = browser()
         wait_for(lambda: _responds(f"{base}/api/status?token={token}"), 120, "JupyterLab to start")
         driver.get(f"{base}/lab?token={token}")
-        time.sleep(5)
-        for no in driver.find_elements(By.XPATH, "//button[.//*[text()='No'] or text()='No']"):
-            no.click()  # "get notified about Jupyter news?": it would cover the page's corner
         for name in (n if n.endswith(".ipynb") else f"{n}.ipynb" for n in names):
             seconds = run_notebook(driver, base, folder, name, args.timeout, args.out)
             if name.startswith("05_"):
