@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo reproduce lab clean-notebooks
+.PHONY: setup test demo reproduce lab browser-check clean-notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
 	# Compile librosa's numba kernels once, before parallel workers would race to cache them.
 	$(BIN)/python -c "from avlib.metrics.av_align import compile_onset_detection; compile_onset_detection()"
 	touch $(STAMP)
@@ -26,5 +26,16 @@ demo: $(STAMP)
 
 reproduce: demo
 
+# Kernels start in notebooks/; runs still go to ./runs (avlib.io.runs_dir). Loopback only; IPC
+# kernel sockets (no "running over TCP without encryption" warning).
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ip=127.0.0.1 --KernelManager.transport=ipc notebooks/
+
+# Every notebook run in JupyterLab by headless Chromium, plus a click of the explorer and the
+# rater (tools/browser_check.py). Installs Debian's chromium + chromium-driver (apt, as root)
+# and selenium; not part of `make test`.
+browser-check: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,browser]"
+	$(BIN)/python tools/browser_check.py

@@ -1,19 +1,20 @@
 """The interactive explorer: pick a run and a test clip (or upload audio), generate, compare.
 
 :class:`Explorer` does the work (load a run's pipeline once, generate from a clip's or an
-uploaded file's audio, write the mp4 with the sound muxed in); :func:`explore` wraps it
-in ipywidgets for JupyterLab and, headless, prints what it would offer instead.
+uploaded file's audio, write the mp4 with the sound muxed in, into ``RUN/explorer/``);
+:class:`ExplorerControls` is its ipywidgets front end, and :func:`explore` shows that in
+JupyterLab or, headless, prints what it would offer instead.
 """
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from avlib.errors import ConfigError
+from avlib.notebook import video_html
 
 
 class Explorer:
@@ -28,12 +29,10 @@ class Explorer:
         self._pipelines: dict[str, object] = {}
         self._clips: dict[str, object] = {}
 
-    @property
-    def out_dir(self) -> Path:
-        """Where videos and uploads go; a temporary folder is made only once something is written."""
-        if self._out_dir is None:
-            self._out_dir = Path(tempfile.mkdtemp(prefix="avlib-explorer-"))
-        return self._out_dir
+    def out_dir(self, run: str) -> Path:
+        """Where ``run``'s videos and uploads go: ``out_dir`` if given, else ``RUN/explorer/``
+        (kept with the run it came from, never in an uncleaned temporary folder)."""
+        return self._out_dir or self.run_dirs[run] / "explorer"
 
     def config(self, run: str):
         from avlib.config import config_from_record
@@ -86,12 +85,86 @@ class Explorer:
                           height=config.inference.height, width=config.inference.width,
                           generator=torch.Generator().manual_seed(seed), progress=False)[0]
         fps = pipeline.mapper.num_frames * SAMPLE_RATE / wave.size
-        return write_video(self.out_dir / f"{run}__{name}__seed{seed}.mp4", frames, fps, audio=wave)
+        return write_video(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4", frames, fps, audio=wave)
+
+
+# The explorer's two sources of sound, as the toggle shows them.
+SOURCES = {"test clip": "clip", "your audio": "upload"}
+
+
+class ExplorerControls:
+    """The explorer's widgets and what their clicks do (built headless too, for tests).
+
+    The source toggle decides what "generate" uses: a test clip (the first is selected) or
+    the last uploaded file; uploading switches to "your audio", and switching back to
+    "test clip" generates from the chosen clip again.
+    """
+
+    def __init__(self, explorer: Explorer):
+        import ipywidgets as widgets
+
+        self.explorer = explorer
+        self.runs = widgets.Dropdown(options=list(explorer.run_dirs), description="run",
+                                     tooltip="a trained run folder")
+        self.source = widgets.ToggleButtons(options=list(SOURCES.items()), value="clip", description="sound",
+                                            tooltips=["generate from a test clip's audio",
+                                                      "generate from an audio file you upload"])
+        self.clips = widgets.Dropdown(description="test clip", tooltip="a test clip the mapper never saw")
+        self.upload = widgets.FileUpload(accept="audio/*,.wav,.mp3,.flac", multiple=False,
+                                         description="upload audio", tooltip="a .wav, .mp3 or .flac file")
+        self.seed = widgets.IntText(value=0, description="seed", tooltip="the initial noise (same seed, same video)")
+        self.button = widgets.Button(description="generate", button_style="primary",
+                                     tooltip="generate a video from the chosen sound")
+        self.view = widgets.HTML()
+        self.runs.observe(self.refresh_clips, names="value")
+        self.source.observe(self.show_source, names="value")
+        self.upload.observe(lambda _change: setattr(self.source, "value", "upload"), names="value")
+        self.button.on_click(self.generate)
+        self.refresh_clips()
+        self.show_source()
+
+    def box(self):
+        import ipywidgets as widgets
+
+        return widgets.VBox([widgets.HBox([self.runs, self.source]), widgets.HBox([self.clips, self.upload]),
+                             widgets.HBox([self.seed, self.button]), self.view])
+
+    def refresh_clips(self, _change=None) -> None:
+        ids = self.explorer.clip_ids(self.runs.value)
+        self.clips.options = ids
+        self.clips.value = ids[0] if ids else None  # ipywidgets 8 leaves new options unselected
+
+    def show_source(self, _change=None) -> None:
+        # The upload button stays live: uploading is how most people say "your audio".
+        self.clips.disabled = self.source.value != "clip"
+
+    def generate(self, _button=None) -> None:
+        run, explorer = self.runs.value, self.explorer
+        self.button.disabled = True
+        self.view.value = "generating..."
+        try:
+            if self.source.value == "upload":
+                if not self.upload.value:
+                    raise ConfigError("no audio uploaded yet: click 'upload audio' first, or choose 'test clip'")
+                item = self.upload.value[-1]
+                audio = explorer.out_dir(run) / item["name"]
+                audio.parent.mkdir(parents=True, exist_ok=True)
+                audio.write_bytes(bytes(item["content"]))
+                video = explorer.generate(run, audio_file=audio, seed=self.seed.value)
+                self.view.value = video_html(video, label=f"generated from your audio ({item['name']})")
+            else:
+                video = explorer.generate(run, clip_id=self.clips.value, seed=self.seed.value)
+                self.view.value = (video_html(explorer.source_video(run, self.clips.value), label="source clip")
+                                   + video_html(video, label=f"generated ({run})"))
+        except Exception as exc:  # shown in the widget, not lost in the kernel log
+            self.view.value = f"<pre>{type(exc).__name__}: {exc}</pre>"
+        finally:
+            self.button.disabled = False
 
 
 def explore(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None):
     """The explorer widget for ``run_dirs`` (None, after a printed note, when headless)."""
-    from avlib.notebook import is_headless, video_html
+    from avlib.notebook import is_headless
 
     explorer = Explorer(run_dirs, out_dir)
     if is_headless():
@@ -99,38 +172,4 @@ def explore(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None):
               "a test clip or an uploaded audio file, generate, and watch the result beside the source "
               "video; open this notebook in JupyterLab to use it.")
         return None
-    import ipywidgets as widgets
-
-    runs = widgets.Dropdown(options=list(explorer.run_dirs), description="run")
-    clips = widgets.Dropdown(description="test clip")
-    upload = widgets.FileUpload(accept="audio/*,.wav,.mp3,.flac", multiple=False, description="or upload audio")
-    seed = widgets.IntText(value=0, description="seed")
-    button = widgets.Button(description="generate", button_style="primary")
-    view = widgets.HTML()
-
-    def refresh_clips(_change=None) -> None:
-        clips.options = explorer.clip_ids(runs.value)
-
-    def on_generate(_button) -> None:
-        button.disabled = True
-        view.value = "generating..."
-        try:
-            if upload.value:
-                item = upload.value[0]
-                audio = explorer.out_dir / item["name"]
-                audio.write_bytes(bytes(item["content"]))
-                video = explorer.generate(runs.value, audio_file=audio, seed=seed.value)
-                view.value = video_html(video, label="generated from your audio")
-            else:
-                video = explorer.generate(runs.value, clip_id=clips.value, seed=seed.value)
-                view.value = (video_html(explorer.source_video(runs.value, clips.value), label="source clip")
-                              + video_html(video, label=f"generated ({runs.value})"))
-        except Exception as exc:  # shown in the widget, not lost in the kernel log
-            view.value = f"<pre>{type(exc).__name__}: {exc}</pre>"
-        finally:
-            button.disabled = False
-
-    runs.observe(refresh_clips, names="value")
-    button.on_click(on_generate)
-    refresh_clips()
-    return widgets.VBox([widgets.HBox([runs, clips]), widgets.HBox([upload, seed, button]), view])
+    return ExplorerControls(explorer).box()

@@ -38,6 +38,15 @@ def save_figure(fig, folder: str | Path | None, name: str, profile: str, source:
     return path
 
 
+def show_figure(fig) -> None:
+    """Display ``fig`` now and close it: in a loop, each figure then appears beside the output
+    made with it, not all together when the cell ends (matplotlib's inline backend)."""
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
+
+
 def figure_profile(path: str | Path) -> str | None:
     """The profile stamped into a PNG written by :func:`save_figure` (None if unstamped)."""
     from PIL import Image
@@ -108,8 +117,8 @@ def plot_model_structure(config, counts: Mapping[str, int] | None = None):
         ("audio\n16 kHz", None, "white"),
         (f"{config.encoder.name.upper()} encoder", "encoder", "lightsteelblue"),
         (f"mapper: MLP\nwindows {windows}\n{mixer}", "mapper", "khaki"),
-        (f"{mapper.num_frames} x per-frame\npseudo tokens ({mapper.token_dim}-d)", None, "white"),
-        ("CLIP text encoder\n(+ optional prompt)", "text_encoder", "lightsteelblue"),
+        (f"{mapper.num_frames} x per-frame\npseudo tokens\n({mapper.token_dim}-d)", None, "white"),
+        ("CLIP text\nencoder (+ an\noptional prompt)", "text_encoder", "lightsteelblue"),
         ("UNet3D denoiser\n+ VAE decoder", "unet+vae", "lightsteelblue"),
         (f"video\n{config.inference.num_frames} frames", None, "white"),
     ]
@@ -119,13 +128,20 @@ def plot_model_structure(config, counts: Mapping[str, int] | None = None):
         ax.add_patch(plt.Rectangle((x, 1.0), width, 1.3, facecolor=colour, edgecolor="black"))
         text = label
         if counts and part in counts:
-            text += f"\n{counts[part]:,} params"
+            text += f"\n{_count(counts[part])} params"
         ax.text(x + width / 2, 1.65, text, ha="center", va="center", fontsize=8)
         if i:
             ax.annotate("", xy=(x, 1.65), xytext=(x - gap, 1.65), arrowprops=dict(arrowstyle="->"))
     ax.text(0.1, 0.45, "blue: frozen (pretrained)    yellow: trained", fontsize=9)
     ax.set_title(f"AudioVisGen model structure ({config.profile} profile; t2v: {config.model.pretrained})")
     return fig
+
+
+def _count(n: int) -> str:
+    """A parameter count short enough for Figure 1's boxes: 1,234 / 12.3 M / 1.23 B."""
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} B"
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n:,}"
 
 
 # -- 03: audio features --------------------------------------------------------------------------
@@ -232,7 +248,8 @@ def plot_av_align_timelines(results: Sequence[Any], max_rows: int = 4):
     results = list(results)[:max_rows]
     fig, axes = plt.subplots(len(results), 1, figsize=(8, 1.8 * len(results)), squeeze=False)
     for ax, result in zip(axes[:, 0], results):
-        times = (np.arange(len(result.flow_trajectory)) + 1) / result.fps
+        # Entry i is the motion into frame i, at i / fps: the time the metric gives its peaks.
+        times = np.arange(len(result.flow_trajectory)) / result.fps
         ax.plot(times, result.flow_trajectory, color="grey", label="flow magnitude")
         for t in result.video_peaks_s:
             ax.axvline(t, color="tab:blue", linestyle="-", linewidth=1.5)
@@ -290,8 +307,9 @@ def plot_table2(rows: Sequence[Mapping[str, Any]]):
         ax.set_title(TITLES[metric] + (" (ours: random tiny network)" if random_net else ""), fontsize=9)
         if metric == "fvd":
             ax.set_yscale("symlog")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    # One legend above the panels, where it covers no bar.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 
 
@@ -312,9 +330,9 @@ def plot_agreement(rows: Sequence[Mapping[str, Any]], rater: str):
 
 
 # -- 09: the toy world ----------------------------------------------------------------------------
-def plot_toyworld_evaluation(record: Mapping[str, Any]):
-    """The toy world's acceptance experiment: AV-Align per condition and the class match, with
-    95% CIs (record: ``avlib toyworld evaluate``'s ``toyworld_eval.json``)."""
+def plot_toyworld_evaluation(record: Mapping[str, Any], name: str = ""):
+    """The toy world's acceptance experiment ``name``: AV-Align per condition and the class match,
+    with 95% CIs (record: ``avlib toyworld evaluate``'s ``toyworld_eval.json``)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [5, 2]})
     names = list(record["av_align"])
     scores = [record["av_align"][n] for n in names]
@@ -331,5 +349,6 @@ def plot_toyworld_evaluation(record: Mapping[str, Any]):
     right.set_ylim(0, 1.05)
     right.set_title("generated class = audio's class", fontsize=9)
     right.legend(fontsize=7)
+    fig.suptitle(f"toy world: the {name} experiment" if name else "toy world", fontsize=10)
     fig.tight_layout()
     return fig

@@ -6,6 +6,8 @@ row per judgement, rewritten atomically after every click. :func:`agreement` the
 for each per-video metric, how often it prefers the video the rater chose (0.5 = chance),
 with a bootstrap 95% CI. FVD is a distance between *sets* of videos and ranks no pair.
 
+Ratings go to ``runs/ratings.csv`` unless another file is named (:func:`ratings_path`), and
+:func:`ratings_or_oracle` uses them as soon as there are any for the pairs shown.
 Without human ratings, :func:`oracle_ratings` stands in: in the synthetic world the true
 video for each soundtrack is known (``reference/``), and the oracle picks the generated
 video closer to it in pixels. Its rows are labelled ``kind=oracle`` and the rater name
@@ -58,6 +60,13 @@ def make_pairs(run_dirs: Sequence[str | Path], seed: int = 0, limit: int | None 
                               left, right, a.parents[1] / "reference" / f"{clip_id}.mp4"))
     order = rng.permutation(len(pairs))
     return [pairs[i] for i in order][:limit]
+
+
+def ratings_path(ratings_file: str | Path | None = None) -> Path:
+    """``ratings_file``, or by default ``ratings.csv`` in the runs folder (:func:`avlib.io.runs_dir`)."""
+    from avlib.io import runs_dir
+
+    return Path(ratings_file) if ratings_file else runs_dir() / "ratings.csv"
 
 
 def read_ratings(path: str | Path) -> list[dict[str, str]]:
@@ -178,7 +187,9 @@ def rater(pairs: Sequence[Pair], ratings_file: str | Path, rater_name: str = "an
 
     status = widgets.Label()
     view = widgets.HTML()
-    buttons = [widgets.Button(description=f"{side} fits the sound better") for side in CHOICES]
+    # Sized to their text: the default width cuts it to "right fits the sou...".
+    buttons = [widgets.Button(description=f"{side} fits the sound better", layout=widgets.Layout(width="auto"),
+                              tooltip=f"the {side} video matches the sound better") for side in CHOICES]
     position = {"index": 0}
 
     def show() -> None:
@@ -206,14 +217,18 @@ def rater(pairs: Sequence[Pair], ratings_file: str | Path, rater_name: str = "an
 
 
 def ratings_or_oracle(pairs: Sequence[Pair], ratings_file: str | Path | None) -> tuple[list[dict], str]:
-    """Human ratings from ``ratings_file`` if it has any, else the labelled oracle's; and who rated.
+    """Ratings of ``pairs`` from ``ratings_file`` (default :func:`ratings_path`) if there are any,
+    else the labelled oracle's; and who rated.
 
-    The oracle's use is announced on stdout so no reader mistakes it for human judgement.
+    Only rows of the pairs shown count (a file may also hold ratings of other runs). The
+    oracle's use is announced on stdout so no reader mistakes it for human judgement.
     """
-    ratings = read_ratings(ratings_file) if ratings_file else []
+    path = ratings_path(ratings_file)
+    shown = {pair.pair_id for pair in pairs}
+    ratings = [row for row in read_ratings(path) if row["pair_id"] in shown]
     if ratings:
         raters = sorted({row["rater"] for row in ratings})
         return ratings, f"{len(raters)} rater(s): {', '.join(raters)}"
-    print("NO HUMAN RATINGS: using the synthetic world's ground-truth ORACLE (the generated video "
-          "closer to the true clip wins). These are NOT human ratings.")
+    print(f"NO HUMAN RATINGS of these pairs in {path}: using the synthetic world's ground-truth ORACLE "
+          "(the generated video closer to the true clip wins). These are NOT human ratings.")
     return oracle_ratings(pairs), ORACLE_RATER

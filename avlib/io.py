@@ -31,6 +31,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AVLIB_CACHE", Path.home() / ".cache" / "avlib"))
 
 
+def runs_dir() -> Path:
+    """Where run folders go: ``runs/`` at the root of the source checkout, whatever the working
+    folder (JupyterLab's kernels start in ``notebooks/``, the CLI wherever it is called), so
+    notebooks, ``avlib train`` and ``make demo`` share one place. ``AVLIB_RUNS`` overrides it;
+    an installed (non-checkout) avlib uses ``./runs``."""
+    if os.environ.get("AVLIB_RUNS"):
+        return Path(os.environ["AVLIB_RUNS"]).resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
+        return checkout / "runs"
+    return Path.cwd() / "runs"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from avlib.config import ExperimentConfig, load_config
 from avlib.errors import ConfigError
+from avlib.io import runs_dir
 
 # What 04_train's ``cls`` may be: the report's datasets (multiclass = dog + thunder merged).
 NOTEBOOK_CLASSES = ("dog", "thunder", "volleyball", "multiclass")
@@ -68,6 +69,15 @@ def train_config(cls: str = "dog", encoder: str | None = None, text_prompt: str 
     return load_config(experiment, profile, merged)
 
 
+def config_summary(config: ExperimentConfig) -> str:
+    """The experiment as the report describes it, then what this profile runs (tiny clips are
+    shorter than the report's, so its description alone misleads)."""
+    data, train = config.data, config.train
+    length = f"{train.max_steps} training steps" if train.max_steps else f"{train.epochs} epochs"
+    return (f"{config.name}: {config.description}\n{config.profile} profile: {data.clip_seconds:g} s clips, "
+            f"{data.num_frames} frames of {data.height}x{data.width}, {length}")
+
+
 def notebook_parameters(experiment: str, profile: str = "tiny") -> dict[str, Any]:
     """04_train's parameters that select a report experiment (the inverse of :func:`experiment_name`)."""
     config = load_config(experiment, profile)
@@ -79,9 +89,11 @@ def notebook_parameters(experiment: str, profile: str = "tiny") -> dict[str, Any
     return parameters
 
 
-def default_run_dir(config: ExperimentConfig, root: str | Path = "runs") -> Path:
-    """``runs/{experiment}_{profile}`` (as ``avlib train``), or ``..._2``, ``_3``... if taken."""
-    base = Path(root) / f"{config.name}_{config.profile}"
+def default_run_dir(config: ExperimentConfig, root: str | Path | None = None) -> Path:
+    """``runs/{experiment}_{profile}`` (as ``avlib train``), or ``..._2``, ``_3``... if taken.
+
+    ``root`` defaults to :func:`avlib.io.runs_dir` (``runs/`` at the checkout root)."""
+    base = Path(root or runs_dir()) / f"{config.name}_{config.profile}"
     candidate, number = base, 1
     while candidate.exists():
         number += 1
@@ -94,25 +106,107 @@ def require_run(run_dir: str | Path | None, needs: str = "pipeline") -> Experime
     from avlib.config import config_from_record
     from avlib.io import read_json
 
+    example = runs_dir() / "dog_tiny"
     if run_dir is None:
         raise ConfigError("set the run_dir parameter to a run folder written by notebook 04 / `avlib train` "
-                          "(e.g. papermill ... -p run_dir runs/dog_tiny)")
+                          f"(e.g. papermill ... -p run_dir {example})")
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / needs).exists():
         raise ConfigError(f"{run_dir} is not a finished run: it lacks config.json or {needs} "
-                          "(train it with notebook 04 first)")
+                          f"(train it with notebook 04 first, or leave run_dir unset: {example.parent}/CLASS_PROFILE)")
     return config_from_record(read_json(run_dir / "config.json", "run's config"))
+
+
+# What a notebook may need of a run, in the order they are made, and what makes each.
+RUN_STAGES = (("pipeline", "training"), ("samples/index.csv", "sampling"), ("metrics.json", "scoring"))
+
+
+def prepared_run(experiment: str, profile: str = "tiny", needs: str = "pipeline") -> Path:
+    """The default run of ``experiment`` (``runs/{experiment}_{profile}``), trained, sampled and
+    scored first as far as ``needs`` asks and the folder lacks, with one line saying so.
+
+    This is what 05-08 use when no run folder is given, so each runs as it comes.
+    """
+    from avlib.config import load_config
+
+    stages = [name for name, _ in RUN_STAGES]
+    if needs not in stages:
+        raise ValueError(f"needs={needs!r} is not one of {stages}")
+    config = load_config(experiment, profile)
+    run_dir = runs_dir() / f"{config.name}_{config.profile}"
+    wanted = RUN_STAGES[:stages.index(needs) + 1]
+    missing = [(name, doing) for name, doing in wanted if not (run_dir / name).exists()]
+    if not missing:
+        return run_dir
+    print(f"{run_dir} lacks {missing[-1][0]}: {' and '.join(doing for _, doing in missing)} "
+          f"the default {experiment} run now ({profile} profile)")
+    for name, _ in missing:
+        _make_stage(name, config, run_dir)
+    return run_dir
+
+
+def _make_stage(stage: str, config: ExperimentConfig, run_dir: Path) -> None:
+    if stage == "pipeline":
+        from avlib.data.splits import load_split
+        from avlib.train import train
+
+        train(config, load_split(config, "train"), run_dir)
+    elif stage == "samples/index.csv":
+        from avlib.generate import sample_test_set
+
+        sample_test_set(run_dir)
+    else:
+        evaluate_quietly(run_dir)
+
+
+def notebook_run(run_dir: str | Path | None, cls: str = "dog", profile: str = "tiny",
+                 needs: str = "pipeline") -> tuple[Path, ExperimentConfig]:
+    """05/06's run: ``run_dir`` as given (it must have ``needs``), else the default run of ``cls``."""
+    if run_dir is None:
+        run_dir = prepared_run(experiment_name(cls), profile, needs)
+    return Path(run_dir), require_run(run_dir, needs)
+
+
+def notebook_runs(run_dirs, experiments=("dog", "dog_text"), profile: str = "tiny") -> tuple[list[Path], str]:
+    """07/08's scored runs and their one profile: ``run_dirs`` as given, else the default runs
+    of ``experiments`` (dog and dog_text score the same test clips, so 08 can pair them)."""
+    if run_dirs is None:
+        run_dirs = [prepared_run(name, profile, "metrics.json") for name in experiments]
+    return [Path(d) for d in run_dirs], runs_profile(run_dirs)
 
 
 def runs_profile(run_dirs) -> str:
     """The one profile that all ``run_dirs`` were trained in (mixing profiles is refused)."""
     if not run_dirs:
         raise ConfigError("set the run_dirs parameter to a list of run folders (papermill -y "
-                          "'run_dirs: [runs/dog_tiny, runs/thunder_tiny]')")
+                          "'run_dirs: [runs/dog_tiny, runs/thunder_tiny]'), or None for the default runs")
     profiles = {require_run(d).profile for d in run_dirs}
     if len(profiles) > 1:
         raise ConfigError(f"run_dirs mix profiles {sorted(profiles)}: tabulate one profile at a time")
     return profiles.pop()
+
+
+def evaluate_quietly(run_dir: str | Path) -> dict[str, Any]:
+    """:func:`avlib.evaluate.evaluate_run` as one printed line instead of four progress bars and
+    warning boxes: the small-N MetricWarnings are recorded in each metric's ``warnings`` and
+    become the ``note`` column of :func:`metric_rows`."""
+    import warnings
+
+    from avlib.evaluate import evaluate_run
+    from avlib.metrics import MetricWarning
+
+    print(f"scoring {len(read_samples(run_dir))} videos of {run_dir}: AV-Align, CLIPSIM, FVD features")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        return evaluate_run(run_dir, progress=False)
+
+
+def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """06's table: one row per group and metric, a one-line note where the metric warned."""
+    groups = {"all": metrics["metrics"], **metrics["per_class"]}
+    return [{"group": group, "metric": name, "value": entry["value"], "95% CI": entry["ci95"], "n": entry["n"],
+             "note": "N below the feature size: biased upward, noisy" if entry.get("warnings") else ""}
+            for group, values in groups.items() for name, entry in values.items()]
 
 
 def markdown_table(rows, columns=None):

@@ -17,21 +17,39 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
+from traitlets.config import Config
 
 from avlib.config import PROFILES
 from avlib.errors import AvlibError, ConfigError
-from avlib.io import atomic_path, run_record, write_json
+from avlib.io import atomic_path, run_record, runs_dir, write_json
 from avlib.notebook import HEADLESS_ENV, notebook_parameters
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 RECORD = "reproduce.json"
 KERNEL = "python3"
+
+
+@contextlib.contextmanager
+def ipc_kernel_config():
+    """papermill's kernel over local sockets (IPC), not loopback TCP: same speed, and ipykernel no
+    longer warns "Kernel is running over TCP without encryption" for every notebook.
+
+    The sockets get an absolute path of their own: the default (``kernel-ipc-N``) is relative,
+    so a kernel started in another folder than ours never meets us, and parallel runs would
+    share names.
+    """
+    folder = tempfile.mkdtemp(prefix="avlib-kernel-")
+    try:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": f"{folder}/ipc"}})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 # The experiments of the report's Table 2, in its row order.
 DEFAULT_EXPERIMENTS = ("volleyball", "thunder", "dog", "dog_text", "multiclass", "tempotokens")
@@ -73,10 +91,11 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
                         {"run_dir": run_dir, "limit": sample_limit, "figures_dir": figures}),
             NotebookRun("06_evaluate", f"06_evaluate.{name}", {"run_dir": run_dir, "figures_dir": figures}),
         ])
+    # 08 rates into OUT/ratings.csv (the kernels start in OUT), not the shared runs/ratings.csv.
     chains += [[NotebookRun("07_results", "07_results",
                             {"run_dirs": run_dirs, "figures_dir": figures, "table_dir": figures})],
                [NotebookRun("08_human_eval", "08_human_eval",
-                            {"run_dirs": run_dirs, "ratings_file": None, "figures_dir": figures})]]
+                            {"run_dirs": run_dirs, "ratings_file": "ratings.csv", "figures_dir": figures})]]
     return chains
 
 
@@ -122,8 +141,10 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
         # The kernel starts in out_dir (nbclient's resources path). Not papermill's ``cwd``: that
         # chdirs this whole process, and from parallel threads one run's restore can land
         # between another's chdir and its kernel start, which then starts in the wrong folder.
-        papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
-                                   progress_bar=False, resources={"metadata": {"path": str(out_dir)}})
+        with ipc_kernel_config() as config:
+            papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
+                                       progress_bar=False, resources={"metadata": {"path": str(out_dir)}},
+                                       config=config)
     except PapermillExecutionError as exc:
         raise AvlibError(f"{step.output} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
                          f"(the executed notebook is {output})") from exc
@@ -192,7 +213,7 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    out_dir = Path(out_dir or Path("runs") / f"reproduce_{profile}").resolve()
+    out_dir = Path(out_dir or runs_dir() / f"reproduce_{profile}").resolve()
     figures_dir = Path(figures_dir).resolve()
     chains = plan(profile, list(experiments), out_dir, overrides, sample_limit)
     jobs = jobs or default_jobs()

@@ -1,13 +1,12 @@
 """The explorer: generation from a trained run's test clips or an uploaded file, headless fallback."""
-import tempfile
-from pathlib import Path
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 
 from avlib.cli import main
 from avlib.errors import ConfigError
-from avlib.explorer import Explorer, explore
+from avlib.explorer import Explorer, ExplorerControls, explore
 from avlib.media import probe, save_audio
 
 
@@ -32,11 +31,44 @@ def test_generates_from_a_test_clip_and_from_a_file(run_dir, tmp_path):
         explorer.generate("dog")
 
 
+def test_widget_generates_on_first_click_and_switches_between_clip_and_upload(run_dir, tmp_path):
+    """The widgets driven from Python, as JupyterLab's clicks drive them."""
+    controls = ExplorerControls(Explorer([run_dir]))
+    first = controls.explorer.clip_ids("dog")[0]
+    assert (controls.source.value, controls.clips.value) == ("clip", first) and not controls.clips.disabled
+    assert all(w.tooltip for w in (controls.runs, controls.clips, controls.upload, controls.button))
+
+    controls.button.click()  # first click: the preselected test clip
+    assert "source clip" in controls.view.value and "<video" in controls.view.value
+    assert (run_dir / "explorer" / f"dog__{first}__seed0.mp4").is_file()  # kept with the run
+
+    wav = tmp_path / "mine.wav"
+    save_audio(wav, (0.1 * np.sin(np.linspace(0, 2000, 16000))).astype(np.float32), 16000)
+    controls.upload.value = ({"name": "mine.wav", "type": "audio/wav", "size": wav.stat().st_size,
+                              "content": memoryview(wav.read_bytes()),
+                              "last_modified": datetime.now(timezone.utc)},)
+    assert controls.source.value == "upload" and controls.clips.disabled  # an upload switches the source
+    controls.button.click()
+    assert "from your audio (mine.wav)" in controls.view.value and (run_dir / "explorer" / "mine.wav").is_file()
+
+    controls.source.value = "clip"  # and back: the chosen clip again, not the uploaded file
+    controls.clips.value = controls.clips.options[1]
+    controls.button.click()
+    assert "source clip" in controls.view.value and "your audio" not in controls.view.value
+
+
+def test_upload_source_without_a_file_says_what_to_do(run_dir):
+    controls = ExplorerControls(Explorer([run_dir]))
+    controls.source.value = "upload"
+    controls.button.click()
+    assert "no audio uploaded yet" in controls.view.value and not controls.button.disabled
+
+
 def test_headless_explore_writes_nothing(run_dir, monkeypatch, capsys):
     monkeypatch.setenv("AVLIB_HEADLESS", "1")
-    before = set(Path(tempfile.gettempdir()).glob("avlib-explorer-*"))
+    before = sorted(run_dir.rglob("*"))
     explore([run_dir])
     assert "[headless] the explorer" in capsys.readouterr().out
-    assert set(Path(tempfile.gettempdir()).glob("avlib-explorer-*")) == before
+    assert sorted(run_dir.rglob("*")) == before
     with pytest.raises(ConfigError, match="no trained run"):
         Explorer([run_dir.parent / "missing"])

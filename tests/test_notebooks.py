@@ -43,13 +43,16 @@ def test_committed_notebook_is_clean(path):
     nbformat.validate(nbformat.read(path, as_version=4))
 
 
-def test_parameters_default_to_the_tiny_profile():
-    """00-04 take a profile (tiny by default); 05-08 read it from the run folders they are given."""
+def test_parameters_default_to_the_tiny_profile_with_a_note_and_a_closing_summary():
+    """Every notebook takes a profile (tiny by default; 05-08 use it for their default runs),
+    says above its parameters cell what that cell is, and ends with what it showed."""
     for path in NOTEBOOKS:
-        params = next(c for c in code_cells(path) if "parameters" in c.metadata.get("tags", []))
-        lines = [line for line in params.source.splitlines() if line.startswith("profile")]
-        assert [line.split("#")[0].strip() for line in lines] == (
-            ['profile = "tiny"'] if path.stem < "05" else []), path.name
+        cells = nbformat.read(path, as_version=4).cells
+        index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+        lines = [line for line in cells[index].source.splitlines() if line.startswith("profile")]
+        assert [line.split("#")[0].strip() for line in lines] == ['profile = "tiny"'], path.name
+        assert "holds this notebook's **parameters**" in cells[index - 1].source, path.name
+        assert "What this showed" in cells[-1].source or "What this showed" in cells[-2].source, path.name
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -176,7 +179,7 @@ def test_reproduce_runs_every_notebook(tmp_path, monkeypatch):
     assert "[headless] the explorer" in outputs_text(notebooks / "05_generate.dog.ipynb")
     human = outputs_text(notebooks / "08_human_eval.ipynb")
     assert "[headless] the 2AFC rater" in human and "NOT human ratings" in human
-    assert "av_align_trained_above_shuffled" in outputs_text(notebooks / "09_toy_world.ipynb")
+    assert "### thunder: criterion met" in outputs_text(notebooks / "09_toy_world.ipynb")
     run = tmp_path / "out" / "runs" / "dog"
     assert len((run / "samples" / "index.csv").read_text().splitlines()) == 4 and (run / "metrics.json").is_file()
 
@@ -221,3 +224,108 @@ def test_rater_widget_saves_each_click(tmp_path, monkeypatch):
     assert [(r["pair_id"], r["choice"], r["rater"], r["kind"]) for r in rows] == [
         (pairs[0].pair_id, "left", "tester", "human")]
     assert rater(pairs, ratings, "tester").children[0].value.startswith("pair 1 of 1")  # rated pairs skipped
+
+
+def test_rater_clicks_are_used_at_once_and_the_oracle_only_without_them(tmp_path, monkeypatch, capsys):
+    """08 as a person uses it: no ratings_file set, clicks land in runs/ratings.csv and the
+    agreement cell uses them; before any click it uses the labelled oracle."""
+    import numpy as np
+
+    import avlib.notebook
+    from avlib.human_eval import ORACLE_RATER, make_pairs, rater, ratings_or_oracle, ratings_path
+    from avlib.media import write_video
+
+    monkeypatch.setenv("AVLIB_RUNS", str(tmp_path / "runs"))
+    for folder, shade in (("a/samples", 0.2), ("b/samples", 0.8), ("a/reference", 0.3)):  # the oracle picks a
+        write_video(tmp_path / folder / "clip1.mp4", np.full((4, 16, 16, 3), shade), 4.0)
+    pairs = make_pairs([tmp_path / "a", tmp_path / "b"])
+    assert ratings_path(None) == tmp_path / "runs" / "ratings.csv"
+
+    ratings, who = ratings_or_oracle(pairs, None)
+    assert who == ORACLE_RATER and ratings[0]["kind"] == "oracle" and "NOT human ratings" in capsys.readouterr().out
+
+    monkeypatch.setattr(avlib.notebook, "is_headless", lambda: False)
+    buttons = rater(pairs, ratings_path(None), "tester").children[2].children
+    assert all(button.layout.width == "auto" for button in buttons)  # "right fits the sound better", uncut
+    buttons[1].click()
+    ratings, who = ratings_or_oracle(pairs, None)
+    assert who == "1 rater(s): tester" and [(r["choice"], r["kind"]) for r in ratings] == [("right", "human")]
+
+
+def test_runs_live_at_the_checkout_root_whatever_the_working_folder(tmp_path, monkeypatch):
+    from avlib.io import runs_dir
+
+    monkeypatch.delenv("AVLIB_RUNS", raising=False)
+    monkeypatch.chdir(ROOT / "notebooks")  # where JupyterLab's kernels start
+    assert runs_dir() == ROOT / "runs"
+    monkeypatch.setenv("AVLIB_RUNS", str(tmp_path))
+    assert runs_dir() == tmp_path
+
+
+def test_default_runs_are_made_once_as_far_as_needed(tmp_path, monkeypatch, capsys):
+    """05-08 without a run folder: the missing steps run, announced in one line; then nothing."""
+    import avlib.notebook
+    from avlib.notebook import prepared_run
+
+    made = []
+
+    def make(stage, config, run_dir):
+        made.append(stage)
+        (run_dir / stage).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / stage).touch()
+
+    monkeypatch.setenv("AVLIB_RUNS", str(tmp_path))
+    monkeypatch.setattr(avlib.notebook, "_make_stage", make)
+    assert prepared_run("dog_text", "tiny", "samples/index.csv") == tmp_path / "dog_text_tiny"
+    assert made == ["pipeline", "samples/index.csv"]
+    assert capsys.readouterr().out == (f"{tmp_path}/dog_text_tiny lacks samples/index.csv: training and sampling "
+                                       "the default dog_text run now (tiny profile)\n")
+    prepared_run("dog_text", "tiny", "metrics.json")
+    assert made[2:] == ["metrics.json"] and "scoring the default" in capsys.readouterr().out
+    prepared_run("dog_text", "tiny", "metrics.json")
+    assert made[3:] == [] and capsys.readouterr().out == ""
+
+
+def test_reproduce_kernels_start_without_the_tcp_warning(tmp_path, capfd):
+    """ipykernel warns "running over TCP without encryption" on every TCP start; ours use IPC."""
+    from avlib.reproduce import NotebookRun, run_notebook
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import avlib; print(avlib.__file__)")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "probe.ipynb")
+    run_notebook(NotebookRun("probe", "probe"), tmp_path / "out", notebook_dir=tmp_path)
+    assert "without encryption" not in capfd.readouterr().err
+    printed = code_cells(tmp_path / "out" / "notebooks" / "probe.ipynb")[0].outputs[0].text
+    assert printed.strip() == str(ROOT / "avlib" / "__init__.py")  # the kernel imports this checkout
+
+
+def test_summary_says_what_the_profile_runs_and_the_metric_table_notes_small_n():
+    from avlib.notebook import config_summary, metric_rows
+
+    summary = config_summary(train_config("dog"))
+    assert "2 s clips (report" in summary and "tiny profile: 1 s clips, 8 frames of 32x32" in summary
+    entry = {"value": 1.0, "ci95": [0.5, 1.5], "n": 4}
+    metrics = {"metrics": {"fvd": {**entry, "warnings": ["rank-deficient ..."]}, "clipsim": entry},
+               "per_class": {"dog": {"av_align": {**entry, "warnings": []}}}}
+    notes = [(row["group"], row["metric"], row["note"]) for row in metric_rows(metrics)]
+    assert notes == [("all", "fvd", "N below the feature size: biased upward, noisy"), ("all", "clipsim", ""),
+                     ("dog", "av_align", "")]
+
+
+@pytest.mark.slow
+def test_05_to_08_run_as_they_come(tmp_path, monkeypatch):
+    """No parameters at all: 05-08 make the default dog and dog_text runs they need, in runs/."""
+    from avlib.reproduce import NotebookRun, run_notebook
+
+    monkeypatch.setenv("AVLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("AVLIB_HEADLESS", "1")
+    for name in ("05_generate", "06_evaluate", "07_results", "08_human_eval"):
+        run_notebook(NotebookRun(name, name), tmp_path / "out")
+    notebooks = tmp_path / "out" / "notebooks"
+    assert "runs/dog_tiny lacks pipeline: training the default dog run" in outputs_text(notebooks / "05_generate.ipynb")
+    assert "lacks" not in outputs_text(notebooks / "06_evaluate.ipynb")  # 05 sampled it; 06 scores it
+    assert "dog_text_tiny lacks metrics.json: training and sampling and scoring" in outputs_text(
+        notebooks / "07_results.ipynb")
+    human = outputs_text(notebooks / "08_human_eval.ipynb")
+    assert "pairs from 2 runs" in human and "NOT human ratings" in human and "lacks" not in human
+    assert (tmp_path / "runs" / "dog_tiny" / "metrics.json").is_file()

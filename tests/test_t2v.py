@@ -47,3 +47,12 @@ def test_folder_missing_parts_is_named(tmp_path):
     (tmp_path / "unet").mkdir()
     with pytest.raises(CheckpointError, match="missing vae"):
         load_t2v(str(tmp_path))
+
+
+def test_loading_draws_no_weight_bars_and_leaves_bars_on(capfd):
+    """transformers' "Loading weights 36/36" bar cluttered every notebook; downloads keep theirs."""
+    from transformers.utils import logging as transformers_logging
+
+    load_t2v("toyworld")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()

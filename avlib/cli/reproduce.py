@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--profile", choices=PROFILES, default="tiny", help="tiny (CPU, minutes; default) or paper (GPU)")
     p.add_argument("--experiments", nargs="+", default=list(DEFAULT_EXPERIMENTS), metavar="NAME",
                    help=f"experiments to run (default: all of Table 2: {' '.join(DEFAULT_EXPERIMENTS)})")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/reproduce_PROFILE)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: runs/reproduce_PROFILE at the checkout root, or $AVLIB_RUNS)")
     p.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder to refresh")
     p.add_argument("--limit", type=int, default=None, help="generate at most this many test clips per run")
     p.add_argument("--jobs", type=int, default=None,

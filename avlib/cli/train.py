@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from avlib.cli.args import check_device
 from avlib.config import PROFILES, config_from_record, list_experiments, load_config
 from avlib.errors import AvlibError, ConfigError
-from avlib.io import read_json
+from avlib.io import read_json, runs_dir
 
 # What a resumed run may change: how long it goes on, how often it saves, where the clips
 # now live, and how it will be sampled. Anything else (lr, data, model...) is baked into the
@@ -26,7 +26,8 @@ def register(subparsers) -> None:
                    help="tiny (CPU, offline, synthetic clips; default) or paper (real sizes, GPU)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=1e-5 (repeatable)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/EXPERIMENT_PROFILE)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder (default: runs/EXPERIMENT_PROFILE at the checkout root, or $AVLIB_RUNS)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the run in DIR from its last checkpoint")
     p.set_defaults(func=run)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.resume
     else:
         config = load_config(args.experiment, args.profile, args.overrides)
-        run_dir = args.out or Path("runs") / f"{config.name}_{config.profile}"
+        run_dir = args.out or runs_dir() / f"{config.name}_{config.profile}"
     check_device(config.model.device, "model.device")
     # Whole clips: training crops a random aligned window per step. A run that trains nothing
     # (max_steps 0: the released TempoTokens weights) needs only the test split it samples.

@@ -109,18 +109,33 @@ def toyworld_t2v() -> Path:
 
 
 @contextlib.contextmanager
-def quiet_diffusers():
-    """Silence diffusers' log while loading: a folder without safetensors makes it log an
-    "error" and "Defaulting to unsafe serialization", yet it falls back to the .bin file read
-    with ``weights_only=True``; a real failure still raises (and is reported once, by us)."""
-    from diffusers.utils import logging as diffusers_logging
+def quiet_weight_loading():
+    """Quiet loading of files already on disk: transformers' and diffusers' progress bars off,
+    and diffusers' log silenced.
 
+    transformers 5 draws a "Loading weights 36/36" bar for every model it loads: in a notebook
+    each is an output (and a Log Console entry) for a step that takes milliseconds. Downloads
+    happen before, in :func:`resolve_pretrained`, and keep huggingface_hub's bars. A folder
+    without safetensors makes diffusers log an "error" and "Defaulting to unsafe
+    serialization", yet it falls back to the .bin file read with ``weights_only=True``; a real
+    failure still raises (and is reported once, by us).
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    modules = (diffusers_logging, transformers_logging)
+    before = [module.is_progress_bar_enabled() for module in modules]
     level = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)
+    for module in modules:
+        module.disable_progress_bar()
     try:
         yield
     finally:
         diffusers_logging.set_verbosity(level)
+        for module, enabled in zip(modules, before):
+            if enabled:
+                module.enable_progress_bar()
 
 
 def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str = "cpu") -> T2VComponents:
@@ -133,12 +148,12 @@ def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str
         dtype = "float32"  # half precision on CPU is slow and inaccurate
     torch_dtype = DTYPES[dtype]
     try:
-        with quiet_diffusers():
+        with quiet_weight_loading():
             unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
             vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
-        text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)
-        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
-        scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+            text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+            scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
     except Exception as exc:  # diffusers/transformers raise OSError, ValueError, UnpicklingError...
         raise CheckpointError(f"cannot load the text-to-video model from {folder}: "
                               f"{folder_problem(folder, exc)} (download it again or pass another "

@@ -75,6 +75,15 @@ def caption_videos(pipeline, clips: list[dict], inf, seed: int) -> list[np.ndarr
         pipeline.encode_conditioning = original
 
 
+def check_profile(profile: str) -> None:
+    """Notebook 09's ``profile`` parameter: the toy world is the tiny profile's stand-in only."""
+    from avlib.errors import ConfigError
+
+    if profile != "tiny":
+        raise ConfigError(f"profile='{profile}': the toy world exists in the tiny profile only "
+                          "(the paper profile uses the real zeroscope and CAVP; see notebooks 04-07)")
+
+
 def caption_examples(weights: str | Path = WEIGHTS_DIR, seed: int = 0) -> list[dict]:
     """One held-out clip per class beside the stand-in t2v's video from the clip's true
     per-frame captions: rows for :func:`avlib.figures.plot_frame_grid`."""
@@ -137,6 +146,12 @@ def evaluation_summary(records: dict[str, dict]) -> list[dict]:
         row["passed"] = record["acceptance"]["passed"]
         rows.append(row)
     return rows
+
+
+def evaluation_heading(name: str, record: dict) -> str:
+    """One Markdown line above a record's table: the experiment, its verdict, the training time."""
+    verdict = "criterion met" if record["acceptance"]["passed"] else "criterion not met"
+    return f"### {name}: {verdict} (mapper training {record['timings']['mapper_training_s']:.0f} s)"
 
 
 def evaluation_rows(record: dict) -> list[dict]:
