@@ -68,7 +68,7 @@ class Explorer:
                  seed: int = 0) -> Path:
         """Generate from a test clip's audio or from an audio file; returns the mp4 written."""
         from avlib.generate import read_conditioning_audio
-        from avlib.media import SAMPLE_RATE, write_video
+        from avlib.media import write_video
 
         if (clip_id is None) == (audio_file is None):
             raise ConfigError("give exactly one of clip_id (a test clip) or audio_file (your audio)")
@@ -79,13 +79,11 @@ class Explorer:
         else:
             wave = read_conditioning_audio(audio_file)
             name = Path(audio_file).stem
-        pipeline = self.pipeline(run)
-        frames = pipeline(wave, prompt=config.prompt, num_inference_steps=config.inference.num_inference_steps,
-                          guidance_scale=config.inference.guidance_scale, num_frames=pipeline.mapper.num_frames,
-                          height=config.inference.height, width=config.inference.width,
-                          generator=torch.Generator().manual_seed(seed), progress=False)[0]
-        fps = pipeline.mapper.num_frames * SAMPLE_RATE / wave.size
-        return write_video(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4", frames, fps, audio=wave)
+        video = self.pipeline(run).generate(config.inference, audio=wave, prompt=config.prompt,
+                                            generator=torch.Generator().manual_seed(seed),
+                                            audio_window=config.data.audio_window, progress=False)
+        return write_video(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4", video.frames[0],
+                           video.fps, audio=video.audio[0])
 
 
 # The explorer's two sources of sound, as the toggle shows them.

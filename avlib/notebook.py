@@ -51,8 +51,12 @@ def experiment_name(cls: str, text_prompt: str | None = None, mapper: str = "aud
 def train_config(cls: str = "dog", encoder: str | None = None, text_prompt: str | None = None,
                  epochs: int | None = None, lr: float | None = None, profile: str = "tiny",
                  mapper: str = "audiovisgen",
-                 overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+                 overrides: Mapping[str, Any] | None = None, scheduler: str | None = None,
+                 frame_attention: bool = False) -> ExperimentConfig:
     """04_train's parameters -> a validated config (``None`` keeps the experiment's value).
+
+    ``frame_attention`` adds the report text's self-attention across frames to the report
+    repository's mapper; ``scheduler`` (``dpm-multistep`` | ``ddim``) is the run's sampler.
 
     Raises :class:`ConfigError` naming the bad parameter and what is allowed.
     """
@@ -63,7 +67,8 @@ def train_config(cls: str = "dog", encoder: str | None = None, text_prompt: str 
     if encoder is not None and encoder not in ("cavp", "beats"):
         raise ConfigError(f"encoder='{encoder}' is not one of: cavp, beats")
     experiment = experiment_name(cls, text_prompt, mapper)
-    given = {"encoder": encoder, "text_prompt": text_prompt or None, "epochs": epochs, "lr": lr}
+    given = {"encoder": encoder, "text_prompt": text_prompt or None, "epochs": epochs, "lr": lr,
+             "inference.scheduler": scheduler, "mapper.frame_attention": frame_attention or None}
     merged = {key: value for key, value in given.items() if value is not None}
     merged.update(overrides or {})
     return load_config(experiment, profile, merged)
@@ -147,10 +152,10 @@ def prepared_run(experiment: str, profile: str = "tiny", needs: str = "pipeline"
 
 def _make_stage(stage: str, config: ExperimentConfig, run_dir: Path) -> None:
     if stage == "pipeline":
-        from avlib.data.splits import load_split
+        from avlib.data.splits import training_clips
         from avlib.train import train
 
-        train(config, load_split(config, "train"), run_dir)
+        train(config, training_clips(config), run_dir)
     elif stage == "samples/index.csv":
         from avlib.generate import sample_test_set
 
@@ -160,10 +165,11 @@ def _make_stage(stage: str, config: ExperimentConfig, run_dir: Path) -> None:
 
 
 def notebook_run(run_dir: str | Path | None, cls: str = "dog", profile: str = "tiny",
-                 needs: str = "pipeline") -> tuple[Path, ExperimentConfig]:
-    """05/06's run: ``run_dir`` as given (it must have ``needs``), else the default run of ``cls``."""
+                 needs: str = "pipeline", mapper: str = "audiovisgen") -> tuple[Path, ExperimentConfig]:
+    """05/06's run: ``run_dir`` as given (it must have ``needs``), else the default run of
+    ``cls`` with ``mapper``."""
     if run_dir is None:
-        run_dir = prepared_run(experiment_name(cls), profile, needs)
+        run_dir = prepared_run(experiment_name(cls, mapper=mapper), profile, needs)
     return Path(run_dir), require_run(run_dir, needs)
 
 
@@ -323,6 +329,25 @@ def parameter_counts(pipeline) -> dict[str, int]:
             "text_encoder": count(pipeline.text_encoder), "unet+vae": count(pipeline.unet, pipeline.vae)}
 
 
+def mapper_readings(config: ExperimentConfig, pipeline) -> list[dict[str, Any]]:
+    """The report's mapper as its repository builds it, beside what its text describes (the
+    same mapper plus a self-attention across frames): sizes and what mixes the frames."""
+    import dataclasses
+
+    from avlib.mapper import build_mapper
+
+    rows = []
+    for reading, frame_attention in (("the report's code (repository)", False),
+                                     ("the report's text (+ frame self-attention)", True)):
+        variant = dataclasses.replace(config.mapper, frame_attention=frame_attention, checkpoint=None)
+        mapper = build_mapper(variant, in_dim=pipeline.audio_encoder.output_dim)
+        rows.append({"reading": reading, "parameters": sum(p.numel() for p in mapper.parameters()),
+                     "placeholders per frame": " ".join(mapper.placeholder_names),
+                     "frames mixed by": "windows 1/2/4/8, <class> pooling"
+                                        + (", self-attention" if frame_attention else "")})
+    return rows
+
+
 def token_shapes(pipeline, wave) -> dict[str, tuple]:
     """The shape of everything between a waveform and the UNet's context, for one clip."""
     import torch
@@ -334,8 +359,10 @@ def token_shapes(pipeline, wave) -> dict[str, tuple]:
         features = pipeline.audio_encoder.encode(waveform)
         out = pipeline.mapper(features)
         context = encode_frame_prompts(pipeline.text_encoder, pipeline.tokenizer, None, out.frame_tokens)
+    per_output = {f"{name} {'(B, D)' if tensor.ndim == 2 else '(B, F, D)'}": tuple(tensor.shape)
+                  for name, tensor in out.extras.items()}
     return {"waveform (B, samples)": tuple(waveform.shape), "audio features (B, T', D)": tuple(features.shape),
-            "frame tokens (B, F, L, D)": tuple(out.frame_tokens.shape),
+            **per_output, "frame tokens (B, F, L, D)": tuple(out.frame_tokens.shape),
             "UNet context (B, F*77, D)": tuple(context.shape),
             "placeholders per frame": tuple(pipeline.mapper.placeholder_names)}
 

@@ -92,6 +92,24 @@ def test_04_train_stops_in_the_first_cell_on_bad_parameters(tmp_path, parameters
     assert "injected-parameters" in tags[-2] and len(executed) == 3
 
 
+def test_train_and_generate_notebooks_take_mapper_and_scheduler(tmp_path):
+    """04 trains the frame-attention variant with a chosen sampler; 05 samples it with another."""
+    import papermill
+
+    run_dir = tmp_path / "run"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "04_train.ipynb"), str(tmp_path / "04.ipynb"), kernel_name="python3",
+        progress_bar=False, parameters={"frame_attention": True, "scheduler": "dpm-multistep",
+                                        "run_dir": str(run_dir), "overrides": {"train.max_steps": 2}})
+    record = json.loads((run_dir / "config.json").read_text())["config"]
+    assert record["mapper"]["frame_attention"] is True and record["inference"]["scheduler"] == "dpm-multistep"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "05_generate.ipynb"), str(tmp_path / "05.ipynb"), kernel_name="python3",
+        progress_bar=False, parameters={"run_dir": str(run_dir), "scheduler": "ddim", "limit": 1})
+    settings = json.loads((run_dir / "samples" / "settings.json").read_text())["settings"]
+    assert settings["scheduler"] == "ddim" and "ddim sampler" in outputs_text(tmp_path / "05.ipynb")
+
+
 def test_reproduce_plan_chains_each_experiment_before_the_summaries(tmp_path):
     from avlib.reproduce import DEFAULT_EXPERIMENTS, plan
 
@@ -195,7 +213,10 @@ def test_model_assembly_outputs_are_deterministic(tmp_path, tiny_t2v):
     executed = tmp_path / "02_model_assembly.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "02_model_assembly.ipynb"), str(executed),
                                kernel_name="python3", progress_bar=False)
-    assert "| mapper |" in outputs_text(executed)
+    text = outputs_text(executed)
+    assert "| mapper |" in text
+    # the report mapper's <class> token, and both readings of its mixing layer
+    assert "audio_token (B, D)" in text and "<class>" in text and "+ frame self-attention" in text
     env = {**os.environ, "AVLIB_HEADLESS": "1"}
     result = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-p", "no:xdist", "-p", "no:cacheprovider",
                              "-q", str(executed)], cwd=tmp_path, env=env, capture_output=True, text=True)

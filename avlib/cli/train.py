@@ -54,7 +54,7 @@ def refuse_changes_on_resume(saved: Mapping[str, Any], asked: Mapping[str, Any])
 
 
 def run(args: argparse.Namespace) -> int:
-    from avlib.data.splits import load_split
+    from avlib.data.splits import training_clips
     from avlib.train import train
 
     if args.resume is not None:
@@ -70,9 +70,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.experiment, args.profile, args.overrides)
         run_dir = args.out or runs_dir() / f"{config.name}_{config.profile}"
     check_device(config.model.device, "model.device")
-    # Whole clips: training crops a random aligned window per step. A run that trains nothing
-    # (max_steps 0: the released TempoTokens weights) needs only the test split it samples.
-    clips = [] if config.train.max_steps == 0 else load_split(config, "train", start="whole")
+    clips = training_clips(config)
     summary = train(config, clips, run_dir, resume=args.resume is not None)
     print(f"trained {config.name} ({config.profile}) for {summary['steps']} steps; "
           f"final loss {summary['final_loss']}; run folder {run_dir}")

@@ -37,3 +37,12 @@ def load_split(config: ExperimentConfig, split: str, start: str = "zero") -> Cli
     if data.dataset == "synth" and data.root is None:
         data = dataclasses.replace(data, root=str(synthetic_root(config)))
     return ClipDataset.from_config(data, split, prompt=config.prompt, start=start, seed=config.train.seed)
+
+
+def training_clips(config: ExperimentConfig) -> ClipDataset | list:
+    """What :func:`avlib.train.train` takes: the train split's whole clips (training crops a
+    random aligned window of each per step), or nothing for a run that trains no step
+    (``max_steps: 0``, e.g. TempoTokens' released weights), which needs no training data."""
+    if config.train.max_steps == 0:
+        return []
+    return load_split(config, "train", start="whole")
