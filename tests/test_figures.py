@@ -46,3 +46,18 @@ def test_toyworld_figure_names_its_experiment():
     fig = figures.plot_toyworld_evaluation(record, "thunder_seed1")
     assert fig._suptitle.get_text() == "toy world: the thunder_seed1 experiment"
     plt.close(fig)
+
+
+def test_table2_legend_sits_above_the_panels_not_on_a_bar():
+    from avlib.report import METRICS
+
+    row = {"experiment": "dog", "class": "", "run": "runs/dog", "random_backbones": ""}
+    for metric in METRICS:
+        row.update({metric: 0.5, f"{metric}_ci_low": 0.4, f"{metric}_ci_high": 0.6, f"{metric}_report": 0.9,
+                    f"{metric}_report_invalid": False})
+    fig = figures.plot_table2([row])
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert all(legend.y0 >= ax.get_window_extent(renderer).y1 for ax in fig.axes)
+    plt.close(fig)
