@@ -41,6 +41,7 @@ from avlib.mapper import build_mapper
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.pipeline.conditioning import encode_frame_prompts, enable_frame_conditioning
 from avlib.pipeline.t2v import T2VComponents, load_t2v
+from avlib.run_paths import resolve_run_paths
 
 CHECKPOINTS = "checkpoints"
 # Written by every save_checkpoint; a train_unet run adds unet.safetensors.
@@ -301,6 +302,7 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     from diffusers import DDPMScheduler
 
     run_dir = Path(run_dir)
+    config = resolve_run_paths(config)  # config.json must work from any folder (avlib.run_paths)
     if not resume and latest_checkpoint(run_dir) is not None:
         raise AvlibError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it "
                          "or choose a new --out folder")
