@@ -277,12 +277,15 @@ def denoising_loss(t2v: T2VComponents, mapper: torch.nn.Module, noise_schedule, 
     """TempoTokens' objective: noise-prediction MSE + ``temporal_reg`` * mean|temporal tokens|.
 
     ``audio`` (B, T, D_audio) features, ``latents`` and ``noise`` (B, C, F, h, w).
-    Returns (loss, mse, regulariser).
+    Returns (loss, mse, regulariser), in float32 whatever the frozen models' dtype: the
+    mapper runs in float32, its tokens and the UNet's inputs are cast to the frozen dtype
+    (differentiably), and the prediction is cast back before the loss.
     """
+    unet_dtype = t2v.unet.dtype
     noisy = noise_schedule.add_noise(latents, noise, timesteps)
     out = mapper(audio)                                                        # tokens (B, F, L, D)
     context = encode_frame_prompts(t2v.text_encoder, t2v.tokenizer, prompt, out.frame_tokens)  # (B, F*77, D)
-    predicted = t2v.unet(noisy, timesteps, encoder_hidden_states=context).sample
+    predicted = t2v.unet(noisy.to(unet_dtype), timesteps, encoder_hidden_states=context.to(unet_dtype)).sample
     mse = F.mse_loss(predicted.float(), noise.float())
     regulariser = out.temporal_tokens.abs().mean()
     return mse + temporal_reg * regulariser, mse, regulariser
@@ -308,8 +311,8 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
                          "or choose a new --out folder")
     tcfg = config.train
     accelerator = Accelerator(mixed_precision=tcfg.mixed_precision, cpu=config.model.device == "cpu")
-    # Frozen parts.
-    t2v = load_t2v(config.model.pretrained, dtype="float32", device=str(accelerator.device))
+    # Frozen parts, in model.dtype (load_t2v keeps float32 on the CPU).
+    t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=str(accelerator.device))
     enable_frame_conditioning(t2v.unet, t2v.tokenizer.model_max_length)
     encoder = build_audio_encoder(config.encoder).eval().requires_grad_(False).to(accelerator.device)
     noise_schedule = DDPMScheduler.from_config(t2v.scheduler.config)
@@ -322,8 +325,8 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     torch.manual_seed(tcfg.seed)
     mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).to(accelerator.device)
     trainables = {"mapper": mapper}
-    if tcfg.train_unet:
-        t2v.unet.requires_grad_(True).train()
+    if tcfg.train_unet:  # trained, so in float32 like every trainable and its optimizer state
+        t2v.unet.float().requires_grad_(True).train()
         trainables["unet"] = t2v.unet
     parameters = [p for module in trainables.values() for p in module.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=tcfg.lr, betas=tuple(tcfg.adam_betas),
