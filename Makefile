@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# CLIP's real BPE vocabulary (tests/test_real_tokenizer.py, make paper-smoke) ships in
+	# open_clip_torch; installed without its dependencies (torchvision, timm), which avlib
+	# never imports and which are not built for the local torch wheel.
+	$(BIN)/pip install --quiet --no-deps open_clip_torch==3.3.0
 	# Compile librosa's numba kernels once, before parallel workers would race to cache them.
 	$(BIN)/python -c "from avlib.metrics.av_align import compile_onset_detection; compile_onset_detection()"
 	touch $(STAMP)
