@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -340,7 +339,8 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
             raise AvlibError(f"nothing to resume in {run_dir}: no complete {CHECKPOINTS}/step_* folder "
                              "(train it again without --resume)")
         step, losses = load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
-    write_json(run_dir / "config.json", run_record(config, seed=tcfg.seed))
+    if accelerator.is_main_process:
+        write_json(run_dir / "config.json", run_record(config, seed=tcfg.seed))
 
     window = AudioFrameWindow.for_training(config.data)
     features = FrozenFeatures(config, t2v, encoder,
@@ -351,11 +351,13 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     loader = DataLoader(windows, batch_size=tcfg.batch_size, sampler=sampler)
     mapper, optimizer, loader = accelerator.prepare(mapper, optimizer, loader)
 
-    steps_per_epoch = math.ceil(len(clips) / tcfg.batch_size)
+    # Batches per epoch of this process: with N processes (accelerate launch) each trains on its
+    # 1/N shard of every epoch's permutation, so a step is N batches and ``step`` counts per process.
+    steps_per_epoch = len(loader)
     total = tcfg.epochs * steps_per_epoch
     if tcfg.max_steps is not None:  # 0 = no training: e.g. released weights (tempotokens_baseline)
         total = min(total, tcfg.max_steps)
-    if total > 0 and len(clips) == 0:
+    if tcfg.max_steps != 0 and len(clips) == 0:
         raise AvlibError("the training set is empty: check data.root and the manifest's train split")
     bar = tqdm(total=total, initial=step, desc=f"train {config.name}", disable=not progress)
     while step < total:
@@ -397,8 +399,11 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
             t2v, encoder, accelerator.unwrap_model(mapper), encoder_config=dataclasses.asdict(config.encoder))
         pipeline.save_pretrained(run_dir / "pipeline", save_unet=tcfg.train_unet)
     summary = {"steps": step, "final_loss": losses[-1]["loss"] if losses else None,
+               "processes": accelerator.num_processes,  # counts below: the main process's
                "cache_hits": features.hits, "cache_misses": features.misses}
-    write_json(run_dir / "train_summary.json", run_record(config, seed=tcfg.seed, **summary))
+    if accelerator.is_main_process:
+        write_json(run_dir / "train_summary.json", run_record(config, seed=tcfg.seed, **summary))
+    accelerator.wait_for_everyone()
     return summary
 
 
