@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo reproduce lab clean-notebooks
+.PHONY: setup test demo reproduce lab clean-notebooks paper-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 	$(BIN)/avlib reproduce --profile tiny
 
 reproduce: demo
+
+# The paper profile end to end on a CPU with full-size random stand-ins (not part of `make test`;
+# about 20 minutes and 10 GB): see benchmarks/paper_smoke.sh.
+paper-smoke: $(STAMP)
+	bash benchmarks/paper_smoke.sh
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
