@@ -5,12 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo reproduce lab browser-check clean-notebooks
+.PHONY: setup test demo reproduce lab browser-check clean-notebooks paper-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	# CLIP's real BPE vocabulary (tests/test_real_tokenizer.py, make paper-smoke) ships in
+	# open_clip_torch; installed without its dependencies (torchvision, timm), which avlib
+	# never imports and which are not built for the local torch wheel.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps open_clip_torch==3.3.0
 	# Compile librosa's numba kernels once, before parallel workers would race to cache them.
 	$(BIN)/python -c "from avlib.metrics.av_align import compile_onset_detection; compile_onset_detection()"
 	touch $(STAMP)
@@ -25,6 +29,11 @@ demo: $(STAMP)
 	$(BIN)/avlib reproduce --profile tiny
 
 reproduce: demo
+
+# The paper profile end to end on a CPU with full-size random stand-ins (not part of `make test`;
+# about 20 minutes and 10 GB): see benchmarks/paper_smoke.sh.
+paper-smoke: $(STAMP)
+	bash benchmarks/paper_smoke.sh
 
 # Kernels start in notebooks/; runs still go to ./runs (avlib.io.runs_dir). Loopback only; IPC
 # kernel sockets (no "running over TCP without encryption" warning).

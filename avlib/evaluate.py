@@ -106,26 +106,51 @@ class RunFolder:
                 if self.reference_labels.get(path.stem) == label]
 
 
-def choose_backbones(tiny: bool, i3d: str | None, clip_model: str | None, fvd_frames: int | None,
-                     seed: int, fvd_protocol: str = "avlib", clipsim_protocol: str = "clip"):
-    """FVD and CLIP networks: the given ones, else tiny random ones in the tiny profile."""
-    from avlib.metrics import clipsim, fvd
+# --metrics names -> metrics.json keys, in the order they are computed and reported.
+METRICS = {"fvd": "fvd", "clipsim": "clipsim", "av-align": "av_align"}
+
+
+def metric_keys(names: Sequence[str] | None) -> list[str]:
+    """``["fvd", "av-align"]`` (``--metrics`` names; None: all) -> metrics.json keys."""
+    names = list(METRICS) if names is None else list(names)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"unknown metric {', '.join(map(repr, unknown)) or '(none given)'} "
+                          f"(choose from: {', '.join(METRICS)}, comma-separated)")
+    return [METRICS[n] for n in names]
+
+
+def fvd_backbone(tiny: bool, i3d: str | None, fvd_frames: int | None, seed: int, protocol: str):
+    """The FVD network: the given I3D, else a tiny random one in the tiny profile."""
+    from avlib.metrics import fvd
 
     if i3d is not None:
-        feature_net = fvd.pretrained_backbone(i3d, fvd_frames or 16, fvd_protocol)
-    elif tiny:
-        feature_net = fvd.tiny_backbone(seed, fvd_frames or 8, fvd_protocol)
-    else:
-        raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
-                              "(i3d_pretrained_400.pt as shipped in TATS, or StyleGAN-V's "
-                              "i3d_torchscript.pt)")
-    if clip_model is not None:
-        scorer = clipsim.ClipScorer.from_pretrained(clip_model, protocol=clipsim_protocol)
-    elif tiny:
-        scorer = clipsim.ClipScorer.tiny(seed, protocol=clipsim_protocol)
-    else:
-        scorer = clipsim.ClipScorer.from_pretrained(clipsim.DEFAULT_MODEL, protocol=clipsim_protocol)
-    return feature_net, scorer
+        return fvd.pretrained_backbone(i3d, fvd_frames or 16, protocol)
+    if tiny:
+        return fvd.tiny_backbone(seed, fvd_frames or 8, protocol)
+    raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
+                          "(i3d_pretrained_400.pt as shipped in TATS, or StyleGAN-V's "
+                          "i3d_torchscript.pt)")
+
+
+def clip_scorer(tiny: bool, clip_model: str | None, seed: int, protocol: str):
+    """The CLIPSIM network: the given CLIP, else a tiny random one (tiny) or the report's CLIP."""
+    from avlib.metrics import clipsim
+
+    if clip_model is None and tiny:
+        return clipsim.ClipScorer.tiny(seed, protocol=protocol)
+    return clipsim.ClipScorer.from_pretrained(clip_model or clipsim.DEFAULT_MODEL, protocol=protocol)
+
+
+def load_networks(loaders: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Call each metric's loader; one that fails is skipped: (networks, {metric: reason})."""
+    networks, skipped = {}, {}
+    for key, load in loaders.items():
+        try:
+            networks[key] = load()
+        except AvlibError as exc:
+            skipped[key] = str(exc)
+    return networks, skipped
 
 
 def _fvd_entry(real: np.ndarray, fake: np.ndarray, seed: int, protocol: str) -> dict[str, Any]:
@@ -149,36 +174,73 @@ def _mean_entry(values: Sequence[float], seed: int, **details: Any) -> dict[str,
 def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | None = None,
                  av_align_version: str = "2025", fvd_frames: int | None = None,
                  workers: int | None = None, seed: int = 0, progress: bool = True,
-                 fvd_protocol: str = "avlib", clipsim_protocol: str = "clip") -> dict[str, Any]:
-    """Evaluate a run folder and write ``RUN_DIR/metrics.json``; returns what was written."""
+                 fvd_protocol: str = "avlib", clipsim_protocol: str = "clip",
+                 metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """Evaluate a run folder and write ``RUN_DIR/metrics.json``; returns what was written.
+
+    ``metrics`` names what to compute (``--metrics`` names: fvd, clipsim, av-align; None:
+    all). A metric whose network does not load (no I3D given, no CLIP offline) is skipped:
+    its entries hold ``value: None`` and ``skipped: reason`` and the others are computed.
+    """
+    from functools import partial
+
     from avlib.io import cache_dir
     from avlib.metrics import av_align, clipsim, fvd
 
+    wanted = metric_keys(metrics)
     run = RunFolder.read(run_dir)
     if not run.samples:
         raise MediaError(f"{run.root}/samples/index.csv lists no clips (generate samples first)")
-    feature_net, scorer = choose_backbones(run.is_tiny, i3d, clip_model, fvd_frames, seed,
-                                           fvd_protocol, clipsim_protocol)
+    loaders = {"fvd": partial(fvd_backbone, run.is_tiny, i3d, fvd_frames, seed, fvd_protocol),
+               "clipsim": partial(clip_scorer, run.is_tiny, clip_model, seed, clipsim_protocol)}
+    networks, skipped = load_networks({key: loaders[key] for key in wanted if key in loaders})
+    if not set(wanted) - set(skipped):
+        raise CheckpointError("no metric could be computed: " + "; ".join(
+            f"{key}: {reason}" for key, reason in skipped.items()))
+    skipped.update({key: "not requested (--metrics)" for key in METRICS.values() if key not in wanted})
     videos = [s.video for s in run.samples]
 
-    alignments = av_align.av_align_videos(videos, av_align_version, workers, progress)
-    texts = [clipsim.protocol_text(clipsim_protocol, s.label) for s in run.samples]
-    similarities = clipsim.clipsim_videos(videos, texts, scorer, progress)
-    cache = fvd.FeatureCache(cache_dir() / "fvd_features")
-    fake, fake_padded = fvd.extract_features(videos, feature_net, cache, progress=progress)
-    real, real_padded = fvd.extract_features(run.references, feature_net, cache, progress=progress)
+    per_video: list[dict[str, Any]] = [{"label": s.label} for s in run.samples]
+    definitions: dict[str, Any] = {}
+    if "av_align" in wanted:
+        alignments = av_align.av_align_videos(videos, av_align_version, workers, progress)
+        for entry, alignment in zip(per_video, alignments):
+            entry.update(alignment.to_json())
+        definitions["av_align"] = av_align.get_version(av_align_version).describe()
+    if "clipsim" in networks:
+        scorer = networks["clipsim"]
+        texts = [clipsim.protocol_text(clipsim_protocol, s.label) for s in run.samples]
+        for entry, similarity in zip(per_video, clipsim.clipsim_videos(videos, texts, scorer, progress)):
+            entry["clipsim"] = similarity
+        definitions["clipsim"] = scorer.describe()
+    padded = None
+    if "fvd" in networks:
+        feature_net = networks["fvd"]
+        cache = fvd.FeatureCache(cache_dir() / "fvd_features")
+        fake, fake_padded = fvd.extract_features(videos, feature_net, cache, progress=progress)
+        real, real_padded = fvd.extract_features(run.references, feature_net, cache, progress=progress)
+        padded = (fake_padded, real_padded, feature_net.preprocessing.frames)
+        definitions["fvd"] = {"protocol": fvd.get_protocol(fvd_protocol).describe(),
+                              "backbone": feature_net.describe(),
+                              "preprocessing": feature_net.preprocessing.describe()}
 
     def metrics_of(samples: list[int], references: list[int]) -> dict[str, Any]:
-        return {
-            "fvd": {**_fvd_entry(real[references], fake[samples], seed, fvd_protocol),
-                    "backbone": feature_net.name, "protocol": fvd_protocol},
-            "clipsim": _mean_entry([similarities[i] for i in samples], seed,
-                                   model=scorer.model_id, protocol=clipsim_protocol,
-                                   text="class label" if clipsim_protocol == "clip"
-                                   else "the report's text of the class"),
-            "av_align": _mean_entry([alignments[i].score for i in samples], seed,
-                                    version=av_align_version),
-        }
+        out: dict[str, Any] = {}
+        for key in METRICS.values():
+            if key in skipped:
+                out[key] = {"value": None, "ci95": None, "skipped": skipped[key]}
+            elif key == "fvd":
+                out[key] = {**_fvd_entry(real[references], fake[samples], seed, fvd_protocol),
+                            "backbone": feature_net.name, "protocol": fvd_protocol}
+            elif key == "clipsim":
+                out[key] = _mean_entry([per_video[i]["clipsim"] for i in samples], seed,
+                                       model=scorer.model_id, protocol=clipsim_protocol,
+                                       text="class label" if clipsim_protocol == "clip"
+                                       else "the report's text of the class")
+            else:
+                out[key] = _mean_entry([per_video[i]["score"] for i in samples], seed,
+                                       version=av_align_version)
+        return out
 
     everything = list(range(len(run.samples)))
     per_class = {}
@@ -187,34 +249,26 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
             members = [i for i, s in enumerate(run.samples) if s.label == label]
             per_class[label] = metrics_of(members, run.references_of(label))
 
-    random_nets = [metric for metric, given in (("FVD", i3d), ("CLIPSIM", clip_model))
-                   if run.is_tiny and given is None]
+    random_nets = [metric for key, metric, given in (("fvd", "FVD", i3d), ("clipsim", "CLIPSIM", clip_model))
+                   if key in networks and run.is_tiny and given is None]
     notes = [f"tiny profile: {' and '.join(random_nets)} use seeded RANDOM networks; these "
              "numbers only compare tiny runs, never published values"] if random_nets else []
-    if per_class and run.reference_labels is None:
+    if per_class and run.reference_labels is None and "fvd" in networks:
         notes.append("reference/index.csv absent: each class's FVD uses all reference clips")
-    if fake_padded or real_padded:
-        notes.append(f"{fake_padded} generated and {real_padded} reference videos had fewer "
-                     f"than {feature_net.preprocessing.frames} frames (last frame repeated)")
+    if padded and (padded[0] or padded[1]):
+        notes.append(f"{padded[0]} generated and {padded[1]} reference videos had fewer "
+                     f"than {padded[2]} frames (last frame repeated)")
     result = {
         "experiment": run.config.get("name"),
         "profile": run.config.get("profile"),
         "run_dir": str(run.root),
         "metrics": metrics_of(everything, list(range(len(run.references)))),
         "per_class": per_class,
-        "definitions": {
-            "fvd": {"protocol": fvd.get_protocol(fvd_protocol).describe(),
-                    "backbone": feature_net.describe(),
-                    "preprocessing": feature_net.preprocessing.describe()},
-            "clipsim": scorer.describe(),
-            "av_align": av_align.get_version(av_align_version).describe(),
-        },
+        "skipped": skipped,
+        "definitions": definitions,
         "random_backbones": random_nets,
         "notes": notes,
-        "per_video": {
-            s.clip_id: {"label": s.label, "clipsim": similarities[i], **alignments[i].to_json()}
-            for i, s in enumerate(run.samples)
-        },
+        "per_video": {s.clip_id: per_video[i] for i, s in enumerate(run.samples)},
         "run_record": run_record(run.config, seed, command="evaluate"),
     }
     write_json(run.root / "metrics.json", result)

@@ -37,6 +37,7 @@ def load_run_metrics(run_dir: str | Path) -> dict[str, Any]:
     if missing:
         raise MediaError(f"{path} is not a metrics.json written by `avlib evaluate` (it lacks "
                          f"{', '.join(missing)}); run `avlib evaluate --run {run_dir}` again")
+    metrics["run_dir"] = str(run_dir)  # where the run is now: it may have moved since evaluation
     return metrics
 
 
@@ -56,11 +57,12 @@ def _row(published: dict[str, Any] | None, run: dict[str, Any] | None) -> dict[s
     for metric in METRICS:
         entry = measured.get(metric, {})
         low, high = entry.get("ci95") or (None, None)
-        row.update({metric: entry.get("value"), f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+        row.update({metric: entry.get("value"), f"{metric}_ci_low": low, f"{metric}_ci_high": high,
+                    f"{metric}_skipped": entry.get("skipped", "")})
     row.update({
-        "n": measured["clipsim"]["n"] if run else None,
-        "n_real": measured["fvd"].get("n_real") if run else None,
-        "av_align_version": measured["av_align"]["version"] if run else "",
+        "n": next((measured[m]["n"] for m in METRICS if "n" in measured.get(m, {})), None),
+        "n_real": measured.get("fvd", {}).get("n_real"),
+        "av_align_version": measured.get("av_align", {}).get("version", ""),
         "profile": run["profile"] if run else "",
         "random_backbones": " ".join(run.get("random_backbones", [])) if run else "",
         "run": run["run_dir"] if run else "",
@@ -93,6 +95,8 @@ def _published_cell(row: dict[str, Any], metric: str) -> str:
 
 
 def _measured_cell(row: dict[str, Any], metric: str) -> str:
+    if row[f"{metric}_skipped"]:
+        return "skipped"
     if row[metric] is None:
         return ""
     cell = (f"{_number(row[metric], metric)} [{_number(row[f'{metric}_ci_low'], metric)}, "
@@ -116,6 +120,9 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     notes = [f"- Report {TITLES[m]}: {published['definitions'][m]}." for m in METRICS]
     notes += [f"- Invalid: {row['experiment']} {row['class']} {TITLES[m]} {_number(row[m + '_report'], m)}: "
               f"{row[m + '_report_invalid']}." for row in rows for m in METRICS if row[m + "_report_invalid"]]
+    skipped = {(row["run"], TITLES[m]): row[m + "_skipped"] for row in rows for m in METRICS
+               if row[m + "_skipped"]}
+    notes += [f"- Skipped {metric} in {run}: {reason}" for (run, metric), reason in skipped.items()]
     versions = sorted({row["av_align_version"] for row in rows if row["av_align_version"]})
     if versions:
         notes.append(f"- Our AV-Align: TempoTokens version {', '.join(versions)} "

@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -41,6 +40,7 @@ from avlib.mapper import build_mapper
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.pipeline.conditioning import encode_frame_prompts, enable_frame_conditioning
 from avlib.pipeline.t2v import T2VComponents, load_t2v
+from avlib.run_paths import resolve_run_paths
 
 CHECKPOINTS = "checkpoints"
 # Written by every save_checkpoint; a train_unet run adds unet.safetensors.
@@ -276,12 +276,15 @@ def denoising_loss(t2v: T2VComponents, mapper: torch.nn.Module, noise_schedule, 
     """TempoTokens' objective: noise-prediction MSE + ``temporal_reg`` * mean|temporal tokens|.
 
     ``audio`` (B, T, D_audio) features, ``latents`` and ``noise`` (B, C, F, h, w).
-    Returns (loss, mse, regulariser).
+    Returns (loss, mse, regulariser), in float32 whatever the frozen models' dtype: the
+    mapper runs in float32, its tokens and the UNet's inputs are cast to the frozen dtype
+    (differentiably), and the prediction is cast back before the loss.
     """
+    unet_dtype = t2v.unet.dtype
     noisy = noise_schedule.add_noise(latents, noise, timesteps)
     out = mapper(audio)                                                        # tokens (B, F, L, D)
     context = encode_frame_prompts(t2v.text_encoder, t2v.tokenizer, prompt, out.frame_tokens)  # (B, F*77, D)
-    predicted = t2v.unet(noisy, timesteps, encoder_hidden_states=context).sample
+    predicted = t2v.unet(noisy.to(unet_dtype), timesteps, encoder_hidden_states=context.to(unet_dtype)).sample
     mse = F.mse_loss(predicted.float(), noise.float())
     regulariser = out.temporal_tokens.abs().mean()
     return mse + temporal_reg * regulariser, mse, regulariser
@@ -301,13 +304,14 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     from diffusers import DDPMScheduler
 
     run_dir = Path(run_dir)
+    config = resolve_run_paths(config)  # config.json must work from any folder (avlib.run_paths)
     if not resume and latest_checkpoint(run_dir) is not None:
         raise AvlibError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it "
                          "or choose a new --out folder")
     tcfg = config.train
     accelerator = Accelerator(mixed_precision=tcfg.mixed_precision, cpu=config.model.device == "cpu")
-    # Frozen parts.
-    t2v = load_t2v(config.model.pretrained, dtype="float32", device=str(accelerator.device))
+    # Frozen parts, in model.dtype (load_t2v keeps float32 on the CPU).
+    t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=str(accelerator.device))
     enable_frame_conditioning(t2v.unet, t2v.tokenizer.model_max_length)
     encoder = build_audio_encoder(config.encoder).eval().requires_grad_(False).to(accelerator.device)
     noise_schedule = DDPMScheduler.from_config(t2v.scheduler.config)
@@ -320,8 +324,8 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     torch.manual_seed(tcfg.seed)
     mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).to(accelerator.device)
     trainables = {"mapper": mapper}
-    if tcfg.train_unet:
-        t2v.unet.requires_grad_(True).train()
+    if tcfg.train_unet:  # trained, so in float32 like every trainable and its optimizer state
+        t2v.unet.float().requires_grad_(True).train()
         trainables["unet"] = t2v.unet
     parameters = [p for module in trainables.values() for p in module.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=tcfg.lr, betas=tuple(tcfg.adam_betas),
@@ -335,7 +339,8 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
             raise AvlibError(f"nothing to resume in {run_dir}: no complete {CHECKPOINTS}/step_* folder "
                              "(train it again without --resume)")
         step, losses = load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
-    write_json(run_dir / "config.json", run_record(config, seed=tcfg.seed))
+    if accelerator.is_main_process:
+        write_json(run_dir / "config.json", run_record(config, seed=tcfg.seed))
 
     window = AudioFrameWindow.for_training(config.data)
     features = FrozenFeatures(config, t2v, encoder,
@@ -346,11 +351,13 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     loader = DataLoader(windows, batch_size=tcfg.batch_size, sampler=sampler)
     mapper, optimizer, loader = accelerator.prepare(mapper, optimizer, loader)
 
-    steps_per_epoch = math.ceil(len(clips) / tcfg.batch_size)
+    # Batches per epoch of this process: with N processes (accelerate launch) each trains on its
+    # 1/N shard of every epoch's permutation, so a step is N batches and ``step`` counts per process.
+    steps_per_epoch = len(loader)
     total = tcfg.epochs * steps_per_epoch
     if tcfg.max_steps is not None:  # 0 = no training: e.g. released weights (tempotokens_baseline)
         total = min(total, tcfg.max_steps)
-    if total > 0 and len(clips) == 0:
+    if tcfg.max_steps != 0 and len(clips) == 0:
         raise AvlibError("the training set is empty: check data.root and the manifest's train split")
     bar = tqdm(total=total, initial=step, desc=f"train {config.name}", disable=not progress)
     while step < total:
@@ -392,8 +399,11 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
             t2v, encoder, accelerator.unwrap_model(mapper), encoder_config=dataclasses.asdict(config.encoder))
         pipeline.save_pretrained(run_dir / "pipeline", save_unet=tcfg.train_unet)
     summary = {"steps": step, "final_loss": losses[-1]["loss"] if losses else None,
+               "processes": accelerator.num_processes,  # counts below: the main process's
                "cache_hits": features.hits, "cache_misses": features.misses}
-    write_json(run_dir / "train_summary.json", run_record(config, seed=tcfg.seed, **summary))
+    if accelerator.is_main_process:
+        write_json(run_dir / "train_summary.json", run_record(config, seed=tcfg.seed, **summary))
+    accelerator.wait_for_everyone()
     return summary
 
 

@@ -153,5 +153,53 @@ def test_paper_profile_without_i3d_says_what_to_pass(tmp_path):
         evaluate_run(root)
     (root / "samples" / "index.csv").write_text("clip_id,label,prompt\nr0,dog,\n")
     write_video(root / "samples" / "r0.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=8)
-    with pytest.raises(CheckpointError, match="--i3d"):
-        evaluate_run(root)
+    with pytest.raises(CheckpointError, match="no metric could be computed: fvd: .*--i3d"):
+        evaluate_run(root, metrics=["fvd"])
+    assert not (root / "metrics.json").exists()
+
+
+@pytest.fixture
+def paper_run(tmp_path):
+    """A paper-profile run folder whose FVD and CLIP networks are not at hand (offline)."""
+    return make_run(tmp_path / "dog", "dog", "paper")
+
+
+def test_a_metric_without_its_network_is_skipped_and_the_others_written(paper_run, tmp_path, capsys):
+    missing_clip = tmp_path / "no_clip_here"
+    assert main(["evaluate", "--run", str(paper_run), "--clip-model", str(missing_clip),
+                 "--workers", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped fvd: FVD needs the Kinetics-400 I3D") == 1
+    assert out.count(f"skipped clipsim: cannot load CLIP model '{missing_clip}'") == 1
+    data = json.loads((paper_run / "metrics.json").read_text())
+    assert set(data["skipped"]) == {"fvd", "clipsim"} and "--i3d" in data["skipped"]["fvd"]
+    assert data["metrics"]["fvd"] == {"value": None, "ci95": None, "skipped": data["skipped"]["fvd"]}
+    assert data["metrics"]["clipsim"]["value"] is None
+    av_align = data["metrics"]["av_align"]
+    assert av_align["n"] == 4 and 0 <= av_align["value"] <= 1
+    assert set(data["definitions"]) == {"av_align"} and data["random_backbones"] == []
+    assert "clipsim" not in data["per_video"]["s0"] and "score" in data["per_video"]["s0"]
+
+    csv_path, md_path = tmp_path / "t.csv", tmp_path / "t.md"
+    assert main(["report", "--runs", str(paper_run), "-o", str(csv_path), str(md_path)]) == 0
+    dog = next(r for r in csv.DictReader(csv_path.open()) if r["experiment"] == "dog")
+    assert dog["fvd"] == "" and "--i3d" in dog["fvd_skipped"] and dog["clipsim_skipped"]
+    assert float(dog["av_align"]) == pytest.approx(av_align["value"]) and dog["n"] == "4"
+    dog_line = next(line for line in md_path.read_text().splitlines() if line.startswith("| dog |"))
+    assert dog_line.count("| skipped |") == 2
+    assert f"- Skipped FVD in {paper_run}: FVD needs" in md_path.read_text()
+
+
+def test_metrics_chooses_what_is_computed(paper_run, capsys):
+    assert main(["evaluate", "--run", str(paper_run), "--metrics", "av-align", "--quiet"]) == 0
+    assert "skipped fvd: not requested" in capsys.readouterr().out
+    data = json.loads((paper_run / "metrics.json").read_text())
+    assert data["skipped"] == {"fvd": "not requested (--metrics)", "clipsim": "not requested (--metrics)"}
+    assert data["metrics"]["av_align"]["n"] == 4
+
+
+@pytest.mark.parametrize("value", ["fvd,cats", ","])
+def test_metrics_rejects_unknown_names(paper_run, value, capsys):
+    assert main(["evaluate", "--run", str(paper_run), "--metrics", value]) == 2
+    assert "choose from: fvd, clipsim, av-align" in capsys.readouterr().err
+    assert not (paper_run / "metrics.json").exists()

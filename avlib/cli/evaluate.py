@@ -1,6 +1,6 @@
 """``avlib evaluate`` (metrics of a run folder) and ``avlib report`` (Table 2 from runs).
 
-    avlib evaluate --run RUN_DIR [--i3d PATH_OR_URL] [--clip-model ID]
+    avlib evaluate --run RUN_DIR [--metrics fvd,clipsim,av-align] [--i3d PATH_OR_URL] [--clip-model ID]
     avlib report --runs RUN_DIR... -o table.csv table.md
 """
 from __future__ import annotations
@@ -15,6 +15,9 @@ def register(subparsers) -> None:
                     "value comes with N and a seeded 95% bootstrap CI. In the tiny profile, "
                     "unless --i3d/--clip-model are given, FVD and CLIPSIM use random networks.")
     evaluate.add_argument("--run", required=True, metavar="RUN_DIR", help="folder written by `avlib generate`")
+    evaluate.add_argument("--metrics", type=metric_list, default=None, metavar="fvd,clipsim,av-align",
+                          help="metrics to compute (default: all available; one whose network "
+                               "does not load is skipped, with its reason in metrics.json)")
     evaluate.add_argument("--i3d", metavar="PATH_OR_URL",
                           help="Kinetics-400 I3D (i3d_pretrained_400.pt or i3d_torchscript.pt)")
     evaluate.add_argument("--clip-model", metavar="ID",
@@ -44,16 +47,34 @@ def register(subparsers) -> None:
     report.set_defaults(func=run_report)
 
 
+def metric_list(text: str) -> list[str]:
+    """``--metrics fvd,av-align`` -> ["fvd", "av-align"], each checked at parse time."""
+    import argparse
+
+    from avlib.errors import ConfigError
+    from avlib.evaluate import metric_keys
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    try:
+        metric_keys(names)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return names
+
+
 def run_evaluate(args) -> int:
     from avlib.evaluate import evaluate_run
 
     result = evaluate_run(args.run, i3d=args.i3d, clip_model=args.clip_model,
                           av_align_version=args.av_align_version, fvd_frames=args.fvd_frames,
                           workers=args.workers, seed=args.seed, progress=not args.quiet,
-                          fvd_protocol=args.fvd_protocol, clipsim_protocol=args.clipsim_protocol)
+                          fvd_protocol=args.fvd_protocol, clipsim_protocol=args.clipsim_protocol,
+                          metrics=args.metrics)
     values = ", ".join(f"{name} {entry['value']:.4g}" for name, entry in result["metrics"].items()
                        if entry["value"] is not None)
     print(f"{result['experiment']}: {values} -> {args.run}/metrics.json")
+    for name, reason in result["skipped"].items():
+        print(f"skipped {name}: {reason}")
     for note in result["notes"]:
         print(f"note: {note}")
     return 0

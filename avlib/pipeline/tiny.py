@@ -72,8 +72,10 @@ SIZES = {
 }
 
 
-def random_t2v_components(size: str = "tiny", seed: int = 0) -> dict:
-    """zeroscope's component classes with random weights, at ``size`` ("tiny" or "paper").
+def random_t2v_components(size: str = "tiny", seed: int = 0, tokenizer=None) -> dict:
+    """zeroscope's component classes with random weights, at ``size`` ("tiny" or "paper"),
+    with ``tokenizer`` (default: the tiny one; :func:`avlib.pipeline.clip_vocab.clip_tokenizer`
+    for CLIP's real vocabulary, which sizes the text encoder's embedding table).
 
     The tiny VAE downsamples by 4 (32x32 frames -> 8x8 latents), zeroscope's by 8: attention
     over many positions is what makes a CPU run slow.
@@ -83,7 +85,7 @@ def random_t2v_components(size: str = "tiny", seed: int = 0) -> dict:
 
     sizes = SIZES[size]
     torch.manual_seed(seed)
-    tokenizer = tiny_clip_tokenizer()
+    tokenizer = tokenizer or tiny_clip_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), max_position_embeddings=TINY_MAX_LENGTH,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -105,7 +107,15 @@ def build_tiny_t2v(out_dir: str | Path, seed: int = 0) -> Path:
     """Save the tiny random components in diffusers' layout (``unet/ vae/ text_encoder/
     tokenizer/ scheduler/``), so they load through :func:`avlib.pipeline.t2v.load_t2v`
     exactly like zeroscope."""
+    return build_random_t2v(out_dir, "tiny", seed)
+
+
+def build_random_t2v(out_dir: str | Path, size: str = "tiny", seed: int = 0, tokenizer=None,
+                     dtype: torch.dtype = torch.float32) -> Path:
+    """:func:`random_t2v_components` saved as a diffusers folder, weights in ``dtype``."""
     out_dir = Path(out_dir)
-    for name, component in random_t2v_components("tiny", seed).items():
+    for name, component in random_t2v_components(size, seed, tokenizer).items():
+        if isinstance(component, torch.nn.Module):
+            component.to(dtype)
         component.save_pretrained(out_dir / name)
     return out_dir
