@@ -32,6 +32,24 @@ PROFILES = ("tiny", "paper")
 AUDIO_WINDOWS = ("aligned", "report_padded")
 REPORT_PADDED_SECONDS = 10.0
 SCHEDULERS = ("dpm-multistep", "ddim")   # inference.scheduler
+# The allowed values of every setting that has a fixed list: validated here, once; the CLI,
+# notebooks and builders use these lists instead of spelling their own.
+DATASETS = ("dog", "thunder", "volleyball", "multiclass", "synth")
+ENCODERS = ("cavp", "beats")
+MAPPER_KINDS = ("audiovisgen", "tempotokens")
+CHOICES = {
+    "data.dataset": DATASETS,
+    "data.split": ("repo", "report"),
+    "data.short_clips": ("pad", "reject"),
+    "data.synth_layout": ("random", "canonical"),
+    "data.audio_window": AUDIO_WINDOWS,
+    "encoder.name": ENCODERS,
+    "encoder.layers": ("last", "all"),
+    "mapper.kind": MAPPER_KINDS,
+    "model.dtype": ("float32", "float16", "bfloat16"),
+    "train.mixed_precision": ("no", "fp16", "bf16"),
+    "inference.scheduler": SCHEDULERS,
+}
 VAE_FACTOR = 8                           # zeroscope's VAE and UNet need sizes divisible by 8
 
 # Short names accepted as overrides (papermill parameters use these).
@@ -285,22 +303,10 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def validate(config: ExperimentConfig) -> None:
     """Cross-field checks that a typo would otherwise turn into a confusing crash later."""
-    choices = {
-        "data.dataset": (config.data.dataset, ("dog", "thunder", "volleyball", "multiclass", "synth")),
-        "data.split": (config.data.split, ("repo", "report")),
-        "data.short_clips": (config.data.short_clips, ("pad", "reject")),
-        "data.synth_layout": (config.data.synth_layout, ("random", "canonical")),
-        "encoder.name": (config.encoder.name, ("cavp", "beats")),
-        "encoder.layers": (config.encoder.layers, ("last", "all")),
-        "data.audio_window": (config.data.audio_window, AUDIO_WINDOWS),
-        "mapper.kind": (config.mapper.kind, ("audiovisgen", "tempotokens")),
-        "inference.scheduler": (config.inference.scheduler, SCHEDULERS),
-        "model.dtype": (config.model.dtype, ("float32", "float16", "bfloat16")),
-        "train.mixed_precision": (config.train.mixed_precision, ("no", "fp16", "bf16")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}='{value}' is not one of: {', '.join(allowed)}")
+    flat = _flatten(config.to_dict())
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise ConfigError(f"{key}='{flat[key]}' is not one of: {', '.join(allowed)}")
     check_ranges(config)
     positive = {"train.epochs": config.train.epochs, "train.batch_size": config.train.batch_size,
                 "train.lr": config.train.lr, "inference.num_frames": config.inference.num_frames,

@@ -16,13 +16,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from avlib.config import ExperimentConfig, load_config
+from avlib.config import ENCODERS, MAPPER_KINDS, ExperimentConfig, load_config
 from avlib.errors import ConfigError
 from avlib.io import runs_dir
 
 # What 04_train's ``cls`` may be: the report's datasets (multiclass = dog + thunder merged).
 NOTEBOOK_CLASSES = ("dog", "thunder", "volleyball", "multiclass")
-MAPPERS = ("audiovisgen", "tempotokens")
 HEADLESS_ENV = "AVLIB_HEADLESS"
 
 
@@ -35,8 +34,8 @@ def experiment_name(cls: str, text_prompt: str | None = None, mapper: str = "aud
     if cls not in NOTEBOOK_CLASSES:
         raise ConfigError(f"cls='{cls}' is not a dataset of the report (choose from: "
                           f"{', '.join(NOTEBOOK_CLASSES)})")
-    if mapper not in MAPPERS:
-        raise ConfigError(f"mapper='{mapper}' is not one of: {', '.join(MAPPERS)}")
+    if mapper not in MAPPER_KINDS:
+        raise ConfigError(f"mapper='{mapper}' is not one of: {', '.join(MAPPER_KINDS)}")
     if mapper == "tempotokens":
         if cls != "volleyball" or text_prompt:
             raise ConfigError("the TempoTokens baseline is the report's volleyball, audio-only run: "
@@ -64,8 +63,8 @@ def train_config(cls: str = "dog", encoder: str | None = None, text_prompt: str 
         raise ConfigError(f"epochs={epochs!r} must be a positive whole number (the report trains 5-20)")
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
         raise ConfigError(f"lr={lr!r} must be a positive number (the report's grid: 1e-4, 1e-5, 1e-6)")
-    if encoder is not None and encoder not in ("cavp", "beats"):
-        raise ConfigError(f"encoder='{encoder}' is not one of: cavp, beats")
+    if encoder is not None and encoder not in ENCODERS:
+        raise ConfigError(f"encoder='{encoder}' is not one of: {', '.join(ENCODERS)}")
     experiment = experiment_name(cls, text_prompt, mapper)
     given = {"encoder": encoder, "text_prompt": text_prompt or None, "epochs": epochs, "lr": lr,
              "inference.scheduler": scheduler, "mapper.frame_attention": frame_attention or None}

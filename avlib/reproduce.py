@@ -14,7 +14,6 @@ Kernels run with ``AVLIB_HEADLESS=1`` so widgets print instead of waiting for cl
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile

@@ -19,7 +19,7 @@ import torch
 
 from avlib.cli import main
 from avlib.config import load_config
-from avlib.io import run_record, write_json
+from avlib.io import run_record
 
 ROOT = Path(__file__).resolve().parents[1]
 

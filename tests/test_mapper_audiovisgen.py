@@ -24,6 +24,14 @@ def tiny_mapper(seed: int = 0, **kwargs) -> AudioVisGenMapper:
     return AudioVisGenMapper(**{**sizes, **kwargs}).eval()
 
 
+def test_window_means_match_a_hand_computed_example():
+    tokens = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]).view(1, 5, 1)
+    means = local_window_means(tokens, [1, 2])[0, :, :, 0]  # (F, W)
+    # frame i, window w: mean of frames max(i - w, 0) .. min(i + w, 5) - 1
+    assert means[:, 0].tolist() == [1.0, 1.5, 2.5, 3.5, 4.5]
+    assert means[:, 1].tolist() == [1.5, 2.0, 2.5, 3.5, 4.0]
+
+
 # -- parity with the report repository's TempEmbedder ------------------------------------------------
 CASES = ("s40_b1", "s40_b2", "s8_b1", "s16_b1")
 OUTPUTS = ("temporal_token", "local_window_1", "local_window_2", "local_window_3",

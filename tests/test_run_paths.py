@@ -6,7 +6,6 @@ import pytest
 
 from avlib.cli import main
 from avlib.config import load_config
-from avlib.errors import CheckpointError
 from avlib.run_paths import resolve_run_paths
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 

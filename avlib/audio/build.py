@@ -7,7 +7,7 @@ from avlib.audio.beats import BEATsConfig, BEATsEncoder
 from avlib.audio.cavp import CAVPEncoder
 from avlib.audio.checkpoints import load_encoder
 from avlib.audio.encoder import AudioEncoder
-from avlib.config import EncoderConfig
+from avlib.config import ENCODERS, EncoderConfig
 from avlib.errors import ConfigError
 
 
@@ -20,8 +20,8 @@ def tiny_encoder(name: str, width: int, embed_dim: int | None = None, seed: int 
     convolution of kernel 16; front end, patching and position bias as upstream.
     The same ``seed`` gives the same weights; the global RNG is left untouched.
     """
-    if name not in ("cavp", "beats"):
-        raise ConfigError(f"unknown audio encoder '{name}' (choose from: cavp, beats)")
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown audio encoder '{name}' (choose from: {', '.join(ENCODERS)})")
     dim = embed_dim or (8 if name == "cavp" else 4) * width
     if name == "beats" and dim % 4:
         raise ConfigError(f"tiny BEATs needs an embed_dim divisible by 4 (4 heads), got {dim}")

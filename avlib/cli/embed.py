@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avlib.config import EncoderConfig
+from avlib.config import ENCODERS, EncoderConfig
 from avlib.errors import ConfigError
 from avlib.cli.args import check_output
 from avlib.io import atomic_path, run_record, write_json
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "features the network sees instead: CAVP log-mel (128, T), BEATs normalised "
                     "fbank (T, 128). A JSON sidecar OUT.json records how it was made.")
     p.add_argument("audio", help="audio or video file")
-    p.add_argument("--encoder", choices=["cavp", "beats"], required=True)
+    p.add_argument("--encoder", choices=ENCODERS, required=True)
     p.add_argument("--checkpoint",
                    help="official weights (cavp_epoch66.ckpt, BEATs_*.pt) or an avlib .safetensors: "
                         "a local path or a hub id repo_id::filename (not needed with --frontend-only)")

@@ -20,7 +20,7 @@ from avlib.io import read_json, write_json
 from avlib.pipeline.conditioning import (
     enable_frame_conditioning, encode_frame_prompts, encode_text,
 )
-from avlib.pipeline.t2v import T2VComponents, load_t2v
+from avlib.pipeline.t2v import T2VComponents, load_t2v, vae_scale
 
 PIPELINE_FILE = "pipeline.json"
 # inference.scheduler names -> diffusers classes (built from the model's scheduler config)
@@ -184,7 +184,7 @@ class AudioToVideoPipeline:
         unet = self._on_device(self.unet)
         context = context.to(unet.device, unet.dtype)
 
-        scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        scale = vae_scale(self.vae.config.block_out_channels)
         shape = (batch, unet.config.in_channels, num_frames, height // scale, width // scale)
         latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(unet.device, unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=unet.device)

@@ -37,10 +37,6 @@ class T2VComponents:
     scheduler: object
     source: str
 
-    @property
-    def vae_scale(self) -> int:
-        return vae_scale(self.vae.config.block_out_channels)
-
 
 def vae_scale(block_out_channels) -> int:
     """The VAE's downsampling factor: frame sizes must be multiples of it."""
