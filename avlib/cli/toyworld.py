@@ -2,7 +2,7 @@
 
     avlib toyworld build --out DIR [--seed N] [--unet-steps N ...]   # ~15 min on 2 cores
     avlib toyworld build --check [--weights DIR]                     # shipped weights load and generate
-    avlib toyworld evaluate --out DIR [--test-per-class N] [--classes C ...]  # trained vs shuffled vs untrained
+    avlib toyworld evaluate --out DIR [--test-per-class N] [--classes C ...] [--set K=V]  # trained vs shuffled vs untrained
 """
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def register(subparsers) -> None:
                           help="dog / thunder / volleyball: one class trains that class's experiment "
                                "(default: all three, the multiclass mapper)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a config value, e.g. --set mapper.frame_attention=true (repeatable)")
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
@@ -81,12 +83,14 @@ def run_build(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    from avlib.config import parse_overrides
     from avlib.data.synthetic import CLASSES
     from avlib.toyworld.evaluate import evaluate_toyworld
 
     _set_threads(args)
     result = evaluate_toyworld(args.out, args.weights, test_per_class=args.test_per_class,
                                mapper_steps=args.mapper_steps, seed=args.seed,
+                               overrides=parse_overrides(args.overrides),
                                classes=args.classes or CLASSES, progress=not args.quiet)
     for name, entry in result["av_align"].items():
         print(f"AV-Align {result['av_align_version']} {name}: {entry['mean']:.3f} "
