@@ -12,8 +12,9 @@ A run folder, as ``avlib generate`` writes it::
 Every per-video value (AV-Align score and peaks, CLIPSIM) is computed once; the overall
 numbers and, when the config asks for ``eval_per_class``, one set per class are then
 aggregated from them. CLIPSIM compares each video with its class name, as the report did.
-In the tiny profile the FVD and CLIP networks are seeded random stand-ins, and the output
-says so wherever a number appears.
+In the tiny profile FVD and CLIPSIM use the toy world's TOY networks (a toy I3D and a toy CLIP
+trained on the synthetic world, :mod:`avlib.toyworld.metric_nets`), and the output says so
+wherever a number appears.
 """
 from __future__ import annotations
 
@@ -108,13 +109,14 @@ class RunFolder:
 
 def choose_backbones(tiny: bool, i3d: str | None, clip_model: str | None, fvd_frames: int | None,
                      seed: int, fvd_protocol: str = "avlib", clipsim_protocol: str = "clip"):
-    """FVD and CLIP networks: the given ones, else tiny random ones in the tiny profile."""
+    """FVD and CLIP networks: the given ones, else the toy world's TOY ones in the tiny profile."""
     from avlib.metrics import clipsim, fvd
+    from avlib.toyworld import metric_nets
 
     if i3d is not None:
         feature_net = fvd.pretrained_backbone(i3d, fvd_frames or 16, fvd_protocol)
     elif tiny:
-        feature_net = fvd.tiny_backbone(seed, fvd_frames or 8, fvd_protocol)
+        feature_net = metric_nets.toy_backbone(fvd_frames or 8, fvd_protocol)
     else:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                               "(i3d_pretrained_400.pt as shipped in TATS, or StyleGAN-V's "
@@ -122,7 +124,7 @@ def choose_backbones(tiny: bool, i3d: str | None, clip_model: str | None, fvd_fr
     if clip_model is not None:
         scorer = clipsim.ClipScorer.from_pretrained(clip_model, protocol=clipsim_protocol)
     elif tiny:
-        scorer = clipsim.ClipScorer.tiny(seed, protocol=clipsim_protocol)
+        scorer = metric_nets.toy_clip_scorer(protocol=clipsim_protocol)
     else:
         scorer = clipsim.ClipScorer.from_pretrained(clipsim.DEFAULT_MODEL, protocol=clipsim_protocol)
     return feature_net, scorer
@@ -187,10 +189,10 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
             members = [i for i, s in enumerate(run.samples) if s.label == label]
             per_class[label] = metrics_of(members, run.references_of(label))
 
-    random_nets = [metric for metric, given in (("FVD", i3d), ("CLIPSIM", clip_model))
-                   if run.is_tiny and given is None]
-    notes = [f"tiny profile: {' and '.join(random_nets)} use seeded RANDOM networks; these "
-             "numbers only compare tiny runs, never published values"] if random_nets else []
+    toy_nets = [metric for metric, given in (("FVD", i3d), ("CLIPSIM", clip_model))
+                if run.is_tiny and given is None]
+    notes = [f"tiny profile: {' and '.join(toy_nets)} use TOY networks trained on the synthetic world; "
+             "these numbers only compare toy-world runs, never published values"] if toy_nets else []
     if per_class and run.reference_labels is None:
         notes.append("reference/index.csv absent: each class's FVD uses all reference clips")
     if fake_padded or real_padded:
@@ -209,7 +211,7 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
             "clipsim": scorer.describe(),
             "av_align": av_align.get_version(av_align_version).describe(),
         },
-        "random_backbones": random_nets,
+        "toy_backbones": toy_nets,
         "notes": notes,
         "per_video": {
             s.clip_id: {"label": s.label, "clipsim": similarities[i], **alignments[i].to_json()}
