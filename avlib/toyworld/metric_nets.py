@@ -20,13 +20,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from avlib.data.synthetic import CLASSES
 from avlib.toyworld import METRIC_NETS_DIR
-from avlib.toyworld.data import STATE_WORDS, toy_clips
+from avlib.toyworld.data import STATE_WORDS, rgb_frames, toy_clips
 
 CLIP_SUBDIR = "clip"                  # transformers' CLIP layout: model, tokenizer, image processor
 VIDEO_FILE = "video_i3d.safetensors"  # the toy I3D's weights
@@ -47,6 +48,7 @@ class MetricNetsConfig:
     video_steps: int = 300
     batch_size: int = 32
     lr: float = 3e-3
+    validity_per_class: int = 40  # held-out clips per class and set for the recorded validity checks
 
 
 def toy_texts() -> list[str]:
@@ -129,6 +131,46 @@ def train_toy_video_net(clips: list[dict], cfg: MetricNetsConfig, progress: bool
     return net.eval().requires_grad_(False), final
 
 
+def _uint8(clip: dict) -> np.ndarray:
+    return (rgb_frames(clip) * 255).round().astype(np.uint8)                  # (F, H, W, 3), as decoded
+
+
+@torch.no_grad()
+def _video_features(backbone, clips: list[dict], still: bool = False) -> np.ndarray:
+    x = torch.stack([backbone.preprocessing(_uint8(c))[0] for c in clips])    # (N, 3, T, R, R)
+    if still:
+        x = frozen(x, torch.Generator().manual_seed(0))
+    return backbone.model(x).double().numpy()
+
+
+def validity(scorer, backbone, per_class: int = 40, seed: int = 11) -> dict:
+    """The known answers of the synthetic world, on two disjoint held-out sets (seeds ``seed`` and
+    ``seed + 1``; the networks train on seed 0's training clips):
+
+    * CLIPSIM: the fraction of clips whose own class name scores highest, and the mean CLIPSIM
+      with the own and with the other class names;
+    * FVD per class: set A vs set B of the same class, vs each other class, and A frozen (one frame
+      repeated) vs B moving.
+    """
+    from avlib.metrics.clipsim import frame_averaged_cosine
+    from avlib.metrics.fvd import frechet_distance
+
+    a, b = (toy_clips(per_class=per_class, split="test", seed=s) for s in (seed, seed + 1))
+    labels = np.array([c["label"] for c in a])
+    scores = np.array([[frame_averaged_cosine(scorer.image_embeddings(_uint8(c)), scorer.text_embedding(k))
+                        for k in CLASSES] for c in a])                       # (N, classes)
+    own = labels[:, None] == np.array(CLASSES)[None]
+    fa, fb, still = _video_features(backbone, a), _video_features(backbone, b), _video_features(backbone, a, True)
+    fvd = {label: {"same_class": frechet_distance(fa[labels == label], fb[labels == label]),
+                   "other_class": {k: frechet_distance(fa[labels == label], fb[labels == k])
+                                   for k in CLASSES if k != label},
+                   "frozen_vs_moving": frechet_distance(still[labels == label], fb[labels == label])}
+           for label in CLASSES}
+    return {"n_per_set": len(a), "clipsim_class_accuracy": float((scores.argmax(1) == own.argmax(1)).mean()),
+            "clipsim_own_class": float(scores[own].mean()), "clipsim_other_class": float(scores[~own].mean()),
+            "fvd": fvd, "clip": scorer.model_id, "video_network": backbone.name}
+
+
 def build_metric_nets(out: str | Path, cfg: MetricNetsConfig = MetricNetsConfig(),
                       progress: bool = True) -> Path:
     """Train both networks on training clips of the toy world and write them into ``out``."""
@@ -151,7 +193,9 @@ def build_metric_nets(out: str | Path, cfg: MetricNetsConfig = MetricNetsConfig(
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / VIDEO_FILE),
               metadata={"config": json.dumps(net.config)})
     write_json(out / RECORD_FILE, run_record(asdict(cfg), seed=cfg.seed, timings=timings,
-                                             final_loss={"clip": clip_loss, "video": video_loss}))
+                                             final_loss={"clip": clip_loss, "video": video_loss},
+                                             validity=validity(toy_clip_scorer(out), toy_backbone(folder=out),
+                                                               cfg.validity_per_class)))
     return out
 
 
