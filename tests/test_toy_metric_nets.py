@@ -54,6 +54,28 @@ def test_toy_clipsim_reads_written_videos(tmp_path):
     assert all(own > scorer.score_video(path, other) for other in ("dog", "thunder"))
 
 
+def test_cli_loads_the_toy_networks_by_name(tmp_path):
+    import json
+
+    from avlib.cli import main
+    from avlib.media import write_video
+    from avlib.toyworld.data import rgb_frames, toy_clips
+
+    for label in ("dog", "thunder"):
+        for clip in toy_clips((label,), per_class=3, split="test", seed=5):
+            write_video(tmp_path / label / f"{clip['clip_id']}.mp4", rgb_frames(clip), 8.0)
+    scores = {}
+    for text in ("dog", "thunder"):
+        assert main(["metrics", "clipsim", "--videos", str(tmp_path / "dog"), "--text", text, "--model", "toy",
+                     "--quiet", "--json", str(tmp_path / f"{text}.json")]) == 0
+        scores[text] = json.loads((tmp_path / f"{text}.json").read_text())
+    assert "TOY CLIP" in scores["dog"]["model"] and scores["dog"]["ci95"][0] > scores["thunder"]["ci95"][1]
+    with pytest.warns(Warning, match="rank-deficient"):  # 3 videos, 16-d features
+        assert main(["metrics", "fvd", "--real", str(tmp_path / "dog"), "--fake", str(tmp_path / "thunder"),
+                     "--i3d", "toy", "--frames", "8", "--no-cache", "--quiet", "--json", str(tmp_path / "fvd.json")]) == 0
+    assert "TOY I3D" in json.loads((tmp_path / "fvd.json").read_text())["backbone"]["name"]
+
+
 def test_build_is_seeded_and_loads_by_name(tmp_path):
     cfg = MetricNetsConfig(clips_per_class=2, clip_steps=2, video_steps=2, batch_size=4, validity_per_class=2)
     first, second = (build_metric_nets(tmp_path / name, cfg, progress=False) for name in "ab")
