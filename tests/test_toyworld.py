@@ -117,3 +117,15 @@ def test_shipped_evaluation_records_are_complete():
     rows = evaluation_summary(records)
     assert [row["experiment"] for row in rows] == list(records)
     assert all(row["real AV-Align"] == 1.0 for row in rows)
+
+
+@pytest.mark.parametrize("experiment", ["thunder", "dog", "dog_text", "volleyball", "multiclass"])
+def test_tiny_experiments_sample_as_the_toy_world(experiment):
+    """Every experiment samples the toy world with the tiny profile's settings (its evaluation
+    records were made with them): the report's guidance 25 is for zeroscope, not the toy t2v."""
+    from avlib.config import _read_yaml, load_config
+
+    tiny = _read_yaml("profiles", "tiny.yaml")["inference"]
+    inference = load_config(experiment, "tiny").inference
+    assert (inference.guidance_scale, inference.scheduler) == (tiny["guidance_scale"], tiny["scheduler"])
+    assert load_config(experiment, "paper").inference.guidance_scale == 25.0
