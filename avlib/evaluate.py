@@ -12,8 +12,9 @@ A run folder, as ``avlib generate`` writes it::
 Every per-video value (AV-Align score and peaks, CLIPSIM) is computed once; the overall
 numbers and, when the config asks for ``eval_per_class``, one set per class are then
 aggregated from them. CLIPSIM compares each video with its class name, as the report did.
-In the tiny profile the FVD and CLIP networks are seeded random stand-ins, and the output
-says so wherever a number appears.
+In the tiny profile FVD and CLIPSIM use the toy world's TOY networks (a toy I3D and a toy CLIP
+trained on the synthetic world, :mod:`avlib.toyworld.metric_nets`), and the output says so
+wherever a number appears.
 """
 from __future__ import annotations
 
@@ -120,25 +121,27 @@ def metric_keys(names: Sequence[str] | None) -> list[str]:
     return [METRICS[n] for n in names]
 
 
-def fvd_backbone(tiny: bool, i3d: str | None, fvd_frames: int | None, seed: int, protocol: str):
-    """The FVD network: the given I3D, else a tiny random one in the tiny profile."""
+def fvd_backbone(tiny: bool, i3d: str | None, fvd_frames: int | None, protocol: str):
+    """The FVD network: the given I3D, else the toy world's TOY I3D in the tiny profile."""
     from avlib.metrics import fvd
+    from avlib.toyworld import metric_nets
 
     if i3d is not None:
         return fvd.pretrained_backbone(i3d, fvd_frames or 16, protocol)
     if tiny:
-        return fvd.tiny_backbone(seed, fvd_frames or 8, protocol)
+        return metric_nets.toy_backbone(fvd_frames or 8, protocol)
     raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                           "(i3d_pretrained_400.pt as shipped in TATS, or StyleGAN-V's "
                           "i3d_torchscript.pt)")
 
 
-def clip_scorer(tiny: bool, clip_model: str | None, seed: int, protocol: str):
-    """The CLIPSIM network: the given CLIP, else a tiny random one (tiny) or the report's CLIP."""
+def clip_scorer(tiny: bool, clip_model: str | None, protocol: str):
+    """The CLIPSIM network: the given CLIP, else the toy world's TOY CLIP (tiny) or the report's CLIP."""
     from avlib.metrics import clipsim
+    from avlib.toyworld import metric_nets
 
     if clip_model is None and tiny:
-        return clipsim.ClipScorer.tiny(seed, protocol=protocol)
+        return metric_nets.toy_clip_scorer(protocol=protocol)
     return clipsim.ClipScorer.from_pretrained(clip_model or clipsim.DEFAULT_MODEL, protocol=protocol)
 
 
@@ -191,8 +194,8 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
     run = RunFolder.read(run_dir)
     if not run.samples:
         raise MediaError(f"{run.root}/samples/index.csv lists no clips (generate samples first)")
-    loaders = {"fvd": partial(fvd_backbone, run.is_tiny, i3d, fvd_frames, seed, fvd_protocol),
-               "clipsim": partial(clip_scorer, run.is_tiny, clip_model, seed, clipsim_protocol)}
+    loaders = {"fvd": partial(fvd_backbone, run.is_tiny, i3d, fvd_frames, fvd_protocol),
+               "clipsim": partial(clip_scorer, run.is_tiny, clip_model, clipsim_protocol)}
     networks, skipped = load_networks({key: loaders[key] for key in wanted if key in loaders})
     if not set(wanted) - set(skipped):
         raise CheckpointError("no metric could be computed: " + "; ".join(
@@ -249,10 +252,10 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
             members = [i for i, s in enumerate(run.samples) if s.label == label]
             per_class[label] = metrics_of(members, run.references_of(label))
 
-    random_nets = [metric for key, metric, given in (("fvd", "FVD", i3d), ("clipsim", "CLIPSIM", clip_model))
-                   if key in networks and run.is_tiny and given is None]
-    notes = [f"tiny profile: {' and '.join(random_nets)} use seeded RANDOM networks; these "
-             "numbers only compare tiny runs, never published values"] if random_nets else []
+    toy_nets = [metric for key, metric, given in (("fvd", "FVD", i3d), ("clipsim", "CLIPSIM", clip_model))
+                if key in networks and run.is_tiny and given is None]
+    notes = [f"tiny profile: {' and '.join(toy_nets)} use TOY networks trained on the synthetic world; "
+             "these numbers only compare toy-world runs, never published values"] if toy_nets else []
     if per_class and run.reference_labels is None and "fvd" in networks:
         notes.append("reference/index.csv absent: each class's FVD uses all reference clips")
     if padded and (padded[0] or padded[1]):
@@ -266,7 +269,7 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         "per_class": per_class,
         "skipped": skipped,
         "definitions": definitions,
-        "random_backbones": random_nets,
+        "toy_backbones": toy_nets,
         "notes": notes,
         "per_video": {s.clip_id: per_video[i] for i, s in enumerate(run.samples)},
         "run_record": run_record(run.config, seed, command="evaluate"),

@@ -303,8 +303,8 @@ def plot_table2(rows: Sequence[Mapping[str, Any]]):
         ax.bar(x + 0.2, [np.nan if v is None else v for v in published], width=0.4, label="report",
                alpha=0.6)
         ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
-        random_net = any(TITLES[metric] in row["random_backbones"].split() for row in rows)
-        ax.set_title(TITLES[metric] + (" (ours: random tiny network)" if random_net else ""), fontsize=9)
+        toy_net = any(TITLES[metric] in row["toy_backbones"].split() for row in rows)
+        ax.set_title(TITLES[metric] + (" (ours: TOY network)" if toy_net else ""), fontsize=9)
         if metric == "fvd":
             ax.set_yscale("symlog")
     # One legend above the panels, where it covers no bar.

@@ -64,7 +64,7 @@ def _row(published: dict[str, Any] | None, run: dict[str, Any] | None) -> dict[s
         "n_real": measured.get("fvd", {}).get("n_real"),
         "av_align_version": measured.get("av_align", {}).get("version", ""),
         "profile": run["profile"] if run else "",
-        "random_backbones": " ".join(run.get("random_backbones", [])) if run else "",
+        "toy_backbones": " ".join(run.get("toy_backbones", [])) if run else "",
         "run": run["run_dir"] if run else "",
     })
     return row
@@ -101,8 +101,8 @@ def _measured_cell(row: dict[str, Any], metric: str) -> str:
         return ""
     cell = (f"{_number(row[metric], metric)} [{_number(row[f'{metric}_ci_low'], metric)}, "
             f"{_number(row[f'{metric}_ci_high'], metric)}]")
-    from_random_network = TITLES[metric] in row["random_backbones"].split()
-    return cell + (" †" if from_random_network else "")
+    from_toy_network = TITLES[metric] in row["toy_backbones"].split()
+    return cell + (" † TOY" if from_toy_network else "")
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -127,9 +127,10 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     if versions:
         notes.append(f"- Our AV-Align: TempoTokens version {', '.join(versions)} "
                      "(versions are not comparable with each other).")
-    if any(row["random_backbones"] for row in rows):
-        notes.append("- † tiny profile: computed with seeded RANDOM networks; compares tiny runs "
-                     "only, never the published values.")
+    if any(row["toy_backbones"] for row in rows):
+        notes.append("- † TOY: tiny profile, computed with the toy world's TOY networks (a toy I3D and a "
+                     "toy CLIP trained on the synthetic world); compares toy-world runs only, never the "
+                     "published values.")
     return "\n".join([f"Table 2, reproduced. Source of the published values: {published['source']}.",
                       "", *lines, "", *notes]) + "\n"
 

@@ -74,8 +74,9 @@ def test_metrics_json_has_values_cis_and_provenance(evaluated):
         assert low <= entry["value"] <= high
     assert data["metrics"]["fvd"]["value"] > 0.0 and data["metrics"]["fvd"]["n_real"] == 4
     assert data["metrics"]["av_align"]["version"] == "2025"
-    assert "TINY RANDOM CLIP" in data["metrics"]["clipsim"]["model"]
-    assert data["random_backbones"] == ["FVD", "CLIPSIM"] and "RANDOM" in data["notes"][0]
+    assert "TOY CLIP" in data["metrics"]["clipsim"]["model"]
+    assert "TOY I3D" in data["definitions"]["fvd"]["backbone"]["name"]
+    assert data["toy_backbones"] == ["FVD", "CLIPSIM"] and "TOY" in data["notes"][0]
     assert data["definitions"]["fvd"]["preprocessing"]["resolution"] == 32
     assert set(data["per_video"]) == {"s0", "s1", "s2", "s3"}
     assert data["run_record"]["config"]["name"] == "multiclass"
@@ -103,7 +104,7 @@ def test_report_places_runs_beside_the_published_table(evaluated, tmp_path):
     volleyball = next(r for r in rows if r["experiment"] == "volleyball")
     assert volleyball["fvd"] == "" and float(volleyball["fvd_report"]) == 2955
     markdown = md_path.read_text()
-    assert "-1.7e+09 (invalid)" in markdown and "†" in markdown and "RANDOM" in markdown
+    assert "-1.7e+09 (invalid)" in markdown and "† TOY" in markdown and "TOY networks" in markdown
 
 
 def _fake_metrics(root, experiment):
@@ -113,7 +114,7 @@ def _fake_metrics(root, experiment):
     metrics = {"fvd": entry, "clipsim": entry, "av_align": entry}
     write_json(root / "metrics.json", {
         "experiment": experiment, "profile": "paper", "run_dir": str(root), "metrics": metrics,
-        "per_class": {}, "random_backbones": []})
+        "per_class": {}, "toy_backbones": []})
     return root
 
 
@@ -177,7 +178,7 @@ def test_a_metric_without_its_network_is_skipped_and_the_others_written(paper_ru
     assert data["metrics"]["clipsim"]["value"] is None
     av_align = data["metrics"]["av_align"]
     assert av_align["n"] == 4 and 0 <= av_align["value"] <= 1
-    assert set(data["definitions"]) == {"av_align"} and data["random_backbones"] == []
+    assert set(data["definitions"]) == {"av_align"} and data["toy_backbones"] == []
     assert "clipsim" not in data["per_video"]["s0"] and "score" in data["per_video"]["s0"]
 
     csv_path, md_path = tmp_path / "t.csv", tmp_path / "t.md"

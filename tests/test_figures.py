@@ -51,7 +51,7 @@ def test_toyworld_figure_names_its_experiment():
 def test_table2_legend_sits_above_the_panels_not_on_a_bar():
     from avlib.report import METRICS
 
-    row = {"experiment": "dog", "class": "", "run": "runs/dog", "random_backbones": ""}
+    row = {"experiment": "dog", "class": "", "run": "runs/dog", "toy_backbones": ""}
     for metric in METRICS:
         row.update({metric: 0.5, f"{metric}_ci_low": 0.4, f"{metric}_ci_high": 0.6, f"{metric}_report": 0.9,
                     f"{metric}_report_invalid": False})

@@ -49,7 +49,8 @@ def register(subparsers) -> None:
                           "videogpt (VideoGPT and TATS: square crop, squash, / (N-1))")
     fvd.add_argument("--i3d", metavar="PATH_OR_URL",
                      help="i3d_pretrained_400.pt (plain state dict) or StyleGAN-V's "
-                          "i3d_torchscript.pt; 'tiny' for a random test network")
+                          "i3d_torchscript.pt; 'toy' for the toy world's TOY network (tiny profile), "
+                          "'tiny' for a random test network")
     fvd.add_argument("--frames", type=positive_int, default=16, help="frames per video (default: 16)")
     fvd.add_argument("--resize", choices=("short-side", "squash", "crop-squash"), default=None,
                      help="override the protocol's resize rule (recorded in the output)")
@@ -63,7 +64,7 @@ def register(subparsers) -> None:
     clip.add_argument("--text", required=True, help="text to compare with (e.g. the class name)")
     clip.add_argument("--model", default=None, metavar="ID",
                       help="CLIP hub id or folder (default: openai/clip-vit-base-patch32); "
-                           "'tiny' for a random test network")
+                           "'toy' for the toy world's TOY CLIP (tiny profile), 'tiny' for a random test network")
     clip.add_argument("--protocol", choices=("clip", "report"), default="clip",
                       help="clip (default): RGB, CLIP's preprocessing; report: the report "
                            "repository's CLIP_Score.py (BGR, squash, mean=std=0.5)")
@@ -104,8 +105,11 @@ def run_fvd(args) -> int:
     if args.i3d is None:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                               "(i3d_pretrained_400.pt, or --i3d tiny for a random test network)")
-    backbone = (fvd.tiny_backbone(frames=args.frames, protocol=args.protocol, resize=args.resize)
-                if args.i3d == "tiny"
+    from avlib.toyworld.metric_nets import toy_backbone
+
+    named = {"tiny": fvd.tiny_backbone, "toy": toy_backbone}
+    backbone = (named[args.i3d](frames=args.frames, protocol=args.protocol, resize=args.resize)
+                if args.i3d in named
                 else fvd.pretrained_backbone(args.i3d, args.frames, args.protocol, args.resize))
     cache = None if args.no_cache else fvd.FeatureCache(cache_dir() / "fvd_features")
     result = fvd.compute_fvd(video_paths(args.real), video_paths(args.fake), backbone, cache,
@@ -119,7 +123,10 @@ def run_clipsim(args) -> int:
     from avlib.metrics import clipsim
 
     check_output(args.json)
-    scorer = (clipsim.ClipScorer.tiny(protocol=args.protocol) if args.model == "tiny"
+    from avlib.toyworld.metric_nets import toy_clip_scorer
+
+    named = {"tiny": clipsim.ClipScorer.tiny, "toy": toy_clip_scorer}
+    scorer = (named[args.model](protocol=args.protocol) if args.model in named
               else clipsim.ClipScorer.from_pretrained(args.model or clipsim.DEFAULT_MODEL,
                                                       protocol=args.protocol))
     videos = video_paths(args.videos)

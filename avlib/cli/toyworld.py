@@ -2,7 +2,8 @@
 
     avlib toyworld build --out DIR [--seed N] [--unet-steps N ...]   # ~15 min on 2 cores
     avlib toyworld build --check [--weights DIR]                     # shipped weights load and generate
-    avlib toyworld evaluate --out DIR [--test-per-class N] [--classes C ...]  # trained vs shuffled vs untrained
+    avlib toyworld metrics [--out DIR] [--seed N]                     # toy CLIP + toy video network, ~1.5 min
+    avlib toyworld evaluate --out DIR [--test-per-class N] [--classes C ...] [--set K=V]  # trained vs shuffled vs untrained
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from avlib.toyworld import WEIGHTS_DIR
+    from avlib.toyworld import METRIC_NETS_DIR, WEIGHTS_DIR
     from avlib.toyworld.build import BuildConfig
+    from avlib.toyworld.metric_nets import MetricNetsConfig
 
     parser = subparsers.add_parser(
         "toyworld", help="the toy world: stand-in models trained on the synthetic world",
@@ -32,6 +34,17 @@ def register(subparsers) -> None:
     _common(build)
     build.set_defaults(func=run_build)
 
+    metrics = commands.add_parser(
+        "metrics", help="train the toy CLIP and toy video network (the tiny profile's CLIPSIM and FVD)",
+        description="Train the toy metric networks on the synthetic world (about a minute on one core).")
+    metrics.add_argument("--out", type=Path, default=METRIC_NETS_DIR,
+                         help=f"output folder (default: the shipped {METRIC_NETS_DIR})")
+    for field in dataclasses.fields(MetricNetsConfig):
+        metrics.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+                             help=f"(default: {field.default})")
+    _common(metrics)
+    metrics.set_defaults(func=run_metrics)
+
     evaluate = commands.add_parser(
         "evaluate", help="train the multiclass mapper on the toy world and score it against baselines",
         description="AV-Align (2025) with 95% bootstrap CIs of videos from the trained mapper, the same "
@@ -45,6 +58,8 @@ def register(subparsers) -> None:
                           help="dog / thunder / volleyball: one class trains that class's experiment "
                                "(default: all three, the multiclass mapper)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a config value, e.g. --set mapper.frame_attention=true (repeatable)")
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
@@ -80,13 +95,24 @@ def run_build(args) -> int:
     return 0
 
 
+def run_metrics(args) -> int:
+    from avlib.toyworld.metric_nets import MetricNetsConfig, build_metric_nets
+
+    _set_threads(args)
+    cfg = MetricNetsConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(MetricNetsConfig)})
+    print(f"toy metric networks written to {build_metric_nets(args.out, cfg, progress=not args.quiet)}")
+    return 0
+
+
 def run_evaluate(args) -> int:
+    from avlib.config import parse_overrides
     from avlib.data.synthetic import CLASSES
     from avlib.toyworld.evaluate import evaluate_toyworld
 
     _set_threads(args)
     result = evaluate_toyworld(args.out, args.weights, test_per_class=args.test_per_class,
                                mapper_steps=args.mapper_steps, seed=args.seed,
+                               overrides=parse_overrides(args.overrides),
                                classes=args.classes or CLASSES, progress=not args.quiet)
     for name, entry in result["av_align"].items():
         print(f"AV-Align {result['av_align_version']} {name}: {entry['mean']:.3f} "

@@ -176,16 +176,20 @@ def pretrained_backbone(path_or_url: str | Path, frames: int = 16, protocol: str
                            preprocessing=get_protocol(protocol).preprocessing(frames, 224, resize))
 
 
+def weights_fingerprint(model: nn.Module) -> str:
+    """A hash of the weights themselves, so a changed network invalidates cached features."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def tiny_backbone(seed: int = 0, frames: int = 8, protocol: str = DEFAULT_PROTOCOL,
                   resize: str | None = None) -> FeatureBackbone:
     """A seeded random I3D at 32x32 for the tiny profile; its FVDs only compare tiny runs."""
     model = i3d.tiny_i3d(seed)
-    # Fingerprint the weights themselves, so a change to the tiny network invalidates the cache.
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode() + tensor.cpu().numpy().tobytes())
     return FeatureBackbone(model, name=f"TINY RANDOM I3D (seed {seed}; not Kinetics-400, "
-                           "not comparable to published FVD)", fingerprint=digest.hexdigest(),
+                           "not comparable to published FVD)", fingerprint=weights_fingerprint(model),
                            preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
 

@@ -4,6 +4,8 @@
 * :mod:`avlib.toyworld.build` -- train the stand-in text-to-video model (zeroscope's classes at
   tiny sizes) and the stand-in CAVP encoder; ``avlib toyworld build``.
 * :mod:`avlib.toyworld.frame_classifier` -- a small CNN that names a frame's class.
+* :mod:`avlib.toyworld.metric_nets` -- the toy CLIP and toy video network that score the tiny
+  profile's CLIPSIM and FVD; ``avlib toyworld metrics``.
 * :mod:`avlib.toyworld.evaluate` -- the acceptance experiment; ``avlib toyworld evaluate``.
 
 The shipped weights live in ``avlib/toyworld/weights`` (``t2v/`` in diffusers layout,
@@ -14,3 +16,4 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 T2V_SUBDIR = "t2v"
 CAVP_FILE = "cavp.safetensors"
+METRIC_NETS_DIR = WEIGHTS_DIR / "metrics"  # the toy CLIP and toy video network (metric_nets.py)

@@ -25,6 +25,7 @@ from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
 
 CONDITIONS = ("trained", "shuffled", "untrained")
 SHIPPED_EVALUATIONS = Path(__file__).parent / "evaluations"  # {experiment}.json: the runs RESULTS.md reports
+OLD_MAPPER_EVALUATIONS = SHIPPED_EVALUATIONS / "old_mapper"  # the same runs with the mapper before #13
 CAPTIONS = "captions"  # the t2v fed the clip's true per-frame captions: the ceiling for a mapper
 REFERENCE = "real"  # the held-out clips themselves: the score a perfect generator gets
 AV_ALIGN_VERSION = "2025"
@@ -129,9 +130,10 @@ def load_evaluation(path: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def shipped_evaluations() -> dict[str, dict]:
-    """The records of the runs ``RESULTS.md`` reports, by experiment (multiclass first)."""
-    paths = sorted(SHIPPED_EVALUATIONS.glob("*.json"), key=lambda p: (p.stem != "multiclass", p.stem))
+def shipped_evaluations(folder: Path = SHIPPED_EVALUATIONS) -> dict[str, dict]:
+    """The records of the runs ``RESULTS.md`` reports, by experiment (multiclass first);
+    ``OLD_MAPPER_EVALUATIONS``: those made with the mapper before the report's (#13)."""
+    paths = sorted(folder.glob("*.json"), key=lambda p: (p.stem != "multiclass", p.stem))
     return {path.stem: load_evaluation(path) for path in paths}
 
 
