@@ -185,7 +185,7 @@ def test_reproduce_runs_every_notebook(tmp_path, monkeypatch):
     pngs = sorted(figures.glob("*.tiny.png"))
     names = {p.name for p in pngs}
     assert {"figure1_model.tiny.png", "figure2_frames_dog.tiny.png", "loss_multiclass.tiny.png",
-            "table2_bars.tiny.png", "human_eval_agreement.tiny.png", "toyworld_evaluation_multiclass.tiny.png",
+            "table2_bars.tiny.png", "human_eval_agreement.tiny.png", "toyworld_evaluation_thunder.tiny.png",
             "toyworld_captions.tiny.png"} <= names
     assert all(figure_profile(p) == "tiny" for p in pngs)
     readme = (figures / "README.md").read_text()
