@@ -8,10 +8,14 @@ A run folder, as ``avlib generate`` writes it::
     RUN_DIR/samples/index.csv        clip_id,label,prompt
     RUN_DIR/reference/<clip_id>.mp4  real test clips: FVD's real set
     RUN_DIR/reference/index.csv      optional clip_id,label: per-class FVD against that class
+    RUN_DIR/shuffled/                optional control, as samples/ (+ audio_of): each clip generated
+                                     from another test clip's audio, muxed with its own
 
 Every per-video value (AV-Align score and peaks, CLIPSIM) is computed once; the overall
 numbers and, when the config asks for ``eval_per_class``, one set per class are then
 aggregated from them. CLIPSIM compares each video with its class name, as the report did.
+A control folder is scored the same way, against the same real clips, into ``controls``: a
+run whose AV-Align does not beat its shuffled-audio control shows no effect of the audio.
 In the tiny profile FVD and CLIPSIM use the toy world's TOY networks (a toy I3D and a toy CLIP
 trained on the synthetic world, :mod:`avlib.toyworld.metric_nets`), and the output says so
 wherever a number appears.
@@ -59,6 +63,22 @@ class Sample:
     video: Path
 
 
+def _read_samples(root: Path, folder: str) -> list[Sample]:
+    """The videos ``root/folder/index.csv`` lists, each of which must exist."""
+    samples = []
+    for row in _read_index(root / folder / "index.csv", ("clip_id", "label", "prompt")):
+        video = root / folder / f"{row['clip_id']}.mp4"
+        if not video.is_file():
+            raise MediaError(f"{folder}/index.csv lists {row['clip_id']} but {video} is "
+                             "missing (re-run generation or remove the row)")
+        samples.append(Sample(row["clip_id"], row["label"], row["prompt"] or "", video))
+    return samples
+
+
+# Control folders `avlib sample` writes beside samples/, scored the same way (avlib.generate).
+CONTROLS = {"shuffled": "shuffled audio: the same model fed another test clip's audio, with the same noise"}
+
+
 @dataclass
 class RunFolder:
     """The parts of a run folder that evaluation reads."""
@@ -68,6 +88,7 @@ class RunFolder:
     samples: list[Sample]
     references: list[Path]
     reference_labels: dict[str, str] | None  # clip_id -> class; None without reference/index.csv
+    controls: dict[str, list[Sample]]        # {"shuffled": ...}: control videos of the same clips
 
     @classmethod
     def read(cls, root: str | Path) -> "RunFolder":
@@ -82,18 +103,13 @@ class RunFolder:
         if not (root / "samples" / "index.csv").is_file():
             raise MediaError(f"{root} has no samples/index.csv: generate them first with "
                              f"`avlib sample --run {root}`")
-        samples = []
-        for row in _read_index(root / "samples" / "index.csv", ("clip_id", "label", "prompt")):
-            video = root / "samples" / f"{row['clip_id']}.mp4"
-            if not video.is_file():
-                raise MediaError(f"samples/index.csv lists {row['clip_id']} but {video} is "
-                                 "missing (re-run generation or remove the row)")
-            samples.append(Sample(row["clip_id"], row["label"], row["prompt"] or "", video))
+        samples = _read_samples(root, "samples")
         references = list_videos(root / "reference")
         index = root / "reference" / "index.csv"
         labels = ({row["clip_id"]: row["label"] for row in _read_index(index, ("clip_id", "label"))}
                   if index.is_file() else None)
-        return cls(root, config, samples, references, labels)
+        controls = {name: _read_samples(root, name) for name in CONTROLS if (root / name / "index.csv").is_file()}
+        return cls(root, config, samples, references, labels, controls)
 
     @property
     def is_tiny(self) -> bool:
@@ -184,6 +200,7 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
     ``metrics`` names what to compute (``--metrics`` names: fvd, clipsim, av-align; None:
     all). A metric whose network does not load (no I3D given, no CLIP offline) is skipped:
     its entries hold ``value: None`` and ``skipped: reason`` and the others are computed.
+    Control folders (:data:`CONTROLS`) get the same metrics in ``controls[name]``.
     """
     from functools import partial
 
@@ -201,56 +218,76 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         raise CheckpointError("no metric could be computed: " + "; ".join(
             f"{key}: {reason}" for key, reason in skipped.items()))
     skipped.update({key: "not requested (--metrics)" for key in METRICS.values() if key not in wanted})
-    videos = [s.video for s in run.samples]
-
-    per_video: list[dict[str, Any]] = [{"label": s.label} for s in run.samples]
     definitions: dict[str, Any] = {}
     if "av_align" in wanted:
-        alignments = av_align.av_align_videos(videos, av_align_version, workers, progress)
-        for entry, alignment in zip(per_video, alignments):
-            entry.update(alignment.to_json())
         definitions["av_align"] = av_align.get_version(av_align_version).describe()
     if "clipsim" in networks:
         scorer = networks["clipsim"]
-        texts = [clipsim.protocol_text(clipsim_protocol, s.label) for s in run.samples]
-        for entry, similarity in zip(per_video, clipsim.clipsim_videos(videos, texts, scorer, progress)):
-            entry["clipsim"] = similarity
         definitions["clipsim"] = scorer.describe()
     padded = None
     if "fvd" in networks:
         feature_net = networks["fvd"]
         cache = fvd.FeatureCache(cache_dir() / "fvd_features")
-        fake, fake_padded = fvd.extract_features(videos, feature_net, cache, progress=progress)
         real, real_padded = fvd.extract_features(run.references, feature_net, cache, progress=progress)
-        padded = (fake_padded, real_padded, feature_net.preprocessing.frames)
         definitions["fvd"] = {"protocol": fvd.get_protocol(fvd_protocol).describe(),
                               "backbone": feature_net.describe(),
                               "preprocessing": feature_net.preprocessing.describe()}
 
-    def metrics_of(samples: list[int], references: list[int]) -> dict[str, Any]:
+    def score(samples: list[Sample]) -> tuple[list[dict[str, Any]], np.ndarray | None, int]:
+        """Every per-video value of ``samples``, their FVD features (N, D) and how many were padded."""
+        videos = [s.video for s in samples]
+        per_video: list[dict[str, Any]] = [{"label": s.label} for s in samples]
+        if "av_align" in wanted:
+            for entry, alignment in zip(per_video, av_align.av_align_videos(videos, av_align_version,
+                                                                             workers, progress)):
+                entry.update(alignment.to_json())
+        if "clipsim" in networks:
+            texts = [clipsim.protocol_text(clipsim_protocol, s.label) for s in samples]
+            for entry, similarity in zip(per_video, clipsim.clipsim_videos(videos, texts, scorer, progress)):
+                entry["clipsim"] = similarity
+        if "fvd" not in networks:
+            return per_video, None, 0
+        return (per_video, *fvd.extract_features(videos, feature_net, cache, progress=progress))
+
+    def metrics_of(per_video: list[dict[str, Any]], fake: np.ndarray | None, members: list[int],
+                   references: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in METRICS.values():
             if key in skipped:
                 out[key] = {"value": None, "ci95": None, "skipped": skipped[key]}
             elif key == "fvd":
-                out[key] = {**_fvd_entry(real[references], fake[samples], seed, fvd_protocol),
+                out[key] = {**_fvd_entry(real[references], fake[members], seed, fvd_protocol),
                             "backbone": feature_net.name, "protocol": fvd_protocol}
             elif key == "clipsim":
-                out[key] = _mean_entry([per_video[i]["clipsim"] for i in samples], seed,
+                out[key] = _mean_entry([per_video[i]["clipsim"] for i in members], seed,
                                        model=scorer.model_id, protocol=clipsim_protocol,
                                        text="class label" if clipsim_protocol == "clip"
                                        else "the report's text of the class")
             else:
-                out[key] = _mean_entry([per_video[i]["score"] for i in samples], seed,
+                out[key] = _mean_entry([per_video[i]["score"] for i in members], seed,
                                        version=av_align_version)
         return out
 
-    everything = list(range(len(run.samples)))
-    per_class = {}
-    if run.config.get("eval_per_class"):
-        for label in sorted({s.label for s in run.samples}):
-            members = [i for i, s in enumerate(run.samples) if s.label == label]
-            per_class[label] = metrics_of(members, run.references_of(label))
+    def summary(samples: list[Sample]) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], int]:
+        """``samples``' metrics over all of them, per class where the config asks, their per-video
+        values and how many were padded to FVD's frame count."""
+        per_video, fake, fake_padded = score(samples)
+        per_class = {}
+        if run.config.get("eval_per_class"):
+            for label in sorted({s.label for s in samples}):
+                members = [i for i, s in enumerate(samples) if s.label == label]
+                per_class[label] = metrics_of(per_video, fake, members, run.references_of(label))
+        overall = metrics_of(per_video, fake, list(range(len(samples))), list(range(len(run.references))))
+        return overall, per_class, per_video, fake_padded
+
+    overall, per_class, per_video, fake_padded = summary(run.samples)
+    if "fvd" in networks:
+        padded = (fake_padded, real_padded, feature_net.preprocessing.frames)
+    controls = {}
+    for name, samples in run.controls.items():
+        control, control_per_class, control_videos, _ = summary(samples)
+        controls[name] = {"what": CONTROLS[name], "metrics": control, "per_class": control_per_class,
+                          "per_video": {s.clip_id: control_videos[i] for i, s in enumerate(samples)}}
 
     toy_nets = [metric for key, metric, given in (("fvd", "FVD", i3d), ("clipsim", "CLIPSIM", clip_model))
                 if key in networks and run.is_tiny and given is None]
@@ -265,8 +302,9 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         "experiment": run.config.get("name"),
         "profile": run.config.get("profile"),
         "run_dir": str(run.root),
-        "metrics": metrics_of(everything, list(range(len(run.references)))),
+        "metrics": overall,
         "per_class": per_class,
+        "controls": controls,
         "skipped": skipped,
         "definitions": definitions,
         "toy_backbones": toy_nets,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from avlib.errors import ConfigError
@@ -159,14 +160,16 @@ class AudioToVideoPipeline:
     @torch.no_grad()
     def __call__(self, audio: np.ndarray | torch.Tensor | None = None, prompt: str | None = None,
                  num_inference_steps: int = 25, guidance_scale: float = 25.0, num_frames: int = 24,
-                 height: int = 320, width: int = 576, generator: torch.Generator | None = None,
+                 height: int = 320, width: int = 576,
+                 generator: torch.Generator | list[torch.Generator] | None = None,
                  negative_prompt: str = "", frame_tokens: torch.Tensor | None = None,
                  progress: bool = True) -> np.ndarray:
         """Generate frames (B, F, H, W, 3) in [0, 1].
 
         Conditioning: 16 kHz ``audio`` (samples,) or (B, samples) through the encoder and mapper,
         or precomputed ``frame_tokens`` (B, F, L, D) (e.g. from ``avlib tokens``), placed into
-        ``prompt``; with neither, the prompt alone (plain text-to-video).
+        ``prompt``; with neither, the prompt alone (plain text-to-video). ``generator``: one for the
+        batch, or one per video (diffusers' convention), so a video's noise does not depend on the batch.
         """
         waveform = None
         if audio is not None:
@@ -186,7 +189,7 @@ class AudioToVideoPipeline:
 
         scale = vae_scale(self.vae.config.block_out_channels)
         shape = (batch, unet.config.in_channels, num_frames, height // scale, width // scale)
-        latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(unet.device, unet.dtype)
+        latents = randn_tensor(shape, generator=generator, dtype=torch.float32).to(unet.device, unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=unet.device)
         latents = latents * self.scheduler.init_noise_sigma
         for t in tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
@@ -200,7 +203,7 @@ class AudioToVideoPipeline:
         return self.decode_latents(latents)
 
     def generate(self, settings, audio: np.ndarray | torch.Tensor | None = None,
-                 prompt: str | None = None, generator: torch.Generator | None = None,
+                 prompt: str | None = None, generator: torch.Generator | list[torch.Generator] | None = None,
                  audio_window: str = "aligned", progress: bool = True) -> GeneratedVideo:
         """Generate with an experiment's inference settings (``avlib.config.InferenceConfig``):
         size, frames, fps, steps, guidance, scheduler and negative prompt.

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from avlib.data.synthetic import CLASSES
+from avlib.generate import derangement
 from avlib.io import run_record, write_json
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
@@ -100,14 +101,6 @@ def caption_examples(weights: str | Path = WEIGHTS_DIR, seed: int = 0) -> list[d
              "sample_rate": SAMPLE_RATE, "onsets_s": clip["event_frames"] / config.inference.fps,
              "title": f"{clip['label']}: captions " + " | ".join(clip["captions"])}
             for clip, frames in zip(clips, videos)]
-
-
-def derangement(n: int, seed: int) -> np.ndarray:
-    """A seeded permutation with no fixed point: clip i gets the audio of clip result[i]."""
-    order = np.random.default_rng(seed).permutation(n)
-    result = np.empty(n, dtype=int)
-    result[order] = np.roll(order, -1)
-    return result
 
 
 def separated(a: dict, b: dict) -> bool:
