@@ -51,9 +51,11 @@ def test_resume_continues_to_more_steps(trained_run):
 
 
 def test_sample_writes_what_evaluate_reads(trained_run):
-    assert main(["sample", "--run", str(trained_run), "--limit", "1"]) == 0
+    (trained_run / "shuffled").mkdir()  # a stale control is removed, not scored with new samples
+    assert main(["sample", "--run", str(trained_run), "--limit", "2", "--no-shuffled-control"]) == 0
+    assert not (trained_run / "shuffled").exists()
     index = (trained_run / "samples" / "index.csv").read_text().splitlines()
-    assert index[0] == "clip_id,label,prompt" and len(index) == 2
+    assert index[0] == "clip_id,label,prompt" and len(index) == 3
     clip_id = index[1].split(",")[0]
     assert (trained_run / "samples" / f"{clip_id}.wav").is_file()
     assert (trained_run / "reference" / f"{clip_id}.mp4").is_file()

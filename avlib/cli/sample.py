@@ -10,20 +10,24 @@ from avlib.cli.args import nonnegative_int, positive_int
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sample", help="generate a video for every test clip of a trained run",
-        description="Writes RUN/samples/{clip}.mp4 + .wav + index.csv and the real clips in "
-                    "RUN/reference/, the layout `avlib evaluate --run RUN` reads.")
+        description="Writes RUN/samples/{clip}.mp4 + .wav + index.csv, the real clips in RUN/reference/ "
+                    "and the shuffled-audio control in RUN/shuffled/ (each clip generated from another "
+                    "test clip's audio with the same noise), the layout `avlib evaluate --run RUN` reads.")
     p.add_argument("--run", type=Path, required=True, help="run folder written by `avlib train`")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many test clips")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="noise seed of the first clip (default: config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an inference setting of the run, e.g. --set inference.scheduler=ddim "
                         "(repeatable; the run's config.json is not changed)")
+    p.add_argument("--no-shuffled-control", dest="shuffled_control", action="store_false",
+                   help="skip RUN/shuffled/ (the control; it doubles the sampling time)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from avlib.generate import sample_test_set
 
-    out = sample_test_set(args.run, limit=args.limit, seed=args.seed, overrides=args.overrides)
+    out = sample_test_set(args.run, limit=args.limit, seed=args.seed, overrides=args.overrides,
+                          shuffled_control=args.shuffled_control)
     print(f"wrote samples to {out}")
     return 0
