@@ -25,7 +25,6 @@ usually means silent audio or a frozen video, also raises a :class:`MetricWarnin
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import os
@@ -34,7 +33,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -139,9 +138,26 @@ def read_bgr_frames(video: Path) -> tuple[list[np.ndarray], float]:
     return frames, float(fps)
 
 
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype, alignment: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts at a multiple of ``alignment`` bytes."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def mean_flow_magnitude(prev_gray: np.ndarray, next_gray: np.ndarray) -> float:
+    """Mean Farneback flow magnitude from one grayscale frame to the next.
+
+    ``cv2.magnitude`` rounds some elements differently depending on where its output
+    lies in memory (its vector loop starts at an aligned address), so upstream's values,
+    written wherever the allocator puts them, vary in the last bits from call to call.
+    Writing into a 64-byte-aligned buffer makes ours the same on every run.
+    """
     flow = cv2.calcOpticalFlowFarneback(prev_gray, next_gray, None, **FARNEBACK)  # (H, W, 2)
-    return cv2.mean(cv2.magnitude(flow[..., 0], flow[..., 1]))[0]
+    magnitude = aligned_empty(flow.shape[:2], np.float32)                          # (H, W)
+    cv2.magnitude(flow[..., 0], flow[..., 1], magnitude=magnitude)
+    return cv2.mean(magnitude)[0]
 
 
 def flow_trajectory(frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -212,17 +228,6 @@ def default_workers() -> int:
     return max(1, cpus or 1)
 
 
-@contextlib.contextmanager
-def opencv_threads(count: int) -> Iterator[None]:
-    """OpenCV's own thread pool at ``count`` threads for the duration (process-wide)."""
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(count)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
-
-
 def keep_freed_memory() -> None:
     """Make glibc keep freed memory for reuse instead of returning it to the system.
 
@@ -256,10 +261,8 @@ def av_align_videos(videos: Sequence[str | Path], version: str = "2025",
 
     Threads rather than processes: OpenCV's decoding and Farneback flow, the bulk of the
     work, release the GIL, so threads use every core with no process start-up, no pickling
-    and no forking of a Jupyter kernel. With several workers OpenCV's own pool is set to one
-    thread meanwhile: Farneback is serial inside (its pool does ~2% of the work), and
-    spare pool threads would only compete with the workers for the cores. Warnings (no
-    peaks) are re-issued here as :class:`MetricWarning`.
+    and no forking of a Jupyter kernel (Farneback's result does not depend on OpenCV's
+    threads). Warnings (no peaks) are re-issued here as :class:`MetricWarning`.
     """
     get_version(version)  # fail before any work
     videos = [Path(v) for v in videos]
@@ -268,15 +271,13 @@ def av_align_videos(videos: Sequence[str | Path], version: str = "2025",
         raise MediaError(f"video file(s) not found: {', '.join(missing[:3])} (check the paths)")
     check_audio_sources(videos)
     workers = default_workers() if workers is None else max(1, workers)
-    score = functools.partial(av_align_video, version=version)
-    with opencv_threads(1) if workers > 1 else contextlib.nullcontext():
-        with ThreadPoolExecutor(workers) as pool:
-            results = pool.map(score, videos)
-            if progress:
-                from tqdm.auto import tqdm  # imports asyncio: only when a bar is shown
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(functools.partial(av_align_video, version=version), videos)
+        if progress:
+            from tqdm.auto import tqdm  # imports asyncio: only when a bar is shown
 
-                results = tqdm(results, total=len(videos), desc=f"AV-Align {version}", unit="video")
-            results = list(results)
+            results = tqdm(results, total=len(videos), desc=f"AV-Align {version}", unit="video")
+        results = list(results)
     for result in results:
         if result.warning:
             warnings.warn(result.warning, MetricWarning, stacklevel=2)
