@@ -237,7 +237,7 @@ def test_flow_magnitude_does_not_depend_on_where_memory_lies(fixtures_dir):
     assert hazards > 5  # the test exercises flows whose rounding does depend on the address
 
 
-def test_cli_keeps_freed_memory_so_flows_stop_page_faulting():
+def test_keeping_freed_memory_stops_flows_page_faulting():
     """keep_freed_memory(): repeated Farneback calls no longer fault their buffers in again."""
     code = """
 import resource, numpy as np

@@ -150,8 +150,8 @@ def mean_flow_magnitude(prev_gray: np.ndarray, next_gray: np.ndarray) -> float:
     """Mean Farneback flow magnitude from one grayscale frame to the next.
 
     ``cv2.magnitude`` rounds some elements differently depending on where its output
-    lies in memory (its vector loop starts at an aligned address), so upstream's values,
-    written wherever the allocator puts them, vary in the last bits from call to call.
+    lies in memory (its address modulo 32 bytes), so upstream's values, written wherever
+    the allocator puts them, vary in the last bits from call to call (~1e-9 relative).
     Writing into a 64-byte-aligned buffer makes ours the same on every run.
     """
     flow = cv2.calcOpticalFlowFarneback(prev_gray, next_gray, None, **FARNEBACK)  # (H, W, 2)
@@ -234,8 +234,8 @@ def keep_freed_memory() -> None:
     Each Farneback call allocates and frees ~3 MB of pyramids and matrices. By default
     glibc gives the freed top of the heap back to the kernel (and serves blocks over 128 kB
     with mmap), so the next call page-faults the same memory in again: a tenth of the
-    flow's CPU time, most of it system time. Process-wide and permanent, so the CLI calls
-    it (its process only computes AV-Align) and library users may. No-op off glibc.
+    flow's CPU time, most of it system time. Process-wide and permanent, so only the CLI
+    calls it (its process computes nothing else); library users may. No-op off glibc.
     """
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None
     if mallopt is None:

@@ -41,7 +41,11 @@ FRAMES_PER_BLOCK = 256  # STFT frames transformed at once (bounds memory; result
 # --- reading -----------------------------------------------------------------------------
 
 def load_mono(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """``librosa.load(path, sr=sample_rate)``: float32 mono, soxr "HQ" resampling, (N,)."""
+    """``librosa.load(path, sr=sample_rate)``: float32 mono, soxr "HQ" resampling, (N,).
+
+    A file libsndfile cannot read goes to librosa itself, which then tries audioread, as
+    upstream's call would.
+    """
     import soundfile
     import soxr
 
@@ -49,8 +53,8 @@ def load_mono(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         with soundfile.SoundFile(path) as handle:
             native_rate = handle.samplerate
             wave = handle.read(dtype=np.float32, always_2d=False).T  # (N,) or (C, N)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise MediaError(f"cannot read audio {path}: {exc} (re-export it as a PCM wav)") from exc
+    except soundfile.SoundFileRuntimeError:
+        return _load_with_librosa(path, sample_rate)
     if not np.isfinite(wave).all():
         raise MediaError(f"audio file {path} contains NaN or infinite samples (re-export it)")
     if wave.ndim > 1:
@@ -63,6 +67,16 @@ def load_mono(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     resampled = resampled[:n_out] if len(resampled) >= n_out else np.pad(
         resampled, (0, n_out - len(resampled)))
     return np.asarray(resampled, dtype=wave.dtype)
+
+
+def _load_with_librosa(path: str | Path, sample_rate: int) -> np.ndarray:
+    import librosa
+
+    try:
+        wave, _ = librosa.load(path, sr=sample_rate)
+    except Exception as exc:  # audioread's and soundfile's errors share no base class
+        raise MediaError(f"cannot read audio {path}: {exc} (re-export it as a PCM wav)") from exc
+    return wave
 
 
 # --- envelope ----------------------------------------------------------------------------
