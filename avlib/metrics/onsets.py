@@ -147,7 +147,9 @@ def power_spectrogram(wave: np.ndarray) -> np.ndarray:
 def onset_strength(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """librosa.onset.onset_strength(y=wave, sr=sample_rate): (T,) float32."""
     power = power_spectrogram(wave)                                                 # (1025, T)
-    mel = np.abs(np.einsum("...ft,mf->...mt", power, mel_basis(sample_rate), optimize=True))
+    # librosa's einsum("...ft,mf->...mt", optimize=True) contracts with tensordot, which
+    # calls np.dot on these very arrays: the same BLAS call, without einsum's ~10 ms of setup.
+    mel = np.abs(np.dot(mel_basis(sample_rate), power))                            # (128, T)
     decibels = 10.0 * np.log10(np.maximum(1e-10, mel))  # ref 1.0: subtracting 0 dB is exact
     decibels = np.maximum(decibels, decibels.max() - 80.0)                         # (128, T)
     flux = np.maximum(0.0, decibels[..., 1:] - decibels[..., :-1])                 # (128, T-1)
