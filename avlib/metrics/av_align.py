@@ -233,7 +233,7 @@ def keep_freed_memory() -> None:
 
     Each Farneback call allocates and frees ~3 MB of pyramids and matrices. By default
     glibc gives the freed top of the heap back to the kernel (and serves blocks over 128 kB
-    with mmap), so the next call page-faults the same memory in again: a tenth of the
+    with mmap), so the next call page-faults the same memory in again: 10-20% of the
     flow's CPU time, most of it system time. Process-wide and permanent, so only the CLI
     calls it (its process computes nothing else); library users may. No-op off glibc.
     """
