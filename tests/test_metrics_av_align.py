@@ -166,12 +166,12 @@ def test_no_audio_track_fails_before_any_flow(tmp_path, fixtures_dir, monkeypatc
 
 
 def test_the_cli_imports_no_generation_stack(tmp_path):
-    """`avlib metrics av-align` loads neither torch nor diffusers nor transformers."""
+    """`avlib metrics av-align` loads neither the generation stack nor librosa (and numba)."""
     import subprocess
     import sys
 
     code = ("import sys; from avlib.cli import main; "
             f"main(['metrics', 'av-align', {str(tmp_path / 'absent.mp4')!r}, '--json', 'x.json']); "
-            "print(sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules)))")
+            "print(sorted({'torch', 'diffusers', 'transformers', 'librosa', 'numba'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
