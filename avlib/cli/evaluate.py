@@ -10,7 +10,7 @@ from avlib.cli.args import check_output, nonnegative_int, positive_int
 
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser(
-        "evaluate", help="FVD, CLIPSIM and AV-Align of a run folder -> RUN_DIR/metrics.json",
+        "evaluate", help="FVD, CLIPSIM and AV-Align of a run folder, written into it",
         description="Evaluate generated samples against the run's reference clips; every "
                     "value comes with N and a seeded 95% bootstrap CI. In the tiny profile, "
                     "unless --i3d/--clip-model are given, FVD and CLIPSIM use random networks.")
@@ -64,6 +64,7 @@ def metric_list(text: str) -> list[str]:
 
 def run_evaluate(args) -> int:
     from avlib.evaluate import evaluate_run
+    from avlib.run import Run
 
     result = evaluate_run(args.run, i3d=args.i3d, clip_model=args.clip_model,
                           av_align_version=args.av_align_version, fvd_frames=args.fvd_frames,
@@ -72,7 +73,7 @@ def run_evaluate(args) -> int:
                           metrics=args.metrics)
     values = ", ".join(f"{name} {entry['value']:.4g}" for name, entry in result["metrics"].items()
                        if entry["value"] is not None)
-    print(f"{result['experiment']}: {values} -> {args.run}/metrics.json")
+    print(f"{result['experiment']}: {values} -> {Run(args.run).metrics_file}")
     for name, reason in result["skipped"].items():
         print(f"skipped {name}: {reason}")
     for note in result["notes"]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from avlib.cli.args import (check_device, check_output, nonnegative_float, nonnegative_int,
                             positive_float, positive_int)
-from avlib.config import PROFILES, SCHEDULERS, config_from_record, load_config
+from avlib.config import PROFILES, SCHEDULERS, load_config
 from avlib.errors import AvlibError
-from avlib.io import read_json
+from avlib.run import Run
 
 
 def register(subparsers) -> None:
@@ -45,11 +45,7 @@ def register(subparsers) -> None:
 def _run_config(args: argparse.Namespace):
     """The experiment config behind the defaults: the mapper run's own, or the profile's."""
     if args.mapper is not None:
-        config_file = args.mapper / "config.json"
-        if not config_file.is_file():
-            raise AvlibError(f"{args.mapper} is not a training run (no config.json); "
-                             "pass the folder written by `avlib train`")
-        return config_from_record(read_json(config_file, "run's config"))
+        return Run(args.mapper).read_config()
     return load_config("dog", args.profile)
 
 
@@ -89,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     check_frame_size(settings, pretrained_vae_scale(pretrained))
     t2v = load_t2v(pretrained, dtype=config.model.dtype, device=device)
     if args.mapper is not None:
-        pipeline = AudioToVideoPipeline.from_pretrained(args.mapper / "pipeline", t2v=t2v, device=device)
+        pipeline = AudioToVideoPipeline.from_pretrained(Run(args.mapper).pipeline_dir, t2v=t2v, device=device)
     else:
         pipeline = AudioToVideoPipeline.from_t2v(t2v)
     pipeline.enable_vae_slicing(config.model.vae_slicing)

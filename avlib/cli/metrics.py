@@ -15,6 +15,7 @@ from avlib.cli.args import check_output, nonnegative_int, positive_int
 from avlib.errors import CheckpointError
 from avlib.io import run_record, write_json
 from avlib.metrics import video_paths
+from avlib.named_weights import TOY_METRICS
 
 # Names only, so that --help and the AV-Align command do not import torch.
 FVD_PROTOCOLS = ("avlib", "stylegan-v", "videogpt")
@@ -105,9 +106,7 @@ def run_fvd(args) -> int:
     if args.i3d is None:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                               "(i3d_pretrained_400.pt, or --i3d tiny for a random test network)")
-    from avlib.toyworld.metric_nets import toy_backbone
-
-    named = {"tiny": fvd.tiny_backbone, "toy": toy_backbone}
+    named = {"tiny": fvd.tiny_backbone, TOY_METRICS: fvd.toy_backbone}
     backbone = (named[args.i3d](frames=args.frames, protocol=args.protocol, resize=args.resize)
                 if args.i3d in named
                 else fvd.pretrained_backbone(args.i3d, args.frames, args.protocol, args.resize))
@@ -123,9 +122,7 @@ def run_clipsim(args) -> int:
     from avlib.metrics import clipsim
 
     check_output(args.json)
-    from avlib.toyworld.metric_nets import toy_clip_scorer
-
-    named = {"tiny": clipsim.ClipScorer.tiny, "toy": toy_clip_scorer}
+    named = {"tiny": clipsim.ClipScorer.tiny, TOY_METRICS: clipsim.toy_clip_scorer}
     scorer = (named[args.model](protocol=args.protocol) if args.model in named
               else clipsim.ClipScorer.from_pretrained(args.model or clipsim.DEFAULT_MODEL,
                                                       protocol=args.protocol))

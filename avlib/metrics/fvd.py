@@ -55,7 +55,9 @@ from avlib.io import atomic_path
 from avlib.io import cache_dir
 from avlib.metrics import MetricWarning, i3d
 from avlib.metrics.stats import bootstrap_replicates, percentile_interval
+from avlib.named_weights import METRIC_NETS_DIR, TOY_VIDEO_FILE
 
+TOY_I3D_NAME = "TOY I3D (trained on the synthetic world; not Kinetics-400, not comparable to published FVD)"
 RESIZE_MODES = ("short-side", "squash", "crop-squash")
 N_RESAMPLES = 500  # a replicate is one min(N, D)-sized SVD: ~5 ms at N=100, ~0.1 s at N>=400
 
@@ -192,6 +194,21 @@ def tiny_backbone(seed: int = 0, frames: int = 8, protocol: str = DEFAULT_PROTOC
                            "not comparable to published FVD)", fingerprint=weights_fingerprint(model),
                            preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
+
+
+def toy_backbone(frames: int = 8, protocol: str = DEFAULT_PROTOCOL, resize: str | None = None,
+                 folder: str | Path = METRIC_NETS_DIR) -> FeatureBackbone:
+    """The toy world's trained TOY video network (``avlib toyworld metrics``), named TOY."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(folder) / TOY_VIDEO_FILE
+    with safe_open(str(path), "pt") as handle:
+        config = json.loads(handle.metadata()["config"])
+    model = i3d.InceptionI3d(**config)
+    model.load_state_dict(load_file(str(path)))
+    return FeatureBackbone(model.eval(), name=TOY_I3D_NAME, fingerprint=weights_fingerprint(model),
+                           preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
 class FeatureCache:
     """One ``.npy`` per (video file, backbone, preprocessing); a changed file gets a new key."""
