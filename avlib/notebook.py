@@ -16,13 +16,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from avlib.config import ENCODERS, MAPPER_KINDS, ExperimentConfig, load_config
+from avlib.config import ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, load_config
 from avlib.errors import ConfigError
 from avlib.io import runs_dir
-from avlib.run import SAMPLED, SCORED, TRAINED, Run
+from avlib.run import SAMPLED, SCORED, TRAINED, Run, experiment_run_dir
 
-# What 04_train's ``cls`` may be: the report's datasets (multiclass = dog + thunder merged).
-NOTEBOOK_CLASSES = ("dog", "thunder", "volleyball", "multiclass")
 HEADLESS_ENV = "AVLIB_HEADLESS"
 
 
@@ -32,9 +30,9 @@ def experiment_name(cls: str, text_prompt: str | None = None, mapper: str = "aud
     ``dog`` + a prompt is ``dog_text`` (report 5.2.1); the TempoTokens mapper is the
     baseline (``tempotokens``), which the report trains on volleyball only.
     """
-    if cls not in NOTEBOOK_CLASSES:
+    if cls not in REPORT_DATASETS:
         raise ConfigError(f"cls='{cls}' is not a dataset of the report (choose from: "
-                          f"{', '.join(NOTEBOOK_CLASSES)})")
+                          f"{', '.join(REPORT_DATASETS)})")
     if mapper not in MAPPER_KINDS:
         raise ConfigError(f"mapper='{mapper}' is not one of: {', '.join(MAPPER_KINDS)}")
     if mapper == "tempotokens":
@@ -88,7 +86,7 @@ def notebook_parameters(experiment: str, profile: str = "tiny") -> dict[str, Any
     config = load_config(experiment, profile)
     cls = {"dog_text": "dog", "tempotokens": "volleyball"}.get(experiment, experiment)
     parameters = {"cls": cls, "text_prompt": config.prompt or "", "mapper": config.mapper.kind}
-    if cls not in NOTEBOOK_CLASSES or experiment_name(cls, config.prompt, config.mapper.kind) != experiment:
+    if cls not in REPORT_DATASETS or experiment_name(cls, config.prompt, config.mapper.kind) != experiment:
         raise ConfigError(f"experiment '{experiment}' is not one notebook 04 trains (it trains: dog, "
                           "dog_text, thunder, volleyball, multiclass, tempotokens)")
     return parameters
@@ -98,7 +96,7 @@ def default_run_dir(config: ExperimentConfig, root: str | Path | None = None) ->
     """``runs/{experiment}_{profile}`` (as ``avlib train``), or ``..._2``, ``_3``... if taken.
 
     ``root`` defaults to :func:`avlib.io.runs_dir` (``runs/`` at the checkout root)."""
-    base = Path(root or runs_dir()) / f"{config.name}_{config.profile}"
+    base = experiment_run_dir(config, root)
     candidate, number = base, 1
     while candidate.exists():
         number += 1
@@ -128,7 +126,7 @@ def prepared_run(experiment: str, profile: str = "tiny", needs: str = TRAINED) -
     This is what 05-08 use when no run folder is given, so each runs as it comes.
     """
     config = load_config(experiment, profile)
-    run_dir = runs_dir() / f"{config.name}_{config.profile}"
+    run_dir = experiment_run_dir(config)
     missing = Run(run_dir).missing_stages(needs)
     if not missing:
         return run_dir
@@ -295,6 +293,22 @@ def time_pooled(embeddings: dict[str, list]) -> dict[str, Any]:
     return {name: np.stack([sequence.mean(0) for sequence in sequences]) for name, sequences in embeddings.items()}
 
 
+def principal_components(vectors: dict[str, Any], count: int = 2) -> dict[str, Any]:
+    """``{encoder: (N, D)}`` -> ``{encoder: (N, count)}``: each set projected onto its first
+    ``count`` principal components (centred SVD; each component's largest loading is positive,
+    scikit-learn's sign convention, so a figure does not flip between runs)."""
+    import numpy as np
+
+    projected = {}
+    for name, x in vectors.items():
+        centred = x - x.mean(0)
+        _, _, components = np.linalg.svd(centred, full_matrices=False)        # (min(N, D), D)
+        components = components[:count]
+        signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(1)])
+        projected[name] = centred @ (components * signs[:, None]).T           # (N, count)
+    return projected
+
+
 # -- 02: model assembly --------------------------------------------------------------------------
 def assemble_pipeline(config: ExperimentConfig):
     """Frozen t2v + frozen encoder + a fresh (untrained) mapper, as training starts them."""
@@ -357,6 +371,17 @@ def token_shapes(pipeline, wave) -> dict[str, tuple]:
 
 
 # -- 05 / 06: a run's samples --------------------------------------------------------------------
+def loss_curve(run_dir: str | Path) -> dict[str, Any]:
+    """A run's training loss per step and its running mean over a tenth of the steps."""
+    import numpy as np
+
+    losses = Run(run_dir).read_losses()
+    window = max(1, len(losses["loss"]) // 10)
+    return {"step": losses["step"], "loss": losses["loss"], "window": window,
+            "mean_step": losses["step"][window - 1:],
+            "mean": np.convolve(losses["loss"], np.ones(window) / window, mode="valid")}
+
+
 def read_samples(run_dir: str | Path) -> list[dict[str, str]]:
     """The sample index of a run (written by :func:`avlib.generate.sample_test_set`)."""
     return Run(run_dir).sample_rows()

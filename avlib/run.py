@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from avlib.config import ExperimentConfig, config_from_record
 from avlib.errors import CheckpointError, ConfigError, MediaError
-from avlib.io import atomic_path, read_json, run_record, write_json
+from avlib.io import atomic_path, read_json, run_record, runs_dir, write_json
 from avlib.named_weights import BUILT_IN_MODELS, HUB_SEPARATOR, TOYWORLD, resolve_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -56,6 +56,12 @@ LOSS_COLUMNS = ("step", "epoch", "loss", "mse", "regulariser")
 # and the work that makes it. Notebooks ask for a run "as far as" one of these.
 TRAINED, SAMPLED, SCORED = PIPELINE_DIR, f"{SAMPLES_DIR}/{INDEX_FILE}", METRICS_FILE
 STAGES = ((TRAINED, "training"), (SAMPLED, "sampling"), (SCORED, "scoring"))
+
+
+def experiment_run_dir(config: ExperimentConfig, root: str | Path | None = None) -> Path:
+    """Where ``avlib train`` and the notebooks put a run: ``runs/{experiment}_{profile}`` under
+    ``root`` (default :func:`avlib.io.runs_dir`, the checkout's ``runs/``)."""
+    return Path(root or runs_dir()) / f"{config.name}_{config.profile}"
 
 
 def _stage(name: str) -> str:
@@ -125,46 +131,18 @@ class Run:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self.config_file = self.root / CONFIG_FILE
+        self.losses_file = self.root / LOSSES_FILE
+        self.summary_file = self.root / SUMMARY_FILE
+        self.checkpoints_dir = self.root / CHECKPOINTS_DIR
+        self.pipeline_dir = self.root / PIPELINE_DIR
+        self.samples_dir = self.root / SAMPLES_DIR
+        self.reference_dir = self.root / REFERENCE_DIR
+        self.metrics_file = self.root / METRICS_FILE
+        self.explorer_dir = self.root / EXPLORER_DIR
 
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r})"
-
-    # -- where things are ------------------------------------------------------------------
-    @property
-    def config_file(self) -> Path:
-        return self.root / CONFIG_FILE
-
-    @property
-    def losses_file(self) -> Path:
-        return self.root / LOSSES_FILE
-
-    @property
-    def summary_file(self) -> Path:
-        return self.root / SUMMARY_FILE
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.root / CHECKPOINTS_DIR
-
-    @property
-    def pipeline_dir(self) -> Path:
-        return self.root / PIPELINE_DIR
-
-    @property
-    def samples_dir(self) -> Path:
-        return self.root / SAMPLES_DIR
-
-    @property
-    def reference_dir(self) -> Path:
-        return self.root / REFERENCE_DIR
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.root / METRICS_FILE
-
-    @property
-    def explorer_dir(self) -> Path:
-        return self.root / EXPLORER_DIR
 
     def sample_video(self, clip_id: str) -> Path:
         return self.samples_dir / f"{clip_id}.mp4"
@@ -204,6 +182,14 @@ class Run:
     # -- training --------------------------------------------------------------------------
     def write_losses(self, losses: Sequence[Mapping[str, Any]]) -> Path:
         return _write_csv(self.losses_file, LOSS_COLUMNS, losses)
+
+    def read_losses(self) -> dict[str, Any]:
+        """The training losses as columns: ``{"step": (S,), "loss": (S,), ...}`` float arrays."""
+        import numpy as np
+
+        with open(self.losses_file, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {key: np.array([float(row[key]) for row in rows], dtype=float) for key in LOSS_COLUMNS}
 
     def write_summary(self, config: ExperimentConfig, seed: int | None, **summary: Any) -> Path:
         return write_json(self.summary_file, run_record(config, seed=seed, **summary))

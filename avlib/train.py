@@ -33,7 +33,7 @@ from avlib.audio import build_audio_encoder
 from avlib.audio.cache import EmbeddingCache, encoder_cache_key
 from avlib.config import ExperimentConfig
 from avlib.data.window import AudioFrameWindow
-from avlib.errors import AvlibError, ConfigError
+from avlib.errors import AvlibError
 from avlib.io import cache_dir, write_json
 from avlib.mapper import build_mapper
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
@@ -259,11 +259,10 @@ def sample_timesteps(batch: int, num_train_timesteps: int, power: float,
                      generator: torch.Generator) -> torch.Tensor:
     """Training timesteps ``t = T * u**power``, ``u ~ U(0, 1)``: ``power`` 1 is the usual uniform
     draw, ``power`` < 1 favours high noise (``0.5``: density proportional to ``t``), where the
-    conditioning decides the content and the loss is not dominated by low-noise steps."""
+    conditioning decides the content and the loss is not dominated by low-noise steps. ``power``
+    > 0 is checked where the config is validated (:func:`avlib.config.validate`)."""
     if power == 1.0:  # uniform, with the same draws as torch.randint always gave
         return torch.randint(0, num_train_timesteps, (batch,), generator=generator)
-    if power <= 0:
-        raise ConfigError(f"train.timestep_power must be > 0 (got {power}); 1 draws timesteps uniformly")
     u = torch.rand(batch, generator=generator) ** power
     return (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
 

@@ -135,3 +135,13 @@ def test_only_the_run_module_names_run_files():
 ])
 def test_the_run_file_check_finds_names_in_code_not_in_docstrings(code, named):
     assert bool(named_run_files(code)) is named
+
+
+def test_each_metrics_definitions_are_the_names_the_cli_offers():
+    """One list per setting: the CLI's choices and each metric's table of definitions agree."""
+    from avlib import metrics
+    from avlib.metrics import av_align, clipsim, fvd
+
+    assert tuple(av_align.VERSIONS) == metrics.AV_ALIGN_VERSIONS
+    assert tuple(fvd.PROTOCOLS) == metrics.FVD_PROTOCOLS
+    assert tuple(clipsim.PROTOCOLS) == metrics.CLIPSIM_PROTOCOLS

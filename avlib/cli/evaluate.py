@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from avlib.cli.args import check_output, nonnegative_int, positive_int
+from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS
 
 
 def register(subparsers) -> None:
@@ -22,13 +23,13 @@ def register(subparsers) -> None:
                           help="Kinetics-400 I3D (i3d_pretrained_400.pt or i3d_torchscript.pt)")
     evaluate.add_argument("--clip-model", metavar="ID",
                           help="CLIP hub id or folder (default: openai/clip-vit-base-patch32)")
-    evaluate.add_argument("--av-align-version", choices=("2025", "2023"), default="2025",
+    evaluate.add_argument("--av-align-version", choices=AV_ALIGN_VERSIONS, default="2025",
                           help="AV-Align definition (default: 2025)")
     evaluate.add_argument("--fvd-frames", type=positive_int, default=None,
                           help="frames per video for FVD (default: 16, tiny profile 8)")
-    evaluate.add_argument("--fvd-protocol", choices=("avlib", "stylegan-v", "videogpt"), default="avlib",
+    evaluate.add_argument("--fvd-protocol", choices=FVD_PROTOCOLS, default="avlib",
                           help="FVD conventions to reproduce (see `avlib metrics fvd --help`; default: avlib)")
-    evaluate.add_argument("--clipsim-protocol", choices=("clip", "report"), default="clip",
+    evaluate.add_argument("--clipsim-protocol", choices=CLIPSIM_PROTOCOLS, default="clip",
                           help="clip (default): CLIP's preprocessing; report: the report repository's "
                                "CLIP_Score.py (BGR, squash, 0.5/0.5, its texts)")
     evaluate.add_argument("--workers", type=positive_int, default=None, help="AV-Align threads (default: one per CPU)")

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from pathlib import Path
 
 from avlib.cli.args import (check_device, check_output, nonnegative_float, nonnegative_int,
                             positive_float, positive_int)
-from avlib.config import PROFILES, SCHEDULERS, load_config
+from avlib.config import PROFILES, SCHEDULERS, check_windows, load_config
 from avlib.errors import AvlibError
 from avlib.run import Run
 
@@ -74,11 +73,8 @@ def run(args: argparse.Namespace) -> int:
              "scheduler": args.scheduler}
     settings = dataclasses.replace(config.inference, **{k: v for k, v in given.items() if v is not None})
     settings = dataclasses.replace(settings, audio_seconds=settings.num_frames / settings.fps)
-    if args.mapper is not None and not math.isclose(settings.audio_seconds, config.data.clip_seconds):
-        raise AvlibError(
-            f"this mapper was trained on {config.data.num_frames} frames over {config.data.clip_seconds:g} s "
-            f"of audio; {settings.num_frames} frames at {settings.fps:g} fps span "
-            f"{settings.audio_seconds:g} s: keep --frames/--fps at {config.data.num_frames}/{config.data.fps:g}")
+    if args.mapper is not None:  # the mapper maps its training window to its frames, and no other
+        check_windows(dataclasses.replace(config, inference=settings))
     device = check_device(args.device or config.model.device,
                           "--device" if args.device else f"the {config.profile} profile's device")
     pretrained = args.pretrained or config.model.pretrained

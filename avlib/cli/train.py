@@ -8,8 +8,7 @@ from typing import Any, Mapping
 from avlib.cli.args import check_device
 from avlib.config import PROFILES, list_experiments, load_config
 from avlib.errors import ConfigError
-from avlib.io import runs_dir
-from avlib.run import Run
+from avlib.run import Run, experiment_run_dir
 
 # What a resumed run may change: how long it goes on, how often it saves, where the clips
 # now live, and how it will be sampled. Anything else (lr, data, model...) is baked into the
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.resume
     else:
         config = load_config(args.experiment, args.profile, args.overrides)
-        run_dir = args.out or runs_dir() / f"{config.name}_{config.profile}"
+        run_dir = args.out or experiment_run_dir(config)
     check_device(config.model.device, "model.device")
     clips = training_clips(config)
     summary = train(config, clips, run_dir, resume=args.resume is not None)
