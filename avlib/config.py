@@ -350,8 +350,9 @@ def check_windows(config: ExperimentConfig) -> None:
     if not math.isclose(inference.audio_seconds, data.clip_seconds, rel_tol=1e-6):
         raise ConfigError(
             f"inference.audio_seconds={inference.audio_seconds:g} differs from the training "
-            f"window data.clip_seconds={data.clip_seconds:g}: the mapper maps that many seconds "
-            "to the frames; generate from the same window length (and fps)")
+            f"window data.clip_seconds={data.clip_seconds:g}: the mapper was trained on "
+            f"{data.num_frames} frames over {data.clip_seconds:g} s of audio; generate from the same "
+            f"window length (frames and fps: {data.num_frames} at {data.fps:g})")
     for key, value in (("data.height", data.height), ("data.width", data.width),
                        ("inference.height", inference.height), ("inference.width", inference.width)):
         if value < VAE_FACTOR or value % VAE_FACTOR:
