@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from avlib.errors import MediaError
 from avlib.io import atomic_path
+from avlib.run import Run
 
 COLUMNS = ("pair_id", "clip_id", "left", "right", "choice", "rater", "kind", "time")
 CHOICES = ("left", "right")
@@ -47,17 +47,17 @@ class Pair:
 
 def make_pairs(run_dirs: Sequence[str | Path], seed: int = 0, limit: int | None = None) -> list[Pair]:
     """Every two runs that generated the same test clip give a pair; left/right is shuffled."""
-    videos: dict[str, list[Path]] = {}
-    for run_dir in map(Path, run_dirs):
-        for video in sorted((run_dir / "samples").glob("*.mp4")):
-            videos.setdefault(video.stem, []).append(video)
+    videos: dict[str, list[tuple[Run, Path]]] = {}
+    for run in map(Run, run_dirs):
+        for video in run.sample_files():
+            videos.setdefault(video.stem, []).append((run, video))
     rng = np.random.default_rng(seed)
     pairs = []
     for clip_id, found in sorted(videos.items()):
-        for a, b in itertools.combinations(found, 2):
-            left, right = (a, b) if rng.random() < 0.5 else (b, a)
-            pairs.append(Pair(f"{clip_id}:{left.parents[1].name}:{right.parents[1].name}", clip_id,
-                              left, right, a.parents[1] / "reference" / f"{clip_id}.mp4"))
+        for first, second in itertools.combinations(found, 2):                # (run, video) each
+            (left_run, left), (right_run, right) = (first, second) if rng.random() < 0.5 else (second, first)
+            pairs.append(Pair(f"{clip_id}:{left_run.root.name}:{right_run.root.name}", clip_id,
+                              left, right, first[0].reference_video(clip_id)))
     order = rng.permutation(len(pairs))
     return [pairs[i] for i in order][:limit]
 
@@ -134,15 +134,14 @@ def oracle_ratings(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
 
 
 def per_video_scores(run_dirs: Sequence[str | Path]) -> dict[str, dict[str, float]]:
-    """``{video path: {metric: value}}`` from each run's ``metrics.json``."""
+    """``{video path: {metric: value}}`` from each run's metrics."""
     scores = {}
-    for run_dir in map(Path, run_dirs):
-        path = run_dir / "metrics.json"
-        if not path.is_file():
-            raise MediaError(f"no metrics.json in {run_dir} (run `avlib evaluate --run {run_dir}` first)")
-        for clip_id, entry in json.loads(path.read_text())["per_video"].items():
-            scores[str(run_dir / "samples" / f"{clip_id}.mp4")] = {
-                "clipsim": entry["clipsim"], "av_align": entry["score"]}
+    for run in map(Run, run_dirs):
+        for clip_id, entry in run.read_metrics(("per_video",))["per_video"].items():
+            # a metric skipped by `avlib evaluate` (no CLIP offline, say) has no per-video value
+            values = {"clipsim": entry.get("clipsim"), "av_align": entry.get("score")}
+            scores[str(run.sample_video(clip_id))] = {metric: value for metric, value in values.items()
+                                                      if value is not None}
     return scores
 
 
@@ -150,12 +149,21 @@ def agreement(ratings: Sequence[dict[str, Any]], scores: dict[str, dict[str, flo
               seed: int = 0) -> list[dict[str, Any]]:
     """Per metric: the fraction of rated pairs where it prefers the chosen video, with a 95% CI.
 
-    Pairs the metric scores equally are counted as ``ties`` and left out of the fraction.
+    Pairs the metric scores equally are counted as ``ties`` and left out of the fraction. A
+    metric missing from a rated video's scores (skipped when the run was evaluated) gets a row
+    with ``agreement: None`` and the reason in ``skipped``.
     """
     from avlib.metrics.stats import bootstrap_ci
 
     rows = []
     for metric in PER_VIDEO_METRICS:
+        unscored = sorted({str(rating[side]) for rating in ratings for side in ("left", "right")
+                           if metric not in scores[str(rating[side])]})
+        if unscored:
+            rows.append({"metric": metric, "agreement": None, "ci95": None, "n": 0, "ties": 0,
+                         "skipped": f"no {metric} score for {len(unscored)} rated video(s), e.g. "
+                                    f"{unscored[0]} (it was skipped by `avlib evaluate`)"})
+            continue
         agree, ties = [], 0
         for rating in ratings:
             left, right = scores[str(rating["left"])][metric], scores[str(rating["right"])][metric]
