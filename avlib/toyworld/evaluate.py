@@ -135,7 +135,7 @@ def evaluation_summary(records: dict[str, dict]) -> list[dict]:
     rows = []
     for name, record in records.items():
         row = {"experiment": name, "seed": record["seed"],
-               "frame attention": record["config"]["mapper"]["frame_attention"], "n": record["n_test_clips"]}
+               "frame attention": record["config"]["mapper"].get("frame_attention"), "n": record["n_test_clips"]}
         row.update({f"{c} AV-Align": record["av_align"][c]["mean"] for c in CONDITION_NOTES})
         row["trained 95% CI"] = record["av_align"]["trained"]["ci95"]
         row["class match"] = record["class_match"]["trained"]["mean"]
