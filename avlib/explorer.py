@@ -60,15 +60,16 @@ class Explorer:
 
         if run not in self._pipelines:
             config = self.config(run)
-            self._pipelines[run] = AudioToVideoPipeline.from_pretrained(
+            pipeline = AudioToVideoPipeline.from_pretrained(
                 self.run_dirs[run] / "pipeline", device=config.model.device, dtype=config.model.dtype)
+            pipeline.set_progress_bar_config(disable=True)
+            self._pipelines[run] = pipeline
         return self._pipelines[run]
 
     def generate(self, run: str, clip_id: str | None = None, audio_file: str | Path | None = None,
                  seed: int = 0) -> Path:
         """Generate from a test clip's audio or from an audio file; returns the mp4 written."""
         from avlib.generate import read_conditioning_audio
-        from avlib.media import write_video
 
         if (clip_id is None) == (audio_file is None):
             raise ConfigError("give exactly one of clip_id (a test clip) or audio_file (your audio)")
@@ -79,11 +80,9 @@ class Explorer:
         else:
             wave = read_conditioning_audio(audio_file)
             name = Path(audio_file).stem
-        video = self.pipeline(run).generate(config.inference, audio=wave, prompt=config.prompt,
-                                            generator=torch.Generator().manual_seed(seed),
-                                            audio_window=config.data.audio_window, progress=False)
-        return write_video(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4", video.frames[0],
-                           video.fps, audio=video.audio[0])
+        video = self.pipeline(run)(wave, config.prompt, config.inference, audio_window=config.data.audio_window,
+                                   generator=torch.Generator().manual_seed(seed))
+        return video.save(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4")
 
 
 # The explorer's two sources of sound, as the toggle shows them.
