@@ -313,7 +313,7 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     accelerator = Accelerator(mixed_precision=tcfg.mixed_precision, cpu=config.model.device == "cpu")
     # Frozen parts in model.dtype (float32 on the CPU), a fresh mapper from the seed alone.
     pipeline = assemble(config, device=str(accelerator.device), seed=tcfg.seed)
-    encoder, mapper = pipeline.audio_encoder, pipeline.mapper.module
+    encoder, mapper = pipeline.audio_encoder, pipeline.mapper.module.train()
     noise_schedule = DDPMScheduler.from_config(pipeline.scheduler.config)
     if tcfg.gradient_checkpointing:
         checkpoint_unet_blocks(pipeline.unet)

@@ -21,8 +21,8 @@ from avlib.pipeline.t2v import load_t2v
 
 def assemble(config: ExperimentConfig, device: str | None = None,
              seed: int | None = None) -> AudioToVideoPipeline:
-    """The pipeline of ``config`` with an untrained mapper, on ``device`` (default
-    ``model.device``). ``seed``: seed Python's, NumPy's and torch's generators right before
+    """The pipeline of ``config`` with an untrained mapper in eval mode, on ``device``
+    (default ``model.device``). ``seed``: seed Python's, NumPy's and torch's generators right before
     the mapper is built, after the frozen parts loaded (which may draw random numbers), so
     the mapper's initial weights depend on the seed alone."""
     from avlib.mapper import build_mapper
@@ -34,5 +34,5 @@ def assemble(config: ExperimentConfig, device: str | None = None,
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-    mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).to(device)
+    mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).eval().to(device)  # training calls .train()
     return AudioToVideoPipeline.from_t2v(t2v, encoder, mapper, encoder_config=dataclasses.asdict(config.encoder))
