@@ -1,7 +1,8 @@
 """The interactive explorer: pick a run and a test clip (or upload audio), generate, compare.
 
 :class:`Explorer` does the work (load a run's pipeline once, generate from a clip's or an
-uploaded file's audio, write the mp4 with the sound muxed in, into ``RUN/explorer/``);
+uploaded file's audio, write the mp4 with the sound muxed in, into ``RUN/explorer/``, and
+for a test clip a comparison clip with the source beside it);
 :class:`ExplorerControls` is its ipywidgets front end, and :func:`explore` shows that in
 JupyterLab or, headless, prints what it would offer instead.
 """
@@ -84,6 +85,16 @@ class Explorer:
                                    generator=torch.Generator().manual_seed(seed))
         return video.save(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4")
 
+    def compare(self, run: str, clip_id: str, seed: int = 0) -> Path:
+        """Generate from a test clip's audio and write one comparison clip: the source clip
+        (left, with its sound) beside the generated video (right), as long as the generated
+        window; returns its path (``..._beside_source.mp4``)."""
+        from avlib.media import side_by_side
+
+        generated = self.generate(run, clip_id=clip_id, seed=seed)
+        return side_by_side([self.source_video(run, clip_id), generated],
+                            generated.with_name(f"{generated.stem}_beside_source.mp4"))
+
 
 # The explorer's two sources of sound, as the toggle shows them.
 SOURCES = {"test clip": "clip", "your audio": "upload"}
@@ -150,9 +161,9 @@ class ExplorerControls:
                 video = explorer.generate(run, audio_file=audio, seed=self.seed.value)
                 self.view.value = video_html(video, label=f"generated from your audio ({item['name']})")
             else:
-                video = explorer.generate(run, clip_id=self.clips.value, seed=self.seed.value)
-                self.view.value = (video_html(explorer.source_video(run, self.clips.value), label="source clip")
-                                   + video_html(video, label=f"generated ({run})"))
+                video = explorer.compare(run, self.clips.value, seed=self.seed.value)
+                self.view.value = video_html(video, label=f"source clip (left) beside the video generated "
+                                                          f"from its sound ({run}, right)")
         except Exception as exc:  # shown in the widget, not lost in the kernel log
             self.view.value = f"<pre>{type(exc).__name__}: {exc}</pre>"
         finally:
