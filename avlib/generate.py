@@ -41,7 +41,7 @@ def generate_file(pipeline, output: str | Path, settings: InferenceConfig, promp
         config, seed=settings.seed, prompt=prompt,
         audio=str(audio_path) if audio_path is not None else None,
         audio_conditioned=video.conditioning["source"] == "audio",
-        settings=dataclasses.asdict(settings), t2v=pipeline.t2v_source,
+        settings=dataclasses.asdict(settings), conditioning=video.conditioning, t2v=pipeline.t2v_source,
         elapsed_s=round(elapsed, 3), output=str(output),
     )
     write_json(Path(output).with_suffix(".json"), sidecar)

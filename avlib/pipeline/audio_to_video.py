@@ -24,7 +24,6 @@ written before this layout (``pipeline.json`` + ``mapper/``) still load.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
