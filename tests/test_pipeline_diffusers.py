@@ -151,3 +151,11 @@ def test_output_without_fps_cannot_be_written(pipe, tmp_path):
     with pytest.raises(ConfigError, match="no fps"):
         out.save(tmp_path / "x.mp4")
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_missing_pipeline_is_one_clear_error(tmp_path, monkeypatch):
+    from avlib.errors import CheckpointError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="no pipeline at .*nope"):
+        AudioToVideoPipeline.from_pretrained(tmp_path / "nope")

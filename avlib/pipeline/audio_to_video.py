@@ -147,7 +147,12 @@ class AudioToVideoPipeline(DiffusionPipeline):
                                       "pass a run's pipeline/ folder written by `avlib train` "
                                       "(or AudioToVideoPipeline.save_pretrained)")
             return cls._from_legacy_folder(folder, device or "cpu", dtype_name, **kwargs)
-        index = cls.load_config(str(folder)) if folder.is_dir() else cls.load_config(str(folder), **_hub_options(kwargs))
+        try:  # a local folder, or a hub repository (through the cache)
+            index = cls.load_config(str(folder), **_hub_options(kwargs))
+        except Exception as exc:  # diffusers raises OSError, EnvironmentError, ValueError...
+            raise CheckpointError(f"no pipeline at {folder}: not a folder holding {MODEL_INDEX}, nor a hub "
+                                  f"repository in the cache or reachable ({type(exc).__name__}); pass a run's "
+                                  "pipeline/ folder") from exc
         source = kwargs.get("t2v_source") or index.get("t2v_source")
         absent = [name for name in FROZEN_T2V if index.get(name, [None])[0] is None and name not in kwargs]
         if absent:
