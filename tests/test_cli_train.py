@@ -91,5 +91,5 @@ def test_released_baseline_needs_no_training(tmp_path, monkeypatch):
     assert main(["train", "--experiment", "tempotokens_baseline", "--out", str(run), *FAST[2:],
                  "--set", "train.max_steps=0", "--set", "data.dataset=volleyball",
                  "--set", f"data.root={no_clips}", "--set", "data.classes=[playing volleyball]"]) == 0
-    assert (run / "pipeline" / "pipeline.json").is_file()
+    assert (run / "pipeline" / "model_index.json").is_file()  # the saved pipeline: diffusers' layout (#17)
     assert not (run / "checkpoints").exists()

@@ -159,3 +159,10 @@ def test_a_missing_pipeline_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="no pipeline at .*nope"):
         AudioToVideoPipeline.from_pretrained(tmp_path / "nope")
+
+
+def test_a_pipeline_without_a_source_saves_copies(pipe, tmp_path):
+    sourceless = AudioToVideoPipeline(**pipe.components)      # built from modules: nothing to reference
+    sourceless.save_pretrained(tmp_path / "alone")
+    index = json.loads((tmp_path / "alone" / "model_index.json").read_text())
+    assert index["t2v_source"] == "" and all(index[name][0] for name in ("unet", "vae", "text_encoder"))

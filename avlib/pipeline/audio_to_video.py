@@ -15,7 +15,8 @@ audio encoder -- are *referenced* by default, not copied: ``model_index.json`` l
 ``[null, null]`` and records where they come from (``t2v_source``: a hub id, "tiny",
 "toyworld" or a local folder; ``encoder_config``: the ``encoder`` config section, whose
 ``checkpoint`` is a hub file or a path). zeroscope's weights are gigabytes and every run
-would copy them. ``from_pretrained(folder)`` loads the referenced parts from those sources
+would copy them (a pipeline built without a ``t2v_source`` copies them: there is nothing to
+reference). ``from_pretrained(folder)`` loads the referenced parts from those sources
 (the hub cache, offline once cached) and everything else from the folder, so a saved folder
 reloads alone. ``save_pretrained(folder, copy_frozen=True)`` copies every component instead
 (a folder that needs nothing else); a fine-tuned UNet is always copied
@@ -107,8 +108,8 @@ class AudioToVideoPipeline(DiffusionPipeline):
     def save_pretrained(self, save_directory: str | Path, copy_frozen: bool = False,
                         save_unet: bool = False, **kwargs) -> Path:
         """diffusers' ``save_pretrained``, with the frozen networks referenced by their
-        sources unless ``copy_frozen`` (see the module docstring); ``save_unet``: the UNet
-        was fine-tuned, so it is copied."""
+        sources unless ``copy_frozen`` or no source is known (see the module docstring);
+        ``save_unet``: the UNet was fine-tuned, so it is copied."""
         referenced = [] if copy_frozen else self._referenced_components(save_unet)
         recorded = {name: self.config[name] for name in referenced}
         # diffusers skips an optional component recorded as (None, None): present the
@@ -123,9 +124,9 @@ class AudioToVideoPipeline(DiffusionPipeline):
         return Path(save_directory)
 
     def _referenced_components(self, save_unet: bool) -> list[str]:
+        """What a save may leave to its recorded source: nothing without a t2v_source."""
         if not self.config.t2v_source:
-            raise ConfigError("this pipeline does not know where its text-to-video weights come from "
-                              "(no t2v_source): save it with copy_frozen=True")
+            return []
         referenced = [name for name in FROZEN_T2V if not (name == "unet" and save_unet)]
         if self.audio_encoder is not None and self.config.encoder_config:
             referenced.append("audio_encoder")

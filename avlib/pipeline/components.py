@@ -68,8 +68,8 @@ class MapperModel(_Wrapper):
                         **_diffusers_options) -> "MapperModel":
         from avlib.mapper import load_mapper
 
-        mapper = cls(load_mapper(directory))
-        return mapper.to(torch_dtype) if torch_dtype is not None else mapper
+        mapper = load_mapper(directory)
+        return cls(mapper.to(torch_dtype) if torch_dtype is not None else mapper)
 
 
 class AudioEncoderModel(_Wrapper):
@@ -105,5 +105,5 @@ class AudioEncoderModel(_Wrapper):
         encoder = load_saved_encoder(directory / ENCODER_WEIGHTS)
         if hasattr(encoder, "output_layers"):  # BEATs: which layers it returns is a setting, not a weight
             encoder.output_layers = config.get("layers", encoder.output_layers)
-        component = cls(encoder.eval().requires_grad_(False), config)
-        return component.to(torch_dtype) if torch_dtype is not None else component
+        encoder = encoder.eval().requires_grad_(False)
+        return cls(encoder.to(torch_dtype) if torch_dtype is not None else encoder, config)
