@@ -320,7 +320,8 @@ def plot_agreement(rows: Sequence[Mapping[str, Any]], rater: str):
     _bars_with_ci(ax, np.arange(len(rows)), [row["agreement"] for row in rows],
                   [row["ci95"] for row in rows])
     ax.axhline(0.5, color="grey", linestyle="--", label="chance")
-    ax.set_xticks(range(len(rows)), [f"{row['metric']}\n(n={row['n']})" for row in rows])
+    ax.set_xticks(range(len(rows)), [f"{row['metric']}\n" + ("(skipped)" if row.get("skipped") else f"(n={row['n']})")
+                                     for row in rows])
     ax.set_ylim(0, 1)
     ax.set_ylabel("agreement with rater")
     ax.set_title(f"metric vs {rater}", fontsize=9)

@@ -141,8 +141,10 @@ def per_video_scores(run_dirs: Sequence[str | Path]) -> dict[str, dict[str, floa
         if not path.is_file():
             raise MediaError(f"no metrics.json in {run_dir} (run `avlib evaluate --run {run_dir}` first)")
         for clip_id, entry in json.loads(path.read_text())["per_video"].items():
+            # a metric skipped by `avlib evaluate` (no CLIP offline, say) has no per-video value
+            values = {"clipsim": entry.get("clipsim"), "av_align": entry.get("score")}
             scores[str(run_dir / "samples" / f"{clip_id}.mp4")] = {
-                "clipsim": entry["clipsim"], "av_align": entry["score"]}
+                metric: value for metric, value in values.items() if value is not None}
     return scores
 
 
@@ -150,12 +152,21 @@ def agreement(ratings: Sequence[dict[str, Any]], scores: dict[str, dict[str, flo
               seed: int = 0) -> list[dict[str, Any]]:
     """Per metric: the fraction of rated pairs where it prefers the chosen video, with a 95% CI.
 
-    Pairs the metric scores equally are counted as ``ties`` and left out of the fraction.
+    Pairs the metric scores equally are counted as ``ties`` and left out of the fraction. A
+    metric missing from a rated video's scores (skipped when the run was evaluated) gets a row
+    with ``agreement: None`` and the reason in ``skipped``.
     """
     from avlib.metrics.stats import bootstrap_ci
 
     rows = []
     for metric in PER_VIDEO_METRICS:
+        unscored = sorted({str(rating[side]) for rating in ratings for side in ("left", "right")
+                           if metric not in scores[str(rating[side])]})
+        if unscored:
+            rows.append({"metric": metric, "agreement": None, "ci95": None, "n": 0, "ties": 0,
+                         "skipped": f"no {metric} score for {len(unscored)} rated video(s), e.g. "
+                                    f"{unscored[0]} (it was skipped by `avlib evaluate`)"})
+            continue
         agree, ties = [], 0
         for rating in ratings:
             left, right = scores[str(rating["left"])][metric], scores[str(rating["right"])][metric]

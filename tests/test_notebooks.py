@@ -150,6 +150,28 @@ def test_agreement_counts_the_metric_siding_with_the_rater():
     assert 0 <= low <= 1 / 3 <= high <= 1
 
 
+def test_agreement_and_scores_without_a_skipped_metric(tmp_path):
+    """A run evaluated without CLIPSIM (no CLIP offline) still yields AV-Align agreement."""
+    import matplotlib.pyplot as plt
+
+    from avlib.figures import plot_agreement
+    from avlib.human_eval import agreement, per_video_scores
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"per_video": {
+        "a": {"label": "dog", "score": 0.9, "clipsim_skipped": True}, "b": {"label": "dog", "score": 0.2}}}))
+    scores = per_video_scores([run])
+    left, right = str(run / "samples" / "a.mp4"), str(run / "samples" / "b.mp4")
+    assert scores == {left: {"av_align": 0.9}, right: {"av_align": 0.2}}
+    rows = {row["metric"]: row for row in agreement([{"left": left, "right": right, "choice": "left"}], scores)}
+    assert rows["av_align"]["agreement"] == 1.0 and rows["av_align"]["n"] == 1
+    assert rows["clipsim"]["agreement"] is None and "no clipsim score for 2 rated video(s)" in rows["clipsim"]["skipped"]
+    fig = plot_agreement(list(rows.values()), "oracle")
+    assert [label.get_text() for label in fig.axes[0].get_xticklabels()] == ["clipsim\n(skipped)", "av_align\n(n=1)"]
+    plt.close(fig)
+
+
 def outputs_text(path):
     """Everything a notebook printed or displayed as text (stream, Markdown, plain reprs)."""
     parts = []
