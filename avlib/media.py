@@ -167,7 +167,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
     """Encode frames (F, H, W, 3) as an H.264 mp4 with moviepy, muxing ``audio`` (mono at
     ``sample_rate``) as AAC when given. The file appears at ``path`` only once complete."""
     from moviepy import VideoClip
-    from moviepy.audio.AudioClip import AudioArrayClip
 
     frames = to_uint8_frames(frames)
     n, h, w, _ = frames.shape
@@ -181,11 +180,24 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
         duration = float(np.nextafter(duration, np.inf))
     clip = VideoClip(lambda t: frames[min(round(t * fps), n - 1)], duration=duration)
     if audio is not None:
-        # moviepy 2.2.1's AudioArrayClip yields two columns whatever its channel count, so a
-        # one-channel array is written at twice its length: give it two identical channels.
-        wave = np.repeat(np.asarray(audio, dtype=np.float32).reshape(-1, 1), 2, axis=1)   # (samples, 2)
-        clip = clip.with_audio(AudioArrayClip(wave, fps=sample_rate))
+        clip = clip.with_audio(mono_audio_clip(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate))
     return write_clip(clip, path, fps=fps, crf=crf, audio_fps=sample_rate)
+
+
+def mono_audio_clip(wave: np.ndarray, sample_rate: int):
+    """A one-channel moviepy clip of ``wave`` (samples,). Not ``AudioArrayClip``: in moviepy
+    2.2.1 it yields two columns whatever its channel count, so a mono array is written at
+    twice its length (and duplicating the channel makes ffmpeg's downmix 1.41x louder)."""
+    from moviepy.audio.AudioClip import AudioClip
+
+    def samples_at(t):                                                   # (len(t), 1) or (1,)
+        index = np.round(np.atleast_1d(t) * sample_rate).astype(int)
+        inside = (index >= 0) & (index < wave.size)
+        out = np.zeros((index.size, 1), dtype=np.float32)
+        out[inside, 0] = wave[index[inside]]
+        return out if np.ndim(t) else out[0]
+
+    return AudioClip(samples_at, duration=wave.size / sample_rate, fps=sample_rate)
 
 
 def write_clip(clip, path: str | Path, fps: float | None = None, crf: int = 18,

@@ -108,8 +108,9 @@ def cut_clip(source: str | Path, start_s: float, duration_s: float, mp4: Path, w
     with moviepy.
 
     The mp4 is re-encoded (H.264 + AAC at the source's size, rounded down to even, and frame
-    rate), so the cut is frame-accurate, where stream copy can only cut at keyframes. The wav
-    is decoded from the source at 16 kHz (ffmpeg resamples) and averaged to mono.
+    rate), so the cut is frame-accurate, where stream copy can only cut at keyframes; its
+    sound is stereo (moviepy reads two channels, duplicating a mono source's). The wav is
+    decoded from the source at 16 kHz (ffmpeg resamples) and averaged to mono.
     """
     from moviepy import AudioFileClip, VideoFileClip
 
