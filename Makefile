@@ -31,7 +31,7 @@ demo: $(STAMP)
 reproduce: demo
 
 # The paper profile end to end on a CPU with full-size random stand-ins (not part of `make test`;
-# about 20 minutes and 10 GB): see benchmarks/paper_smoke.sh.
+# measured 28 min and 10.2 GB peak on 2 loaded cores): see benchmarks/paper_smoke.sh.
 paper-smoke: $(STAMP)
 	bash benchmarks/paper_smoke.sh
 

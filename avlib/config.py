@@ -34,17 +34,21 @@ REPORT_PADDED_SECONDS = 10.0
 SCHEDULERS = ("dpm-multistep", "ddim")   # inference.scheduler
 # The allowed values of every setting that has a fixed list: validated here, once; the CLI,
 # notebooks and builders use these lists instead of spelling their own.
-DATASETS = ("dog", "thunder", "volleyball", "multiclass", "synth")
+REPORT_DATASETS = ("dog", "thunder", "volleyball", "multiclass")  # multiclass: dog + thunder merged
+DATASETS = (*REPORT_DATASETS, "synth")
 ENCODERS = ("cavp", "beats")
+ENCODER_LAYERS = ("last", "all")         # beats: the last layer's output, or all layers' (TempoTokens)
 MAPPER_KINDS = ("audiovisgen", "tempotokens")
+SPLIT_SCHEMES = ("repo", "report")       # the report repository's split, or the report's 400/100
+SYNTH_LAYOUTS = ("random", "canonical")  # synthetic world: random clips, or the toy world's layout
 CHOICES = {
     "data.dataset": DATASETS,
-    "data.split": ("repo", "report"),
+    "data.split": SPLIT_SCHEMES,
     "data.short_clips": ("pad", "reject"),
-    "data.synth_layout": ("random", "canonical"),
+    "data.synth_layout": SYNTH_LAYOUTS,
     "data.audio_window": AUDIO_WINDOWS,
     "encoder.name": ENCODERS,
-    "encoder.layers": ("last", "all"),
+    "encoder.layers": ENCODER_LAYERS,
     "mapper.kind": MAPPER_KINDS,
     "model.dtype": ("float32", "float16", "bfloat16"),
     "train.mixed_precision": ("no", "fp16", "bf16"),
@@ -346,8 +350,9 @@ def check_windows(config: ExperimentConfig) -> None:
     if not math.isclose(inference.audio_seconds, data.clip_seconds, rel_tol=1e-6):
         raise ConfigError(
             f"inference.audio_seconds={inference.audio_seconds:g} differs from the training "
-            f"window data.clip_seconds={data.clip_seconds:g}: the mapper maps that many seconds "
-            "to the frames; generate from the same window length (and fps)")
+            f"window data.clip_seconds={data.clip_seconds:g}: the mapper was trained on "
+            f"{data.num_frames} frames over {data.clip_seconds:g} s of audio; generate from the same "
+            f"window length (frames and fps: {data.num_frames} at {data.fps:g})")
     for key, value in (("data.height", data.height), ("data.width", data.width),
                        ("inference.height", inference.height), ("inference.width", inference.width)):
         if value < VAE_FACTOR or value % VAE_FACTOR:

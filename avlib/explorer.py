@@ -8,7 +8,6 @@ JupyterLab or, headless, prints what it would offer instead.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -16,16 +15,17 @@ import torch
 
 from avlib.errors import ConfigError
 from avlib.notebook import video_html
+from avlib.run import TRAINED, Run
 
 
 class Explorer:
     """Generation from trained run folders, one pipeline loaded per run and kept."""
 
     def __init__(self, run_dirs: Sequence[str | Path], out_dir: str | Path | None = None):
-        self.run_dirs = {Path(d).name: Path(d) for d in run_dirs if (Path(d) / "pipeline").is_dir()}
-        if not self.run_dirs:
+        self.runs = {Path(d).name: Run(d) for d in run_dirs if Run(d).has(TRAINED)}
+        if not self.runs:
             raise ConfigError(f"no trained run among {[str(d) for d in run_dirs]} (a run folder "
-                              "holds pipeline/ after `avlib train` or notebook 04)")
+                              "holds a trained pipeline after `avlib train` or notebook 04)")
         self._out_dir = Path(out_dir) if out_dir else None
         self._pipelines: dict[str, object] = {}
         self._clips: dict[str, object] = {}
@@ -33,12 +33,10 @@ class Explorer:
     def out_dir(self, run: str) -> Path:
         """Where ``run``'s videos and uploads go: ``out_dir`` if given, else ``RUN/explorer/``
         (kept with the run it came from, never in an uncleaned temporary folder)."""
-        return self._out_dir or self.run_dirs[run] / "explorer"
+        return self._out_dir or self.runs[run].explorer_dir
 
     def config(self, run: str):
-        from avlib.config import config_from_record
-
-        return config_from_record(json.loads((self.run_dirs[run] / "config.json").read_text()))
+        return self.runs[run].read_config()
 
     def clips(self, run: str):
         """The test clips of the run's dataset."""
@@ -62,7 +60,7 @@ class Explorer:
         if run not in self._pipelines:
             config = self.config(run)
             pipeline = AudioToVideoPipeline.from_pretrained(
-                self.run_dirs[run] / "pipeline", device=config.model.device, dtype=config.model.dtype)
+                self.runs[run].pipeline_dir, device=config.model.device, dtype=config.model.dtype)
             pipeline.set_progress_bar_config(disable=True)
             self._pipelines[run] = pipeline
         return self._pipelines[run]
@@ -112,7 +110,7 @@ class ExplorerControls:
         import ipywidgets as widgets
 
         self.explorer = explorer
-        self.runs = widgets.Dropdown(options=list(explorer.run_dirs), description="run",
+        self.runs = widgets.Dropdown(options=list(explorer.runs), description="run",
                                      tooltip="a trained run folder")
         self.source = widgets.ToggleButtons(options=list(SOURCES.items()), value="clip", description="sound",
                                             tooltips=["generate from a test clip's audio",
@@ -176,7 +174,7 @@ def explore(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None):
 
     explorer = Explorer(run_dirs, out_dir)
     if is_headless():
-        print(f"[headless] the explorer would let you pick one of the runs {', '.join(explorer.run_dirs)}, "
+        print(f"[headless] the explorer would let you pick one of the runs {', '.join(explorer.runs)}, "
               "a test clip or an uploaded audio file, generate, and watch the result beside the source "
               "video; open this notebook in JupyterLab to use it.")
         return None

@@ -7,7 +7,6 @@ folders, metrics files and datasets.
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -145,14 +144,12 @@ def _count(n: int) -> str:
 
 
 # -- 03: audio features --------------------------------------------------------------------------
-def plot_embedding_pca(embeddings: Mapping[str, np.ndarray], labels: Sequence[str]):
-    """One panel per encoder: clip embeddings (N, D) (averaged over time) in their first two PCs."""
-    from sklearn.decomposition import PCA
-
-    fig, axes = plt.subplots(1, len(embeddings), figsize=(4.5 * len(embeddings), 4), squeeze=False)
+def plot_embedding_pca(projections: Mapping[str, np.ndarray], labels: Sequence[str]):
+    """One panel per encoder: clips (N, 2) in their embeddings' first two principal components
+    (:func:`avlib.notebook.principal_components`)."""
+    fig, axes = plt.subplots(1, len(projections), figsize=(4.5 * len(projections), 4), squeeze=False)
     labels = np.asarray(labels)
-    for ax, (name, vectors) in zip(axes[0], embeddings.items()):
-        points = PCA(n_components=2).fit_transform(vectors)
+    for ax, (name, points) in zip(axes[0], projections.items()):
         for label in sorted(set(labels)):
             chosen = labels == label
             ax.scatter(*points[chosen].T, label=label, color=CLASS_COLOURS.get(label), s=25)
@@ -181,22 +178,13 @@ def plot_embedding_over_time(embeddings: Mapping[str, np.ndarray], seconds: floa
 
 
 # -- 04: training ---------------------------------------------------------------------------------
-def read_losses(path: str | Path) -> dict[str, np.ndarray]:
-    """``losses.csv`` of a run as columns."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return {key: np.array([float(row[key]) for row in rows]) for key in (rows[0] if rows else ())}
-
-
-def plot_loss_curve(losses_csv: str | Path, title: str = ""):
-    """Training loss per step with a running mean (the loss is noisy: one timestep per example)."""
-    losses = read_losses(losses_csv)
+def plot_loss_curve(curve: Mapping[str, Any], title: str = ""):
+    """Training loss per step with its running mean (:func:`avlib.notebook.loss_curve`); the
+    loss is noisy: one timestep per example."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    if losses:
-        ax.plot(losses["step"], losses["loss"], alpha=0.4, label="loss")
-        window = max(1, len(losses["loss"]) // 10)
-        smooth = np.convolve(losses["loss"], np.ones(window) / window, mode="valid")
-        ax.plot(losses["step"][window - 1:], smooth, label=f"mean of {window}")
+    if len(curve["step"]):
+        ax.plot(curve["step"], curve["loss"], alpha=0.4, label="loss")
+        ax.plot(curve["mean_step"], curve["mean"], label=f"mean of {curve['window']}")
         ax.legend()
     ax.set_xlabel("step")
     ax.set_ylabel("MSE + reg")

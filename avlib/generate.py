@@ -10,7 +10,7 @@ import torch
 
 from avlib.config import InferenceConfig
 from avlib.errors import MediaError
-from avlib.io import read_json, run_record, write_json
+from avlib.io import run_record, write_json
 from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_video
 
 MIN_AUDIO_SECONDS = 0.1
@@ -53,29 +53,23 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     """Generate a video for every test clip of a trained run, in the layout ``avlib evaluate`` reads.
 
     The run's inference settings apply (size, frames, fps, audio window, steps, guidance,
-    scheduler), with ``overrides`` (``["inference.guidance_scale=15"]``) on top. Writes
-    ``samples/{clip_id}.mp4`` (the clip's audio window muxed in) and ``.wav``,
-    ``samples/index.csv`` (clip_id,label,prompt), ``samples/settings.json``, and the real
-    clips at the training size in ``reference/`` with ``reference/index.csv``
-    (clip_id,label). Clip ``i`` gets the noise of ``seed + i``, so a rerun reproduces every video.
+    scheduler), with ``overrides`` (``["inference.guidance_scale=15"]``) on top. Each test clip
+    gets a sample (its audio window muxed in, and that audio beside it) and its real clip at
+    the training size as a reference, then the index of both and the settings used
+    (:class:`avlib.run.Run`). Clip ``i`` gets the noise of ``seed + i``, so a rerun reproduces
+    every video. Returns the samples folder.
     """
-    import csv
-
     from tqdm.auto import tqdm
 
-    from avlib.config import config_from_record
     from avlib.data.splits import load_split
-    from avlib.io import atomic_path
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.run import Run
 
-    run_dir = Path(run_dir)
-    record = run_dir / "config.json"
-    if not record.is_file():
-        raise MediaError(f"{run_dir} is not a training run (no config.json); run `avlib train` first")
-    config = config_from_record(read_json(record, "run's config"), overrides)
+    run = Run(run_dir)
+    config = run.read_config(overrides)
     settings = config.inference
     seed = settings.seed if seed is None else seed
-    pipeline = AudioToVideoPipeline.from_pretrained(run_dir / "pipeline", t2v_source=config.model.pretrained,
+    pipeline = AudioToVideoPipeline.from_pretrained(run.pipeline_dir, t2v_source=config.model.pretrained,
                                                     device=config.model.device, dtype=config.model.dtype)
     pipeline.enable_vae_slicing(config.model.vae_slicing)
     pipeline.set_progress_bar_config(disable=True)
@@ -86,17 +80,12 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
         clip = clips[index]
         video = pipeline(clip["waveform"], config.prompt, settings, audio_window=config.data.audio_window,
                          generator=torch.Generator().manual_seed((seed or 0) + index))
-        video.save(run_dir / "samples" / f"{clip['clip_id']}.mp4")
+        video.save(run.sample_video(clip["clip_id"]))
         wave = video.audio[0]
-        save_audio(run_dir / "samples" / f"{clip['clip_id']}.wav", wave)
+        save_audio(run.sample_audio(clip["clip_id"]), wave)
         real = (clip["frames"].permute(0, 2, 3, 1).numpy() + 1) / 2             # (F, H, W, 3) in [0, 1]
-        write_video(run_dir / "reference" / f"{clip['clip_id']}.mp4", real, config.data.fps, audio=wave)
+        write_video(run.reference_video(clip["clip_id"]), real, config.data.fps, audio=wave)
         rows.append((clip["clip_id"], clip["label"], config.prompt or ""))
-    for name, header, width in (("samples", ["clip_id", "label", "prompt"], 3), ("reference", ["clip_id", "label"], 2)):
-        with atomic_path(run_dir / name / "index.csv") as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(row[:width] for row in rows)
-    write_json(run_dir / "samples" / "settings.json",
-               run_record(config, seed=seed, settings=dataclasses.asdict(settings), clips=count))
-    return run_dir / "samples"
+    run.write_sample_index(rows)
+    run.write_sample_settings(run_record(config, seed=seed, settings=dataclasses.asdict(settings), clips=count))
+    return run.samples_dir

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from avlib.errors import MediaError
 from avlib.io import atomic_path
+from avlib.run import Run
 
 COLUMNS = ("pair_id", "clip_id", "left", "right", "choice", "rater", "kind", "time")
 CHOICES = ("left", "right")
@@ -47,17 +47,17 @@ class Pair:
 
 def make_pairs(run_dirs: Sequence[str | Path], seed: int = 0, limit: int | None = None) -> list[Pair]:
     """Every two runs that generated the same test clip give a pair; left/right is shuffled."""
-    videos: dict[str, list[Path]] = {}
-    for run_dir in map(Path, run_dirs):
-        for video in sorted((run_dir / "samples").glob("*.mp4")):
-            videos.setdefault(video.stem, []).append(video)
+    videos: dict[str, list[tuple[Run, Path]]] = {}
+    for run in map(Run, run_dirs):
+        for video in run.sample_files():
+            videos.setdefault(video.stem, []).append((run, video))
     rng = np.random.default_rng(seed)
     pairs = []
     for clip_id, found in sorted(videos.items()):
-        for a, b in itertools.combinations(found, 2):
-            left, right = (a, b) if rng.random() < 0.5 else (b, a)
-            pairs.append(Pair(f"{clip_id}:{left.parents[1].name}:{right.parents[1].name}", clip_id,
-                              left, right, a.parents[1] / "reference" / f"{clip_id}.mp4"))
+        for first, second in itertools.combinations(found, 2):                # (run, video) each
+            (left_run, left), (right_run, right) = (first, second) if rng.random() < 0.5 else (second, first)
+            pairs.append(Pair(f"{clip_id}:{left_run.root.name}:{right_run.root.name}", clip_id,
+                              left, right, first[0].reference_video(clip_id)))
     order = rng.permutation(len(pairs))
     return [pairs[i] for i in order][:limit]
 
@@ -134,17 +134,14 @@ def oracle_ratings(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
 
 
 def per_video_scores(run_dirs: Sequence[str | Path]) -> dict[str, dict[str, float]]:
-    """``{video path: {metric: value}}`` from each run's ``metrics.json``."""
+    """``{video path: {metric: value}}`` from each run's metrics."""
     scores = {}
-    for run_dir in map(Path, run_dirs):
-        path = run_dir / "metrics.json"
-        if not path.is_file():
-            raise MediaError(f"no metrics.json in {run_dir} (run `avlib evaluate --run {run_dir}` first)")
-        for clip_id, entry in json.loads(path.read_text())["per_video"].items():
+    for run in map(Run, run_dirs):
+        for clip_id, entry in run.read_metrics(("per_video",))["per_video"].items():
             # a metric skipped by `avlib evaluate` (no CLIP offline, say) has no per-video value
             values = {"clipsim": entry.get("clipsim"), "av_align": entry.get("score")}
-            scores[str(run_dir / "samples" / f"{clip_id}.mp4")] = {
-                metric: value for metric, value in values.items() if value is not None}
+            scores[str(run.sample_video(clip_id))] = {metric: value for metric, value in values.items()
+                                                      if value is not None}
     return scores
 
 

@@ -16,12 +16,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from avlib.config import ENCODERS, MAPPER_KINDS, ExperimentConfig, load_config
+from avlib.config import ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, load_config
 from avlib.errors import ConfigError
 from avlib.io import runs_dir
+from avlib.run import SAMPLED, SCORED, TRAINED, Run, experiment_run_dir
 
-# What 04_train's ``cls`` may be: the report's datasets (multiclass = dog + thunder merged).
-NOTEBOOK_CLASSES = ("dog", "thunder", "volleyball", "multiclass")
 HEADLESS_ENV = "AVLIB_HEADLESS"
 
 
@@ -31,9 +30,9 @@ def experiment_name(cls: str, text_prompt: str | None = None, mapper: str = "aud
     ``dog`` + a prompt is ``dog_text`` (report 5.2.1); the TempoTokens mapper is the
     baseline (``tempotokens``), which the report trains on volleyball only.
     """
-    if cls not in NOTEBOOK_CLASSES:
+    if cls not in REPORT_DATASETS:
         raise ConfigError(f"cls='{cls}' is not a dataset of the report (choose from: "
-                          f"{', '.join(NOTEBOOK_CLASSES)})")
+                          f"{', '.join(REPORT_DATASETS)})")
     if mapper not in MAPPER_KINDS:
         raise ConfigError(f"mapper='{mapper}' is not one of: {', '.join(MAPPER_KINDS)}")
     if mapper == "tempotokens":
@@ -87,7 +86,7 @@ def notebook_parameters(experiment: str, profile: str = "tiny") -> dict[str, Any
     config = load_config(experiment, profile)
     cls = {"dog_text": "dog", "tempotokens": "volleyball"}.get(experiment, experiment)
     parameters = {"cls": cls, "text_prompt": config.prompt or "", "mapper": config.mapper.kind}
-    if cls not in NOTEBOOK_CLASSES or experiment_name(cls, config.prompt, config.mapper.kind) != experiment:
+    if cls not in REPORT_DATASETS or experiment_name(cls, config.prompt, config.mapper.kind) != experiment:
         raise ConfigError(f"experiment '{experiment}' is not one notebook 04 trains (it trains: dog, "
                           "dog_text, thunder, volleyball, multiclass, tempotokens)")
     return parameters
@@ -97,7 +96,7 @@ def default_run_dir(config: ExperimentConfig, root: str | Path | None = None) ->
     """``runs/{experiment}_{profile}`` (as ``avlib train``), or ``..._2``, ``_3``... if taken.
 
     ``root`` defaults to :func:`avlib.io.runs_dir` (``runs/`` at the checkout root)."""
-    base = Path(root or runs_dir()) / f"{config.name}_{config.profile}"
+    base = experiment_run_dir(config, root)
     candidate, number = base, 1
     while candidate.exists():
         number += 1
@@ -105,41 +104,30 @@ def default_run_dir(config: ExperimentConfig, root: str | Path | None = None) ->
     return candidate
 
 
-def require_run(run_dir: str | Path | None, needs: str = "pipeline") -> ExperimentConfig:
-    """The config of a trained run folder; a clear error if ``run_dir`` is unset or not a run."""
-    from avlib.config import config_from_record
-    from avlib.io import read_json
-
+def require_run(run_dir: str | Path | None, needs: str = TRAINED) -> ExperimentConfig:
+    """The config of a run folder that got as far as ``needs`` (a stage of :data:`avlib.run.STAGES`);
+    a clear error if ``run_dir`` is unset or not such a run."""
     example = runs_dir() / "dog_tiny"
     if run_dir is None:
         raise ConfigError("set the run_dir parameter to a run folder written by notebook 04 / `avlib train` "
                           f"(e.g. papermill ... -p run_dir {example})")
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() or not (run_dir / needs).exists():
-        raise ConfigError(f"{run_dir} is not a finished run: it lacks config.json or {needs} "
+    run = Run(run_dir)
+    if not run.has(needs):
+        raise ConfigError(f"{run.root} is not a finished run: it lacks {run.config_file.name} or {needs} "
                           f"(train it with notebook 04 first, or leave run_dir unset: {example.parent}/CLASS_PROFILE)")
-    return config_from_record(read_json(run_dir / "config.json", "run's config"))
+    return run.read_config()
 
 
-# What a notebook may need of a run, in the order they are made, and what makes each.
-RUN_STAGES = (("pipeline", "training"), ("samples/index.csv", "sampling"), ("metrics.json", "scoring"))
-
-
-def prepared_run(experiment: str, profile: str = "tiny", needs: str = "pipeline") -> Path:
+def prepared_run(experiment: str, profile: str = "tiny", needs: str = TRAINED) -> Path:
     """The default run of ``experiment`` (``runs/{experiment}_{profile}``), trained, sampled and
-    scored first as far as ``needs`` asks and the folder lacks, with one line saying so.
+    scored first as far as ``needs`` (a stage of :data:`avlib.run.STAGES`) asks and the folder
+    lacks, with one line saying so.
 
     This is what 05-08 use when no run folder is given, so each runs as it comes.
     """
-    from avlib.config import load_config
-
-    stages = [name for name, _ in RUN_STAGES]
-    if needs not in stages:
-        raise ValueError(f"needs={needs!r} is not one of {stages}")
     config = load_config(experiment, profile)
-    run_dir = runs_dir() / f"{config.name}_{config.profile}"
-    wanted = RUN_STAGES[:stages.index(needs) + 1]
-    missing = [(name, doing) for name, doing in wanted if not (run_dir / name).exists()]
+    run_dir = experiment_run_dir(config)
+    missing = Run(run_dir).missing_stages(needs)
     if not missing:
         return run_dir
     print(f"{run_dir} lacks {missing[-1][0]}: {' and '.join(doing for _, doing in missing)} "
@@ -150,12 +138,12 @@ def prepared_run(experiment: str, profile: str = "tiny", needs: str = "pipeline"
 
 
 def _make_stage(stage: str, config: ExperimentConfig, run_dir: Path) -> None:
-    if stage == "pipeline":
+    if stage == TRAINED:
         from avlib.data.splits import training_clips
         from avlib.train import train
 
         train(config, training_clips(config), run_dir)
-    elif stage == "samples/index.csv":
+    elif stage == SAMPLED:
         from avlib.generate import sample_test_set
 
         sample_test_set(run_dir)
@@ -164,7 +152,7 @@ def _make_stage(stage: str, config: ExperimentConfig, run_dir: Path) -> None:
 
 
 def notebook_run(run_dir: str | Path | None, cls: str = "dog", profile: str = "tiny",
-                 needs: str = "pipeline", mapper: str = "audiovisgen") -> tuple[Path, ExperimentConfig]:
+                 needs: str = TRAINED, mapper: str = "audiovisgen") -> tuple[Path, ExperimentConfig]:
     """05/06's run: ``run_dir`` as given (it must have ``needs``), else the default run of
     ``cls`` with ``mapper``."""
     if run_dir is None:
@@ -176,7 +164,7 @@ def notebook_runs(run_dirs, experiments=("dog", "dog_text"), profile: str = "tin
     """07/08's scored runs and their one profile: ``run_dirs`` as given, else the default runs
     of ``experiments`` (dog and dog_text score the same test clips, so 08 can pair them)."""
     if run_dirs is None:
-        run_dirs = [prepared_run(name, profile, "metrics.json") for name in experiments]
+        run_dirs = [prepared_run(name, profile, SCORED) for name in experiments]
     return [Path(d) for d in run_dirs], runs_profile(run_dirs)
 
 
@@ -305,6 +293,22 @@ def time_pooled(embeddings: dict[str, list]) -> dict[str, Any]:
     return {name: np.stack([sequence.mean(0) for sequence in sequences]) for name, sequences in embeddings.items()}
 
 
+def principal_components(vectors: dict[str, Any], count: int = 2) -> dict[str, Any]:
+    """``{encoder: (N, D)}`` -> ``{encoder: (N, count)}``: each set projected onto its first
+    ``count`` principal components (centred SVD; each component's largest loading is positive,
+    scikit-learn's sign convention, so a figure does not flip between runs)."""
+    import numpy as np
+
+    projected = {}
+    for name, x in vectors.items():
+        centred = x - x.mean(0)
+        _, _, components = np.linalg.svd(centred, full_matrices=False)        # (min(N, D), D)
+        components = components[:count]
+        signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(1)])
+        projected[name] = centred @ (components * signs[:, None]).T           # (N, count)
+    return projected
+
+
 # -- 02: model assembly --------------------------------------------------------------------------
 def parameter_counts(pipeline) -> dict[str, int]:
     """Parameters per component; only the mapper trains."""
@@ -353,12 +357,20 @@ def token_shapes(pipeline, wave) -> dict[str, tuple]:
 
 
 # -- 05 / 06: a run's samples --------------------------------------------------------------------
-def read_samples(run_dir: str | Path) -> list[dict[str, str]]:
-    """``samples/index.csv`` of a run (written by :func:`avlib.generate.sample_test_set`)."""
-    import csv
+def loss_curve(run_dir: str | Path) -> dict[str, Any]:
+    """A run's training loss per step and its running mean over a tenth of the steps."""
+    import numpy as np
 
-    with open(Path(run_dir) / "samples" / "index.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+    losses = Run(run_dir).read_losses()
+    window = max(1, len(losses["loss"]) // 10)
+    return {"step": losses["step"], "loss": losses["loss"], "window": window,
+            "mean_step": losses["step"][window - 1:],
+            "mean": np.convolve(losses["loss"], np.ones(window) / window, mode="valid")}
+
+
+def read_samples(run_dir: str | Path) -> list[dict[str, str]]:
+    """The sample index of a run (written by :func:`avlib.generate.sample_test_set`)."""
+    return Run(run_dir).sample_rows()
 
 
 def frame_grid_rows(run_dir: str | Path, limit: int = 3) -> list[dict[str, Any]]:
@@ -366,24 +378,21 @@ def frame_grid_rows(run_dir: str | Path, limit: int = 3) -> list[dict[str, Any]]
     from avlib.media import SAMPLE_RATE, load_audio, read_video
     from avlib.metrics.av_align import load_onset_audio, onset_times
 
-    run_dir = Path(run_dir)
+    run = Run(run_dir)
     rows = []
-    for sample in read_samples(run_dir)[:limit]:
-        clip_id = sample["clip_id"]
-        video = run_dir / "samples" / f"{clip_id}.mp4"
-        wave = load_audio(video.with_suffix(".wav"), SAMPLE_RATE)
-        rows.append({"frames": read_video(video)[0],
-                     "reference": read_video(run_dir / "reference" / f"{clip_id}.mp4")[0],
+    for sample in run.samples(limit):
+        wave = load_audio(run.sample_audio(sample.clip_id), SAMPLE_RATE)
+        rows.append({"frames": read_video(sample.video)[0],
+                     "reference": read_video(run.reference_video(sample.clip_id))[0],
                      "wave": wave, "sample_rate": SAMPLE_RATE,
-                     "onsets_s": onset_times(load_onset_audio(video)),
-                     "title": f"{clip_id} ({sample['label']}); red: audio onsets"})
+                     "onsets_s": onset_times(load_onset_audio(sample.video)),
+                     "title": f"{sample.clip_id} ({sample.label}); red: audio onsets"})
     return rows
 
 
 def sample_videos(run_dir: str | Path, limit: int | None = None) -> list[Path]:
-    """The generated videos of a run, in ``samples/index.csv`` order."""
-    rows = read_samples(run_dir)[:limit]
-    return [Path(run_dir) / "samples" / f"{row['clip_id']}.mp4" for row in rows]
+    """The generated videos of a run, in the order of its sample index."""
+    return [sample.video for sample in Run(run_dir).samples(limit)]
 
 
 def dataset_summary(manifests: Mapping[str, list]) -> list[dict[str, Any]]:

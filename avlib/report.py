@@ -15,8 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-from avlib.errors import ConfigError, MediaError
-from avlib.io import atomic_path, read_json
+from avlib.errors import ConfigError
+from avlib.io import atomic_path
+from avlib.run import Run
 
 METRICS = ("fvd", "clipsim", "av_align")
 TITLES = {"fvd": "FVD", "clipsim": "CLIPSIM", "av_align": "AV-Align"}
@@ -29,14 +30,7 @@ def load_published() -> dict[str, Any]:
 
 
 def load_run_metrics(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise MediaError(f"no metrics.json in {run_dir} (run `avlib evaluate --run {run_dir}` first)")
-    metrics = read_json(path, "metrics file")
-    missing = [key for key in RUN_KEYS if not isinstance(metrics, dict) or key not in metrics]
-    if missing:
-        raise MediaError(f"{path} is not a metrics.json written by `avlib evaluate` (it lacks "
-                         f"{', '.join(missing)}); run `avlib evaluate --run {run_dir}` again")
+    metrics = Run(run_dir).read_metrics(RUN_KEYS)
     metrics["run_dir"] = str(run_dir)  # where the run is now: it may have moved since evaluation
     return metrics
 

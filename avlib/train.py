@@ -12,7 +12,6 @@ clip and cached on disk, keyed by everything that changes them.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import json
@@ -33,13 +32,12 @@ from tqdm.auto import tqdm
 from avlib.audio.cache import EmbeddingCache, encoder_cache_key
 from avlib.config import ExperimentConfig
 from avlib.data.window import AudioFrameWindow
-from avlib.errors import AvlibError, ConfigError
-from avlib.io import atomic_path, cache_dir, run_record, write_json
+from avlib.errors import AvlibError
+from avlib.io import cache_dir, write_json
 from avlib.pipeline.assemble import assemble
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
-from avlib.run_paths import resolve_run_paths
+from avlib.run import Run, resolve_run_paths
 
-CHECKPOINTS = "checkpoints"
 # Written by every save_checkpoint; a train_unet run adds unet.safetensors.
 CHECKPOINT_FILES = ("state.json", "mapper.safetensors", "optimizer.safetensors", "rng.safetensors")
 log = logging.getLogger(__name__)
@@ -188,7 +186,7 @@ def save_checkpoint(folder: Path, step: int, trainables: dict[str, torch.nn.Modu
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted((run_dir / CHECKPOINTS).glob("step_*"))
+    found = sorted(Run(run_dir).checkpoints_dir.glob("step_*"))
     return found[-1] if found else None
 
 
@@ -221,7 +219,7 @@ def checkpoint_problem(path: Path) -> str | None:
 def resumable_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint of ``run_dir`` that is whole, warning about each newer one
     skipped; staging folders of saves that never finished are removed on the way."""
-    folder = run_dir / CHECKPOINTS
+    folder = Run(run_dir).checkpoints_dir
     for staging in folder.glob(".step_*.tmp"):
         shutil.rmtree(staging, ignore_errors=True)
         log.warning("warning: removed %s, a checkpoint whose save never finished", staging)
@@ -259,11 +257,10 @@ def sample_timesteps(batch: int, num_train_timesteps: int, power: float,
                      generator: torch.Generator) -> torch.Tensor:
     """Training timesteps ``t = T * u**power``, ``u ~ U(0, 1)``: ``power`` 1 is the usual uniform
     draw, ``power`` < 1 favours high noise (``0.5``: density proportional to ``t``), where the
-    conditioning decides the content and the loss is not dominated by low-noise steps."""
+    conditioning decides the content and the loss is not dominated by low-noise steps. ``power``
+    > 0 is checked where the config is validated (:func:`avlib.config.validate`)."""
     if power == 1.0:  # uniform, with the same draws as torch.randint always gave
         return torch.randint(0, num_train_timesteps, (batch,), generator=generator)
-    if power <= 0:
-        raise ConfigError(f"train.timestep_power must be > 0 (got {power}); 1 draws timesteps uniformly")
     u = torch.rand(batch, generator=generator) ** power
     return (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
 
@@ -298,15 +295,16 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
 
     ``clips[i]`` is a whole clip: a dict with ``frames`` (N, 3, H, W) in [-1, 1] at
     ``data.fps``, N >= ``data.num_frames``, ``waveform`` (samples,) at 16 kHz covering the same
-    seconds, and ``clip_id``; each step trains on a random aligned window of it. The run folder gets ``config.json``, ``losses.csv``,
-    ``checkpoints/step_*`` and, at the end, ``pipeline/`` (loadable by ``avlib generate``).
+    seconds, and ``clip_id``; each step trains on a random aligned window of it. The run folder
+    (:class:`avlib.run.Run`) gets its config, losses, checkpoints and, at the end, the trained
+    pipeline (loadable by ``avlib generate --mapper``).
     """
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
 
-    run_dir = Path(run_dir)
-    config = resolve_run_paths(config)  # config.json must work from any folder (avlib.run_paths)
-    if not resume and latest_checkpoint(run_dir) is not None:
+    run = Run(run_dir)
+    config = resolve_run_paths(config)  # the run must work from any folder (avlib.run)
+    if not resume and latest_checkpoint(run.root) is not None:
         raise AvlibError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it "
                          "or choose a new --out folder")
     tcfg = config.train
@@ -328,13 +326,13 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
 
     step, losses = 0, []
     if resume:
-        checkpoint = resumable_checkpoint(run_dir)
+        checkpoint = resumable_checkpoint(run.root)
         if checkpoint is None:
-            raise AvlibError(f"nothing to resume in {run_dir}: no complete {CHECKPOINTS}/step_* folder "
+            raise AvlibError(f"nothing to resume in {run_dir}: no complete {run.checkpoints_dir}/step_* folder "
                              "(train it again without --resume)")
         step, losses = load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
     if accelerator.is_main_process:
-        write_json(run_dir / "config.json", run_record(config, seed=tcfg.seed))
+        run.write_config(config, seed=tcfg.seed)
 
     window = AudioFrameWindow.for_training(config.data)
     features = FrozenFeatures(config, pipeline, encoder,
@@ -381,34 +379,27 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % tcfg.checkpoint_every == 0 or step == total:
                 if accelerator.is_main_process:
-                    save_checkpoint(run_dir / CHECKPOINTS, step, _unwrapped(accelerator, trainables, mapper),
+                    save_checkpoint(run.checkpoints_dir, step, _unwrapped(accelerator, trainables, mapper),
                                     optimizer, noise_generator, losses)
             if step >= total:
                 break
     bar.close()
 
     if accelerator.is_main_process:
-        _write_losses(run_dir / "losses.csv", losses)
+        run.write_losses(losses)
         # pipeline.mapper wraps the module accelerate trained (prepare wraps, never copies)
-        pipeline.save_pretrained(run_dir / "pipeline", save_unet=tcfg.train_unet)
+        pipeline.save_pretrained(run.pipeline_dir, save_unet=tcfg.train_unet)
     summary = {"steps": step, "final_loss": losses[-1]["loss"] if losses else None,
                "processes": accelerator.num_processes,  # counts below: the main process's
                "cache_hits": features.hits, "cache_misses": features.misses}
     if accelerator.is_main_process:
-        write_json(run_dir / "train_summary.json", run_record(config, seed=tcfg.seed, **summary))
+        run.write_summary(config, seed=tcfg.seed, **summary)
     accelerator.wait_for_everyone()
     return summary
 
 
 def _unwrapped(accelerator, trainables: dict, mapper) -> dict:
     return {**trainables, "mapper": accelerator.unwrap_model(mapper)}
-
-
-def _write_losses(path: Path, losses: list[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "epoch", "loss", "mse", "regulariser"])
-        writer.writeheader()
-        writer.writerows(losses)
 
 
 def _hash(obj) -> str:

@@ -90,13 +90,15 @@ def main() -> None:
 
     print(f"{platform.machine()}, torch {torch.__version__}, {args.device}; paper-size random weights, "
           f"{args.frames} frames {args.height}x{args.width}, gradient checkpointing, median of {args.steps} steps")
-    print("| frozen dtype | frozen weights | peak memory | s/step | mapper / loss |")
-    print("|---|---|---|---|---|")
+    print("| frozen dtype | frozen weights | peak memory | peak / first row's | s/step | mapper / loss |")
+    print("|---|---|---|---|---|---|")
+    baseline = None   # the first dtype's peak (float32 by default): the ratio's denominator
     for dtype in args.dtypes or DEFAULT_DTYPES[args.device]:
         child = [sys.executable, __file__, "--dtype", dtype] + sys.argv[1:]
         row = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-        print(f"| {dtype} | {row['frozen_gb']:.2f} GB | {row['peak_gb']:.2f} GB | {row['s_per_step']:.1f} | "
-              f"{row['mapper_dtype']} / {row['loss_dtype']} |", flush=True)
+        baseline = baseline or row["peak_gb"]
+        print(f"| {dtype} | {row['frozen_gb']:.2f} GB | {row['peak_gb']:.2f} GB | {row['peak_gb'] / baseline:.2f}x | "
+              f"{row['s_per_step']:.1f} | {row['mapper_dtype']} / {row['loss_dtype']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -67,3 +67,18 @@ def test_every_command_has_help():
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([name, "--help"])
         assert exit_info.value.code == 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--fps", "4"], "inference.audio_seconds=2 differs from the training window data.clip_seconds=1"),
+    (["--frames", "4", "--fps", "4"], "frame counts differ"),
+])
+def test_a_mappers_window_is_checked_where_every_window_is(tmp_path, tone_wav, capsys, flags, message):
+    """--frames/--fps that give a mapper another window fail with config's own check, before any model loads."""
+    from avlib.config import load_config
+    from avlib.run import Run
+
+    Run(tmp_path / "run").write_config(load_config("dog", "tiny"), seed=0)
+    out = tmp_path / "o.mp4"
+    assert main(["generate", "--mapper", str(tmp_path / "run"), "--audio", str(tone_wav), *flags, "-o", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()

@@ -6,7 +6,7 @@ import pytest
 
 from avlib.cli import main
 from avlib.config import load_config
-from avlib.run_paths import resolve_run_paths
+from avlib.run import resolve_run_paths
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 
 FAST = ["--set", "train.max_steps=1", "--set", "inference.num_inference_steps=1"]

@@ -27,8 +27,8 @@ from torch import nn
 
 from avlib.audio.encoder import AudioEncoder
 from avlib.audio.frontends import BEATsFbank
+from avlib.config import ENCODER_LAYERS
 
-OUTPUT_LAYERS = ("last", "all")
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,8 @@ class BEATsEncoder(AudioEncoder):
 
     @output_layers.setter
     def output_layers(self, value: str) -> None:
-        if value not in OUTPUT_LAYERS:
-            raise ValueError(f"output_layers must be one of {OUTPUT_LAYERS}, got {value!r}")
+        if value not in ENCODER_LAYERS:
+            raise ValueError(f"output_layers must be one of {ENCODER_LAYERS}, got {value!r}")
         self._output_layers = value
 
     @property

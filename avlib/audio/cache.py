@@ -19,11 +19,11 @@ from typing import Mapping
 
 import numpy as np
 
-from avlib.audio.checkpoints import HUB_SEPARATOR
 from avlib.audio.embed import iter_embeddings
 from avlib.audio.encoder import AudioEncoder
 from avlib.config import EncoderConfig
 from avlib.io import atomic_path
+from avlib.named_weights import HUB_SEPARATOR
 
 CACHE_FORMAT = 2  # 2: training caches whole clips and crops windows from them
 CLIP_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")

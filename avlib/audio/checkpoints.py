@@ -13,8 +13,8 @@ Three kinds of file load into the encoders:
 Pickled checkpoints are read with ``torch.load(weights_only=True)``. Loading is strict
 over the keys the audio path uses, and every failure is a one-line :class:`CheckpointError`.
 
-A checkpoint is named by a local path or a hub id ``"repo_id::filename"``, resolved from
-the huggingface_hub cache first (works offline), downloading only when it is not there.
+A checkpoint is named by a local path, a hub id ``"repo_id::filename"`` or ``"toyworld"``,
+resolved by :func:`avlib.named_weights.resolve_checkpoint`.
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ from avlib.audio.cavp import CAVPEncoder
 from avlib.audio.encoder import AudioEncoder
 from avlib.errors import CheckpointError, ConfigError
 from avlib.io import atomic_path
+from avlib.named_weights import resolve_checkpoint
 from avlib.weights import torch_load_weights
 
-HUB_SEPARATOR = "::"
 ENCODER_CLASSES: dict[str, type[AudioEncoder]] = {"cavp": CAVPEncoder, "beats": BEATsEncoder}
 OFFICIAL_FILES = {
     "cavp": "Diff-Foley's CAVP checkpoint (SimianLuo/Diff-Foley::diff_foley_ckpt/cavp_epoch66.ckpt)",
@@ -44,37 +44,6 @@ OFFICIAL_FILES = {
 BEATS_FIXED_CFG = {"layer_norm_first": False, "relative_position_embedding": True,
                    "gru_rel_pos": True, "activation_fn": "gelu"}
 BEATS_TIED_BIAS = "self_attn.relative_attention_bias.weight"
-TOYWORLD = "toyworld"
-
-
-def resolve_checkpoint(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """A local file for ``spec``: a path, ``"repo_id::filename"`` from the hub cache, or
-    ``"toyworld"`` for the shipped toy-world CAVP (trained by ``avlib toyworld build``)."""
-    spec = str(spec)
-    if spec == TOYWORLD:
-        from avlib.toyworld import CAVP_FILE, WEIGHTS_DIR
-
-        spec = str(WEIGHTS_DIR / CAVP_FILE)
-    if HUB_SEPARATOR not in spec:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint file not found: {path} "
-                                  f"(check the path, or give a hub id as repo_id{HUB_SEPARATOR}filename)")
-        return path
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
-
-    repo_id, filename = spec.split(HUB_SEPARATOR, 1)
-    cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
-    if isinstance(cached, str):
-        return Path(cached)
-    not_found = (f"weights for {spec} not found in the huggingface_hub cache; "
-                 "run once with network access to download them, or pass a local path")
-    if constants.HF_HUB_OFFLINE:
-        raise CheckpointError(not_found)
-    try:
-        return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir))
-    except Exception as exc:  # network, auth and missing-file errors all end here
-        raise CheckpointError(f"{not_found} (download failed: {type(exc).__name__})") from exc
 
 
 def _preview(keys: list[str], limit: int = 4) -> str:

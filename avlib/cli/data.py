@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from avlib.cli.args import check_output, finite_float, nonnegative_int, positive_float, positive_int
+from avlib.config import SYNTH_LAYOUTS
 from avlib.data import curate, manifests, synthetic
 from avlib.io import run_record, write_json
 
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     synth.add_argument("--seconds", type=positive_float, default=2.0, help="clip length (default: 2)")
     synth.add_argument("--shift-s", type=finite_float, default=0.0, metavar="S",
                        help="delay every soundtrack by S seconds (out-of-sync clips; default: 0)")
-    synth.add_argument("--layout", choices=synthetic.LAYOUTS, default="random",
+    synth.add_argument("--layout", choices=SYNTH_LAYOUTS, default="random",
                        help="random: positions drawn per clip; canonical: every clip of a class starts "
                             "alike (the toy world's clips) (default: random)")
     synth.add_argument("--shuffle-pairs", action="store_true",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avlib.config import ENCODERS, EncoderConfig
+from avlib.config import ENCODER_LAYERS, ENCODERS, EncoderConfig
 from avlib.errors import ConfigError
 from avlib.cli.args import check_output
 from avlib.io import atomic_path, run_record, write_json
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint",
                    help="official weights (cavp_epoch66.ckpt, BEATs_*.pt) or an avlib .safetensors: "
                         "a local path or a hub id repo_id::filename (not needed with --frontend-only)")
-    p.add_argument("--layers", choices=["last", "all"], default=None,
+    p.add_argument("--layers", choices=ENCODER_LAYERS, default=None,
                    help="BEATs only: the last layer or all 12 concatenated (default: all, as TempoTokens)")
     p.add_argument("--frontend-only", action="store_true",
                    help="write the front end's features (mel / fbank) instead of embeddings")

@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 from avlib.cli.args import check_output, nonnegative_int, positive_int
+from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS
 
 
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser(
-        "evaluate", help="FVD, CLIPSIM and AV-Align of a run folder -> RUN_DIR/metrics.json",
+        "evaluate", help="FVD, CLIPSIM and AV-Align of a run folder, written into it",
         description="Evaluate generated samples against the run's reference clips; every "
                     "value comes with N and a seeded 95% bootstrap CI. In the tiny profile, "
                     "unless --i3d/--clip-model are given, FVD and CLIPSIM use random networks.")
@@ -22,13 +23,13 @@ def register(subparsers) -> None:
                           help="Kinetics-400 I3D (i3d_pretrained_400.pt or i3d_torchscript.pt)")
     evaluate.add_argument("--clip-model", metavar="ID",
                           help="CLIP hub id or folder (default: openai/clip-vit-base-patch32)")
-    evaluate.add_argument("--av-align-version", choices=("2025", "2023"), default="2025",
+    evaluate.add_argument("--av-align-version", choices=AV_ALIGN_VERSIONS, default="2025",
                           help="AV-Align definition (default: 2025)")
     evaluate.add_argument("--fvd-frames", type=positive_int, default=None,
                           help="frames per video for FVD (default: 16, tiny profile 8)")
-    evaluate.add_argument("--fvd-protocol", choices=("avlib", "stylegan-v", "videogpt"), default="avlib",
+    evaluate.add_argument("--fvd-protocol", choices=FVD_PROTOCOLS, default="avlib",
                           help="FVD conventions to reproduce (see `avlib metrics fvd --help`; default: avlib)")
-    evaluate.add_argument("--clipsim-protocol", choices=("clip", "report"), default="clip",
+    evaluate.add_argument("--clipsim-protocol", choices=CLIPSIM_PROTOCOLS, default="clip",
                           help="clip (default): CLIP's preprocessing; report: the report repository's "
                                "CLIP_Score.py (BGR, squash, 0.5/0.5, its texts)")
     evaluate.add_argument("--workers", type=positive_int, default=None, help="AV-Align threads (default: one per CPU)")
@@ -64,6 +65,7 @@ def metric_list(text: str) -> list[str]:
 
 def run_evaluate(args) -> int:
     from avlib.evaluate import evaluate_run
+    from avlib.run import Run
 
     result = evaluate_run(args.run, i3d=args.i3d, clip_model=args.clip_model,
                           av_align_version=args.av_align_version, fvd_frames=args.fvd_frames,
@@ -72,7 +74,7 @@ def run_evaluate(args) -> int:
                           metrics=args.metrics)
     values = ", ".join(f"{name} {entry['value']:.4g}" for name, entry in result["metrics"].items()
                        if entry["value"] is not None)
-    print(f"{result['experiment']}: {values} -> {args.run}/metrics.json")
+    print(f"{result['experiment']}: {values} -> {Run(args.run).metrics_file}")
     for name, reason in result["skipped"].items():
         print(f"skipped {name}: {reason}")
     for note in result["notes"]:

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from pathlib import Path
 
 from avlib.cli.args import (check_device, check_output, nonnegative_float, nonnegative_int,
                             positive_float, positive_int)
-from avlib.config import PROFILES, SCHEDULERS, config_from_record, load_config
+from avlib.config import PROFILES, SCHEDULERS, check_windows, load_config
 from avlib.errors import AvlibError
-from avlib.io import read_json
+from avlib.run import Run
 
 
 def register(subparsers) -> None:
@@ -45,11 +44,7 @@ def register(subparsers) -> None:
 def _run_config(args: argparse.Namespace):
     """The experiment config behind the defaults: the mapper run's own, or the profile's."""
     if args.mapper is not None:
-        config_file = args.mapper / "config.json"
-        if not config_file.is_file():
-            raise AvlibError(f"{args.mapper} is not a training run (no config.json); "
-                             "pass the folder written by `avlib train`")
-        return config_from_record(read_json(config_file, "run's config"))
+        return Run(args.mapper).read_config()
     return load_config("dog", args.profile)
 
 
@@ -78,17 +73,14 @@ def run(args: argparse.Namespace) -> int:
              "scheduler": args.scheduler}
     settings = dataclasses.replace(config.inference, **{k: v for k, v in given.items() if v is not None})
     settings = dataclasses.replace(settings, audio_seconds=settings.num_frames / settings.fps)
-    if args.mapper is not None and not math.isclose(settings.audio_seconds, config.data.clip_seconds):
-        raise AvlibError(
-            f"this mapper was trained on {config.data.num_frames} frames over {config.data.clip_seconds:g} s "
-            f"of audio; {settings.num_frames} frames at {settings.fps:g} fps span "
-            f"{settings.audio_seconds:g} s: keep --frames/--fps at {config.data.num_frames}/{config.data.fps:g}")
+    if args.mapper is not None:  # the mapper maps its training window to its frames, and no other
+        check_windows(dataclasses.replace(config, inference=settings))
     device = check_device(args.device or config.model.device,
                           "--device" if args.device else f"the {config.profile} profile's device")
     pretrained = args.pretrained or config.model.pretrained
     check_frame_size(settings, pretrained_vae_scale(pretrained))
     if args.mapper is not None:
-        pipeline = AudioToVideoPipeline.from_pretrained(args.mapper / "pipeline", t2v_source=pretrained,
+        pipeline = AudioToVideoPipeline.from_pretrained(Run(args.mapper).pipeline_dir, t2v_source=pretrained,
                                                         device=device, dtype=config.model.dtype)
     else:
         pipeline = AudioToVideoPipeline.from_t2v(load_t2v(pretrained, dtype=config.model.dtype, device=device))

@@ -14,10 +14,9 @@ import argparse
 from avlib.cli.args import check_output, nonnegative_int, positive_int
 from avlib.errors import CheckpointError
 from avlib.io import run_record, write_json
-from avlib.metrics import video_paths
+from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS, FVD_RESIZE_MODES, video_paths
+from avlib.named_weights import TOY_METRICS
 
-# Names only, so that --help and the AV-Align command do not import torch.
-FVD_PROTOCOLS = ("avlib", "stylegan-v", "videogpt")
 
 
 def register(subparsers) -> None:
@@ -32,7 +31,7 @@ def register(subparsers) -> None:
                                            "else from the video's own audio track.")
     align.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR",
                        help="mp4 files, or folders of them (each paired with {stem}.wav by name)")
-    align.add_argument("--version", choices=("2025", "2023"), default="2025",
+    align.add_argument("--version", choices=AV_ALIGN_VERSIONS, default="2025",
                        help="upstream definition (default: 2025, one-to-one matching, threshold 0.1)")
     align.add_argument("--workers", type=positive_int, default=None, help="threads (default: one per CPU)")
     _common(align)
@@ -52,7 +51,7 @@ def register(subparsers) -> None:
                           "i3d_torchscript.pt; 'toy' for the toy world's TOY network (tiny profile), "
                           "'tiny' for a random test network")
     fvd.add_argument("--frames", type=positive_int, default=16, help="frames per video (default: 16)")
-    fvd.add_argument("--resize", choices=("short-side", "squash", "crop-squash"), default=None,
+    fvd.add_argument("--resize", choices=FVD_RESIZE_MODES, default=None,
                      help="override the protocol's resize rule (recorded in the output)")
     fvd.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
     _common(fvd)
@@ -65,7 +64,7 @@ def register(subparsers) -> None:
     clip.add_argument("--model", default=None, metavar="ID",
                       help="CLIP hub id or folder (default: openai/clip-vit-base-patch32); "
                            "'toy' for the toy world's TOY CLIP (tiny profile), 'tiny' for a random test network")
-    clip.add_argument("--protocol", choices=("clip", "report"), default="clip",
+    clip.add_argument("--protocol", choices=CLIPSIM_PROTOCOLS, default="clip",
                       help="clip (default): RGB, CLIP's preprocessing; report: the report "
                            "repository's CLIP_Score.py (BGR, squash, mean=std=0.5)")
     _common(clip)
@@ -105,9 +104,7 @@ def run_fvd(args) -> int:
     if args.i3d is None:
         raise CheckpointError("FVD needs the Kinetics-400 I3D: pass --i3d PATH_OR_URL "
                               "(i3d_pretrained_400.pt, or --i3d tiny for a random test network)")
-    from avlib.toyworld.metric_nets import toy_backbone
-
-    named = {"tiny": fvd.tiny_backbone, "toy": toy_backbone}
+    named = {"tiny": fvd.tiny_backbone, TOY_METRICS: fvd.toy_backbone}
     backbone = (named[args.i3d](frames=args.frames, protocol=args.protocol, resize=args.resize)
                 if args.i3d in named
                 else fvd.pretrained_backbone(args.i3d, args.frames, args.protocol, args.resize))
@@ -123,9 +120,7 @@ def run_clipsim(args) -> int:
     from avlib.metrics import clipsim
 
     check_output(args.json)
-    from avlib.toyworld.metric_nets import toy_clip_scorer
-
-    named = {"tiny": clipsim.ClipScorer.tiny, "toy": toy_clip_scorer}
+    named = {"tiny": clipsim.ClipScorer.tiny, TOY_METRICS: clipsim.toy_clip_scorer}
     scorer = (named[args.model](protocol=args.protocol) if args.model in named
               else clipsim.ClipScorer.from_pretrained(args.model or clipsim.DEFAULT_MODEL,
                                                       protocol=args.protocol))

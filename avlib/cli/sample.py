@@ -10,8 +10,9 @@ from avlib.cli.args import nonnegative_int, positive_int
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sample", help="generate a video for every test clip of a trained run",
-        description="Writes RUN/samples/{clip}.mp4 + .wav + index.csv and the real clips in "
-                    "RUN/reference/, the layout `avlib evaluate --run RUN` reads.")
+        description="Generates a video (its audio muxed in, and that audio beside it) for every "
+                    "test clip of the run, indexes them and keeps the real clips beside them: what "
+                    "`avlib evaluate --run RUN` reads.")
     p.add_argument("--run", type=Path, required=True, help="run folder written by `avlib train`")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many test clips")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="noise seed of the first clip (default: config)")

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avlib.cli.args import check_device
-from avlib.config import PROFILES, config_from_record, list_experiments, load_config
-from avlib.errors import AvlibError, ConfigError
-from avlib.io import read_json, runs_dir
+from avlib.config import PROFILES, list_experiments, load_config
+from avlib.errors import ConfigError
+from avlib.run import Run, experiment_run_dir
 
 # What a resumed run may change: how long it goes on, how often it saves, where the clips
 # now live, and how it will be sampled. Anything else (lr, data, model...) is baked into the
@@ -58,17 +58,13 @@ def run(args: argparse.Namespace) -> int:
     from avlib.train import train
 
     if args.resume is not None:
-        record = args.resume / "config.json"
-        if not record.is_file():
-            raise AvlibError(f"{args.resume} is not a training run (no config.json); "
-                             "pass the folder a previous `avlib train` wrote")
-        record = read_json(record, "run's config")
-        config = config_from_record(record, args.overrides)
-        refuse_changes_on_resume(config_from_record(record).to_dict(), config.to_dict())
+        run = Run(args.resume)
+        config = run.read_config(args.overrides)
+        refuse_changes_on_resume(run.read_config().to_dict(), config.to_dict())
         run_dir = args.resume
     else:
         config = load_config(args.experiment, args.profile, args.overrides)
-        run_dir = args.out or runs_dir() / f"{config.name}_{config.profile}"
+        run_dir = args.out or experiment_run_dir(config)
     check_device(config.model.device, "model.device")
     clips = training_clips(config)
     summary = train(config, clips, run_dir, resume=args.resume is not None)

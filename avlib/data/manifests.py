@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from avlib.config import SPLIT_SCHEMES
 from avlib.errors import ConfigError
 from avlib.io import atomic_path
 
@@ -35,7 +36,6 @@ VERSION_LINE = f"# avlib-manifest v{MANIFEST_VERSION}"
 COLUMNS = ("clip_id", "label", "split", "source_id", "start_s", "end_s",
            "video_events_s", "audio_events_s")
 SPLITS = ("train", "test")
-SPLIT_SCHEMES = ("repo", "report")
 REPORT_TEST_FRACTION = 0.2          # report 4.1: 400 train + 100 test clips per class
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 SHIPPED_DATASETS = ("volleyball", "thunder", "dog", "multiclass")   # MANIFEST_DIR/{name}.csv

@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from avlib.config import SYNTH_LAYOUTS
 from avlib.data.manifests import ClipRow, write_manifest
 from avlib.errors import ConfigError
 from avlib.io import run_record, write_json
@@ -279,7 +280,6 @@ DESIGNS = {
     "volleyball": ClassDesign(draw_volleyball, thud),
 }
 CLASSES = tuple(DESIGNS)
-LAYOUTS = ("random", "canonical")
 
 
 def _check_class(label: str) -> None:
@@ -313,8 +313,8 @@ def synth_clip(label: str, seed: int, *, seconds: float = 2.0, fps: float = 12.0
     an event -- fixes what it shows); "random" draws positions per clip.
     """
     _check_class(label)
-    if layout not in LAYOUTS:
-        raise ConfigError(f"unknown synthetic layout '{layout}' (choose from: {', '.join(LAYOUTS)})")
+    if layout not in SYNTH_LAYOUTS:
+        raise ConfigError(f"unknown synthetic layout '{layout}' (choose from: {', '.join(SYNTH_LAYOUTS)})")
     if size < MIN_SIZE:
         raise ConfigError(f"synthetic frame size {size} is too small to draw on (use {MIN_SIZE} or more)")
     rng = np.random.default_rng(seed)

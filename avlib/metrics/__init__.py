@@ -7,8 +7,14 @@
 - :mod:`avlib.metrics.stats`: seeded bootstrap confidence intervals.
 
 Submodules are imported on demand (torch, librosa and OpenCV are slow to import), so this
-package only holds what they share.
+package only holds what they share, and the names of each metric's definitions: the one list
+that the CLI's choices and each module's table of definitions use.
 """
+
+AV_ALIGN_VERSIONS = ("2025", "2023")                     # avlib.metrics.av_align.VERSIONS
+FVD_PROTOCOLS = ("avlib", "stylegan-v", "videogpt")      # avlib.metrics.fvd.PROTOCOLS
+FVD_RESIZE_MODES = ("short-side", "squash", "crop-squash")
+CLIPSIM_PROTOCOLS = ("clip", "report")                   # avlib.metrics.clipsim.PROTOCOLS
 
 
 class MetricWarning(UserWarning):

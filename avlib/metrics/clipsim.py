@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from avlib.errors import CheckpointError, ConfigError
 from avlib.metrics.stats import mean_with_ci
+from avlib.named_weights import METRIC_NETS_DIR, TOY_CLIP_SUBDIR
 from avlib.weights import folder_problem
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -36,6 +37,7 @@ PROTOCOLS = {
                "squashed to the input size (PIL bilinear), mean = std = 0.5, the report's texts"),
 }
 DEFAULT_PROTOCOL = "clip"
+TOY_CLIP_NAME = "TOY CLIP (trained on the synthetic world; not comparable to published CLIPSIM)"
 # The texts the report's eval.ipynb scored against, by class; other classes keep their name.
 REPORT_TEXTS = {"dog": "Dog Barking"}
 
@@ -111,7 +113,7 @@ class ClipScorer:
         """A seeded random CLIP at 32x32 for the tiny profile; its scores mean nothing semantic."""
         from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
-        from avlib.pipeline.tiny import tiny_clip_tokenizer
+        from avlib.tokenizers import tiny_clip_tokenizer
 
         tokenizer = tiny_clip_tokenizer()
         layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -165,6 +167,13 @@ class ClipScorer:
 
             frames, _ = read_video(video)
         return frame_averaged_cosine(self.image_embeddings(frames), self.text_embedding(text))
+
+
+def toy_clip_scorer(folder: str | Path = METRIC_NETS_DIR, protocol: str = DEFAULT_PROTOCOL) -> ClipScorer:
+    """The toy world's trained TOY CLIP (``avlib toyworld metrics``), named TOY in every output."""
+    scorer = ClipScorer.from_pretrained(str(Path(folder) / TOY_CLIP_SUBDIR), device="cpu", protocol=protocol)
+    scorer.model_id = TOY_CLIP_NAME
+    return scorer
 
 
 def clipsim_videos(videos: Sequence[str | Path], texts: Sequence[str], scorer: ClipScorer,

@@ -53,10 +53,11 @@ from torch import nn
 from avlib.errors import AvlibError, ConfigError
 from avlib.io import atomic_path
 from avlib.io import cache_dir
-from avlib.metrics import MetricWarning, i3d
+from avlib.metrics import FVD_RESIZE_MODES, MetricWarning, i3d
 from avlib.metrics.stats import bootstrap_replicates, percentile_interval
+from avlib.named_weights import METRIC_NETS_DIR, TOY_VIDEO_FILE
 
-RESIZE_MODES = ("short-side", "squash", "crop-squash")
+TOY_I3D_NAME = "TOY I3D (trained on the synthetic world; not Kinetics-400, not comparable to published FVD)"
 N_RESAMPLES = 500  # a replicate is one min(N, D)-sized SVD: ~5 ms at N=100, ~0.1 s at N>=400
 
 
@@ -70,9 +71,9 @@ class Preprocessing:
     tats_bytes: bool = False    # TATS' truncating round trip through bytes (see __call__)
 
     def __post_init__(self):
-        if self.resize not in RESIZE_MODES:
+        if self.resize not in FVD_RESIZE_MODES:
             raise ConfigError(f"unknown FVD resize mode '{self.resize}' "
-                              f"(choose from: {', '.join(RESIZE_MODES)})")
+                              f"(choose from: {', '.join(FVD_RESIZE_MODES)})")
         if self.frames < 1:
             raise ConfigError(f"FVD needs at least 1 frame per video, got {self.frames}")
 
@@ -192,6 +193,21 @@ def tiny_backbone(seed: int = 0, frames: int = 8, protocol: str = DEFAULT_PROTOC
                            "not comparable to published FVD)", fingerprint=weights_fingerprint(model),
                            preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
+
+
+def toy_backbone(frames: int = 8, protocol: str = DEFAULT_PROTOCOL, resize: str | None = None,
+                 folder: str | Path = METRIC_NETS_DIR) -> FeatureBackbone:
+    """The toy world's trained TOY video network (``avlib toyworld metrics``), named TOY."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(folder) / TOY_VIDEO_FILE
+    with safe_open(str(path), "pt") as handle:
+        config = json.loads(handle.metadata()["config"])
+    model = i3d.InceptionI3d(**config)
+    model.load_state_dict(load_file(str(path)))
+    return FeatureBackbone(model.eval(), name=TOY_I3D_NAME, fingerprint=weights_fingerprint(model),
+                           preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
 class FeatureCache:
     """One ``.npy`` per (video file, backbone, preprocessing); a changed file gets a new key."""

@@ -14,7 +14,7 @@ import importlib.util
 from pathlib import Path
 
 from avlib.errors import CheckpointError
-from avlib.pipeline.tiny import _byte_alphabet
+from avlib.tokenizers import byte_alphabet
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 NUM_MERGES = 49152 - 256 - 2   # open_clip's SimpleTokenizer: merges[1:49152-256-2+1]
@@ -38,7 +38,7 @@ def clip_tokenizer(vocab_file: str | Path | None = None, model_max_length: int =
     path = Path(vocab_file) if vocab_file is not None else open_clip_vocab_file()
     lines = gzip.open(path).read().decode("utf-8").split("\n")[1:NUM_MERGES + 1]
     merges = [tuple(line.split()) for line in lines]
-    symbols = sorted(_byte_alphabet(), key=ord)  # GPT-2's bytes_to_unicode order: printable first
+    symbols = sorted(byte_alphabet(), key=ord)  # GPT-2's bytes_to_unicode order: printable first
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: index for index, token in enumerate(tokens)}

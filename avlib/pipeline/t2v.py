@@ -3,8 +3,9 @@
 ``load_t2v("cerspense/zeroscope_v2_576w")`` resolves the hub id through huggingface_hub's
 cache (honouring ``HF_HUB_OFFLINE``), ``load_t2v("/some/folder")`` reads a local diffusers
 folder, ``load_t2v("tiny")`` builds the tiny twin once into avlib's cache folder, and
-``load_t2v("toyworld")`` reads the shipped toy-world model (:mod:`avlib.toyworld`). All
-of them then go through the same ``from_pretrained`` calls, with every weight frozen.
+``load_t2v("toyworld")`` reads the shipped toy-world model; :mod:`avlib.named_weights` says
+where each name lives. All of them then go through the same ``from_pretrained`` calls, with
+every weight frozen.
 """
 from __future__ import annotations
 
@@ -16,12 +17,10 @@ from pathlib import Path
 import torch
 
 from avlib.errors import CheckpointError
-from avlib.io import cache_dir
+from avlib.named_weights import TINY, t2v_folder, tiny_t2v_folder
 from avlib.weights import folder_problem
 
 ZEROSCOPE_ID = "cerspense/zeroscope_v2_576w"
-SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-TINY_VERSION = 1  # bump when build_tiny_t2v changes, so stale cached twins are rebuilt
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -45,42 +44,27 @@ def vae_scale(block_out_channels) -> int:
 
 def pretrained_vae_scale(pretrained: str) -> int:
     """:func:`vae_scale` of a model read from its config alone (no weights loaded)."""
+    from diffusers.utils import CONFIG_NAME
+
     from avlib.io import read_json
 
-    config = read_json(resolve_pretrained(pretrained) / "vae" / "config.json", "VAE config")
+    config = read_json(resolve_pretrained(pretrained) / "vae" / CONFIG_NAME, "VAE config")
     return vae_scale(config.get("block_out_channels", [64]))  # diffusers default: one block
 
 
 def resolve_pretrained(pretrained: str) -> Path:
-    """A local diffusers folder for ``pretrained``: "tiny", "toyworld", a local path, or a hub id."""
-    if pretrained == "tiny":
-        return ensure_tiny_t2v()
-    if pretrained == "toyworld":
-        return toyworld_t2v()
-    local = Path(pretrained).expanduser()
-    if local.is_dir():
-        missing = [s for s in SUBFOLDERS if not (local / s).is_dir()]
-        if missing:
-            raise CheckpointError(
-                f"{local} is not a diffusers text-to-video folder: missing {', '.join(missing)} "
-                "(pass the folder that holds unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
-        return local
-    from huggingface_hub import snapshot_download
-
-    patterns = ["model_index.json"] + [f"{s}/*" for s in SUBFOLDERS]
-    try:
-        return Path(snapshot_download(pretrained, allow_patterns=patterns))
-    except Exception as exc:  # offline, unknown repo, no network: one actionable message
-        raise CheckpointError(
-            f"weights for {pretrained} not found in the cache; run with network once or pass a "
-            f"local path ({type(exc).__name__})") from exc
+    """A local diffusers folder for ``pretrained`` (:func:`avlib.named_weights.t2v_folder`),
+    building the tiny twin first when ``pretrained`` is "tiny" and it is not cached yet."""
+    if pretrained == TINY:
+        ensure_tiny_t2v()
+    return t2v_folder(pretrained)
 
 
 def ensure_tiny_t2v(seed: int = 0) -> Path:
     """Build the tiny twin into the cache on first use (deterministic for a seed)."""
     from avlib.pipeline.tiny import build_tiny_t2v
 
-    target = cache_dir() / f"tiny-t2v-v{TINY_VERSION}-seed{seed}"
+    target = tiny_t2v_folder(seed)
     if not (target / "unet").is_dir():
         staging = target.with_name(target.name + f".tmp{os.getpid()}")
         build_tiny_t2v(staging, seed=seed)
@@ -91,17 +75,6 @@ def ensure_tiny_t2v(seed: int = 0) -> Path:
 
             shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def toyworld_t2v() -> Path:
-    """The shipped toy-world text-to-video model (trained by ``avlib toyworld build``)."""
-    from avlib.toyworld import T2V_SUBDIR, WEIGHTS_DIR
-
-    folder = WEIGHTS_DIR / T2V_SUBDIR
-    if not (folder / "unet").is_dir():
-        raise CheckpointError(f"the toy world's weights are missing from {WEIGHTS_DIR}; build them with "
-                              f"`avlib toyworld build --out {WEIGHTS_DIR}`")
-    return folder
 
 
 @contextlib.contextmanager

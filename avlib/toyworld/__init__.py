@@ -9,11 +9,11 @@
 * :mod:`avlib.toyworld.evaluate` -- the acceptance experiment; ``avlib toyworld evaluate``.
 
 The shipped weights live in ``avlib/toyworld/weights`` (``t2v/`` in diffusers layout,
-``cavp.safetensors``); ``model.pretrained: toyworld`` resolves to them.
+``cavp.safetensors``, ``metrics/``); ``model.pretrained: toyworld`` resolves to them through
+:mod:`avlib.named_weights`, which owns these locations (the floors below the toy world load
+its weights without importing it).
 """
-from pathlib import Path
+from avlib.named_weights import CAVP_FILE, METRIC_NETS_DIR, T2V_SUBDIR
+from avlib.named_weights import TOYWORLD_WEIGHTS_DIR as WEIGHTS_DIR
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-T2V_SUBDIR = "t2v"
-CAVP_FILE = "cavp.safetensors"
-METRIC_NETS_DIR = WEIGHTS_DIR / "metrics"  # the toy CLIP and toy video network (metric_nets.py)
+__all__ = ["CAVP_FILE", "METRIC_NETS_DIR", "T2V_SUBDIR", "WEIGHTS_DIR"]

@@ -201,6 +201,7 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
     """Train the stand-ins and write ``out_dir/t2v`` + ``out_dir/cavp.safetensors`` +
     ``out_dir/build.json``. The folder appears only when complete."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from diffusers.utils import CONFIG_NAME
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from avlib.audio.checkpoints import save_encoder
@@ -252,7 +253,7 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
         {**asdict(cfg), "init": Path(cfg.init).name}, seed=cfg.seed, spec=asdict(ToySpec()), latent_scaling=scaling, timings=timings,
         losses={"vae": summary(vae_losses), "unet": summary(unet_losses), "cavp": summary(cavp_losses)},
         init_build=json.loads((Path(cfg.init) / "build.json").read_text()) if cfg.init else None))
-    for config_file in (staging / T2V_SUBDIR).glob("*/config.json"):  # no staging paths in the output
+    for config_file in (staging / T2V_SUBDIR).glob(f"*/{CONFIG_NAME}"):  # no staging paths in the output
         config = json.loads(config_file.read_text())
         if "_name_or_path" in config:
             config["_name_or_path"] = T2V_SUBDIR

@@ -173,6 +173,7 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     from avlib.metrics.av_align import av_align_videos
     from avlib.metrics.stats import mean_with_ci
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.run import Run
     from avlib.toyworld.frame_classifier import train_frame_classifier
     from avlib.train import train
 
@@ -186,10 +187,11 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     test_clips = toy_clips(config.data.classes, per_class=test_per_class, split="test", seed=seed)
     timings["data_s"] = time.perf_counter() - started
 
-    summary = train(config, train_clips, out_dir / "mapper_run", progress=progress)
+    mapper_run = Run(out_dir / "mapper_run")
+    summary = train(config, train_clips, mapper_run.root, progress=progress)
     timings["mapper_training_s"] = time.perf_counter() - started - sum(timings.values())
 
-    trained = AudioToVideoPipeline.from_pretrained(out_dir / "mapper_run" / "pipeline")
+    trained = AudioToVideoPipeline.from_pretrained(mapper_run.pipeline_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         fresh = build_mapper(config.mapper, in_dim=trained.audio_encoder.output_dim).eval()

@@ -2,7 +2,9 @@
 
 The tiny profile used to score CLIPSIM and FVD with seeded *random* networks, whose numbers
 measure nothing. These two are trained on the synthetic world (``avlib toyworld metrics``, about
-a minute on one core) and are what the tiny profile scores with; every output names them TOY:
+a minute on one core) and are what the tiny profile scores with; every output names them TOY.
+This module trains them; :func:`avlib.metrics.clipsim.toy_clip_scorer` and
+:func:`avlib.metrics.fvd.toy_backbone` load them:
 
 * **toy CLIP** -- the tiny CLIP of :meth:`avlib.metrics.clipsim.ClipScorer.tiny` (same config),
   trained with CLIP's contrastive objective over the toy world's closed set of texts: a frame's
@@ -26,16 +28,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from avlib.data.synthetic import CLASSES
-from avlib.toyworld import METRIC_NETS_DIR
+from avlib.metrics.clipsim import toy_clip_scorer
+from avlib.metrics.fvd import toy_backbone
+from avlib.named_weights import TOY_CLIP_SUBDIR, TOY_VIDEO_FILE
 from avlib.toyworld.data import STATE_WORDS, rgb_frames, toy_clips
 
-CLIP_SUBDIR = "clip"                  # transformers' CLIP layout: model, tokenizer, image processor
-VIDEO_FILE = "video_i3d.safetensors"  # the toy I3D's weights
 RECORD_FILE = "build.json"
 VIDEO_FEATURES = 16                   # the toy I3D's output: FVD's feature dimension
 PIXEL_NOISE = 0.1                     # generated frames are noisy: judge content, not grain
-TOY_CLIP_NAME = "TOY CLIP (trained on the synthetic world; not comparable to published CLIPSIM)"
-TOY_I3D_NAME = "TOY I3D (trained on the synthetic world; not Kinetics-400, not comparable to published FVD)"
 
 
 @dataclass(frozen=True)
@@ -187,40 +187,13 @@ def build_metric_nets(out: str | Path, cfg: MetricNetsConfig = MetricNetsConfig(
         timings["clip_s"] = time.perf_counter() - started
         net, video_loss = train_toy_video_net(clips, cfg, progress)
         timings["video_s"] = time.perf_counter() - started - timings["clip_s"]
-    scorer.model.save_pretrained(out / CLIP_SUBDIR)
-    scorer.tokenizer.save_pretrained(out / CLIP_SUBDIR)
-    scorer.image_processor.save_pretrained(out / CLIP_SUBDIR)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / VIDEO_FILE),
+    scorer.model.save_pretrained(out / TOY_CLIP_SUBDIR)
+    scorer.tokenizer.save_pretrained(out / TOY_CLIP_SUBDIR)
+    scorer.image_processor.save_pretrained(out / TOY_CLIP_SUBDIR)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / TOY_VIDEO_FILE),
               metadata={"config": json.dumps(net.config)})
     write_json(out / RECORD_FILE, run_record(asdict(cfg), seed=cfg.seed, timings=timings,
                                              final_loss={"clip": clip_loss, "video": video_loss},
                                              validity=validity(toy_clip_scorer(out), toy_backbone(folder=out),
                                                                cfg.validity_per_class)))
     return out
-
-
-def toy_clip_scorer(folder: str | Path = METRIC_NETS_DIR, protocol: str = "clip"):
-    """The trained toy CLIP as a :class:`~avlib.metrics.clipsim.ClipScorer`, named TOY."""
-    from avlib.metrics.clipsim import ClipScorer
-
-    scorer = ClipScorer.from_pretrained(str(Path(folder) / CLIP_SUBDIR), device="cpu", protocol=protocol)
-    scorer.model_id = TOY_CLIP_NAME
-    return scorer
-
-
-def toy_backbone(frames: int = 8, protocol: str = "avlib", resize: str | None = None,
-                 folder: str | Path = METRIC_NETS_DIR):
-    """The trained toy video network as FVD's :class:`~avlib.metrics.fvd.FeatureBackbone`, named TOY."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from avlib.metrics import fvd
-    from avlib.metrics.i3d import InceptionI3d
-
-    path = Path(folder) / VIDEO_FILE
-    with safe_open(str(path), "pt") as handle:
-        config = json.loads(handle.metadata()["config"])
-    model = InceptionI3d(**config)
-    model.load_state_dict(load_file(str(path)))
-    return fvd.FeatureBackbone(model.eval(), name=TOY_I3D_NAME, fingerprint=fvd.weights_fingerprint(model),
-                               preprocessing=fvd.get_protocol(protocol).preprocessing(frames, 32, resize))
