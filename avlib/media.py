@@ -226,7 +226,8 @@ def side_by_side(videos: list[str | Path], path: str | Path, height: int | None 
     try:
         height = height or clips[0].h
         height += height % 2
-        row = [clip.resized(height=height) for clip in clips]
+        # yuv420p needs even sizes: each clip at an even width too
+        row = [clip.resized((max(2, round(clip.w * height / clip.h / 2) * 2), height)) for clip in clips]
         duration = min(clip.duration for clip in row)
         combined = clips_array([[clip.subclipped(0, duration) for clip in row]])
         combined = combined.with_audio(clips[0].audio.subclipped(0, duration) if clips[0].audio else None)
