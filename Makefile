@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	# open_clip_torch; installed without its dependencies (torchvision, timm), which avlib
 	# never imports and which are not built for the local torch wheel.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps open_clip_torch==3.3.0
-	# Compile librosa's numba kernels once, before parallel workers would race to cache them.
-	$(BIN)/python -c "from avlib.metrics.av_align import compile_onset_detection; compile_onset_detection()"
+	# Compile librosa's numba kernels once (tests compare avlib's onset detector with
+	# librosa's), before parallel test workers would race to cache them.
+	$(BIN)/python -c "import librosa, numpy; librosa.onset.onset_detect(y=numpy.random.default_rng(0).uniform(-1, 1, 11025), sr=22050)"
 	touch $(STAMP)
 
 setup: $(STAMP)

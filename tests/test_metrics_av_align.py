@@ -166,12 +166,30 @@ def test_no_audio_track_fails_before_any_flow(tmp_path, fixtures_dir, monkeypatc
 
 
 def test_the_cli_imports_no_generation_stack(tmp_path):
-    """`avlib metrics av-align` loads neither torch nor diffusers nor transformers."""
+    """`avlib metrics av-align` loads neither the generation stack nor librosa (and numba)."""
     import subprocess
     import sys
 
     code = ("import sys; from avlib.cli import main; "
             f"main(['metrics', 'av-align', {str(tmp_path / 'absent.mp4')!r}, '--json', 'x.json']); "
-            "print(sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules)))")
+            "print(sorted({'torch', 'diffusers', 'transformers', 'librosa', 'numba'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_flow_is_the_same_for_any_opencv_thread_count(fixtures_dir):
+    """The pool runs OpenCV single-threaded while its workers run; that must not move a bit."""
+    import cv2
+
+    from avlib.metrics.av_align import flow_trajectory, opencv_threads, read_bgr_frames
+
+    frames, _ = read_bgr_frames(fixtures_dir / "av_align" / "aligned.mp4")
+    default = cv2.getNumThreads()
+    trajectories = []
+    for count in (1, 4, 0):
+        with opencv_threads(count):
+            assert cv2.getNumThreads() == max(count, 1)
+            trajectories.append(flow_trajectory(frames))
+    assert cv2.getNumThreads() == default  # restored
+    for trajectory in trajectories[1:]:
+        np.testing.assert_array_equal(trajectory, trajectories[0])

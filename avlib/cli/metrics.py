@@ -88,6 +88,7 @@ def run_av_align(args) -> int:
     from avlib.metrics import av_align
 
     check_output(args.json)
+    av_align.keep_freed_memory()  # this process only computes AV-Align
     results = av_align.av_align_videos(video_paths(args.videos), args.version, args.workers,
                                        not args.quiet)
     summary = av_align.summarize(results, args.version, args.seed)

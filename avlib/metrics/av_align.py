@@ -3,7 +3,8 @@
 Definition, as in TempoTokens' ``av_align.py`` (so scores equal upstream's on the same files):
 
 - audio peaks: the audio read at librosa's default 22.05 kHz mono, ``onset_strength`` and
-  ``onset_detect`` with their defaults, converted to seconds;
+  ``onset_detect`` with their defaults, converted to seconds (:mod:`avlib.metrics.onsets`
+  computes them with numpy, bit-identical to librosa, without librosa's start-up cost);
 - video peaks: OpenCV decodes the frames (BGR), each consecutive grayscale pair gives a
   Farneback flow field whose mean magnitude is the motion at the later frame; the first
   value is repeated so there is one value per frame; a peak is a strict local maximum,
@@ -24,25 +25,27 @@ usually means silent audio or a frozen video, also raises a :class:`MetricWarnin
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import os
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
-import librosa
 import numpy as np
-from tqdm.auto import tqdm
 
 from avlib.errors import ConfigError, MediaError
 from avlib.media import load_audio
 from avlib.metrics import MetricWarning
+from avlib.metrics.onsets import SAMPLE_RATE as ONSET_SAMPLE_RATE
+from avlib.metrics.onsets import load_mono, onset_times
 from avlib.metrics.stats import mean_with_ci
 
-ONSET_SAMPLE_RATE = 22_050  # librosa.load's default rate, which upstream relies on
 FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5,
                  poly_sigma=1.2, flags=0)
 
@@ -97,34 +100,13 @@ class AVAlignResult:
 def load_onset_audio(video: Path) -> np.ndarray:
     """Mono audio at 22.05 kHz: ``{stem}.wav`` beside the video, else the video's own track.
 
-    The wav goes through ``librosa.load`` exactly as upstream reads it (soxr_hq resampling);
+    The wav is read exactly as upstream's ``librosa.load`` reads it (soxr_hq resampling);
     the mp4 fallback is decoded by ffmpeg straight at 22.05 kHz.
     """
     wav = video.with_suffix(".wav")
     if not wav.is_file():
         return load_audio(video, ONSET_SAMPLE_RATE)
-    try:
-        wave, _ = librosa.load(wav, sr=ONSET_SAMPLE_RATE, mono=True)
-    except Exception as exc:  # soundfile's errors name no common base class
-        raise MediaError(f"cannot read audio {wav}: {exc} (re-export it as a PCM wav)") from exc
-    return wave
-
-
-def onset_times(wave: np.ndarray, sample_rate: int = ONSET_SAMPLE_RATE) -> np.ndarray:
-    """Audio peak times in seconds: librosa's default onset detector."""
-    envelope = librosa.onset.onset_strength(y=wave, sr=sample_rate)
-    frames = librosa.onset.onset_detect(onset_envelope=envelope, sr=sample_rate)
-    return librosa.frames_to_time(frames, sr=sample_rate)
-
-
-def compile_onset_detection() -> None:
-    """Run the onset detector once, so librosa's numba kernels are compiled and cached.
-
-    ``make setup`` calls this: numba writes its on-disk cache on first use, and several cold
-    processes compiling at once (test workers, kernels, a process pool) have crashed with a
-    segfault in librosa's ``peak_pick`` on a fresh install.
-    """
-    onset_times(np.random.default_rng(0).uniform(-1, 1, ONSET_SAMPLE_RATE // 2))
+    return load_mono(wav, ONSET_SAMPLE_RATE)
 
 
 # --- video -------------------------------------------------------------------------------
@@ -157,9 +139,26 @@ def read_bgr_frames(video: Path) -> tuple[list[np.ndarray], float]:
     return frames, float(fps)
 
 
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype, alignment: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts at a multiple of ``alignment`` bytes."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def mean_flow_magnitude(prev_gray: np.ndarray, next_gray: np.ndarray) -> float:
+    """Mean Farneback flow magnitude from one grayscale frame to the next.
+
+    ``cv2.magnitude`` rounds some elements differently depending on where its output
+    lies in memory (its address modulo 32 bytes), so upstream's values, written wherever
+    the allocator puts them, vary in the last bits from call to call (~1e-9 relative).
+    Writing into a 64-byte-aligned buffer makes ours the same on every run.
+    """
     flow = cv2.calcOpticalFlowFarneback(prev_gray, next_gray, None, **FARNEBACK)  # (H, W, 2)
-    return cv2.mean(cv2.magnitude(flow[..., 0], flow[..., 1]))[0]
+    magnitude = aligned_empty(flow.shape[:2], np.float32)                          # (H, W)
+    cv2.magnitude(flow[..., 0], flow[..., 1], magnitude=magnitude)
+    return cv2.mean(magnitude)[0]
 
 
 def flow_trajectory(frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -208,19 +207,12 @@ def alignment_score(audio_peaks: np.ndarray, video_peaks: np.ndarray, fps: float
     return (matched / union if union else 0.0), warning
 
 
-def av_align_video(video: str | Path, version: str = "2025",
-                   before_audio: Callable[[], Any] | None = None) -> AVAlignResult:
-    """AV-Align of one video (audio from ``{stem}.wav`` beside it, else its own track).
-
-    ``before_audio`` is called between the flow and the audio (the pool waits there for
-    librosa's warm-up).
-    """
+def av_align_video(video: str | Path, version: str = "2025") -> AVAlignResult:
+    """AV-Align of one video (audio from ``{stem}.wav`` beside it, else its own track)."""
     definition = get_version(version)
     video = Path(video)
     frames, fps = read_bgr_frames(video)
     trajectory = flow_trajectory(frames)
-    if before_audio is not None:
-        before_audio()
     audio_peaks = onset_times(load_onset_audio(video))
     video_peaks = motion_peaks(trajectory, fps, definition.motion_threshold)
     score, warning = alignment_score(audio_peaks, video_peaks, fps, definition)
@@ -235,6 +227,34 @@ def default_workers() -> int:
     """One thread per usable CPU."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, cpus or 1)
+
+
+def keep_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse instead of returning it to the system.
+
+    Each Farneback call allocates and frees ~3 MB of pyramids and matrices. By default
+    glibc gives the freed top of the heap back to the kernel (and serves blocks over 128 kB
+    with mmap), so the next call page-faults the same memory in again: 10-20% of the
+    flow's CPU time, most of it system time. Process-wide and permanent, so only the CLI
+    calls it (its process computes nothing else); library users may. No-op off glibc.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None
+    if mallopt is None:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed threshold on 64-bit
+    mallopt(m_trim_threshold, 256 << 20)
+
+
+@contextlib.contextmanager
+def opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's own thread pool at ``count`` threads meanwhile (process-wide), then as before."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def check_audio_sources(videos: Sequence[Path]) -> None:
@@ -253,10 +273,11 @@ def av_align_videos(videos: Sequence[str | Path], version: str = "2025",
 
     Threads rather than processes: OpenCV's decoding and Farneback flow, the bulk of the
     work, release the GIL, so threads use every core with no process start-up, no pickling
-    and no forking of a Jupyter kernel. librosa's first use costs seconds of imports and
-    numba cache loading in every process; the pool's first task pays it while the other
-    threads already compute flows, and each video waits for it only when its flow is done.
-    Warnings (no peaks) are re-issued here as :class:`MetricWarning`.
+    and no forking of a Jupyter kernel. With several workers OpenCV's own pool is set to
+    one thread meanwhile: Farneback is serial inside (its pool did 2% of the work), and
+    pool threads would only compete with the workers for the cores; the flow is the same
+    for any OpenCV thread count. Warnings (no peaks) are re-issued here as
+    :class:`MetricWarning`.
     """
     get_version(version)  # fail before any work
     videos = [Path(v) for v in videos]
@@ -265,12 +286,14 @@ def av_align_videos(videos: Sequence[str | Path], version: str = "2025",
         raise MediaError(f"video file(s) not found: {', '.join(missing[:3])} (check the paths)")
     check_audio_sources(videos)
     workers = default_workers() if workers is None else max(1, workers)
-    bar = dict(total=len(videos), desc=f"AV-Align {version}", unit="video", disable=not progress)
-    with ThreadPoolExecutor(workers) as pool:
-        onsets_ready = pool.submit(compile_onset_detection)
-        results = list(tqdm(pool.map(functools.partial(av_align_video, version=version,
-                                                       before_audio=onsets_ready.result),
-                                     videos), **bar))
+    with opencv_threads(1) if workers > 1 else contextlib.nullcontext(), \
+            ThreadPoolExecutor(workers) as pool:
+        results = pool.map(functools.partial(av_align_video, version=version), videos)
+        if progress:
+            from tqdm.auto import tqdm  # imports asyncio: only when a bar is shown
+
+            results = tqdm(results, total=len(videos), desc=f"AV-Align {version}", unit="video")
+        results = list(results)
     for result in results:
         if result.warning:
             warnings.warn(result.warning, MetricWarning, stacklevel=2)
