@@ -29,20 +29,19 @@ def generate_file(pipeline, output: str | Path, settings: InferenceConfig, promp
                   audio_path: str | Path | None = None, config=None) -> dict:
     """Run ``pipeline`` with ``settings`` and write ``output`` (mp4) and ``output``.json;
     returns the sidecar. The video shows ``settings.num_frames`` frames at ``settings.fps``
-    and carries the audio window they were made from (:meth:`AudioToVideoPipeline.generate`)."""
+    and carries the audio window they were made from (:class:`AudioToVideoPipeline`)."""
     wave = read_conditioning_audio(audio_path) if audio_path is not None else None
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     audio_window = config.data.audio_window if config is not None else "aligned"
     start = time.perf_counter()
-    video = pipeline.generate(settings, audio=wave, prompt=prompt, generator=generator,
-                              audio_window=audio_window)
+    video = pipeline(wave, prompt, settings, generator=generator, audio_window=audio_window)
     elapsed = time.perf_counter() - start
-    write_video(output, video.frames[0], video.fps, audio=None if video.audio is None else video.audio[0])
+    video.save(output)
     sidecar = run_record(
         config, seed=settings.seed, prompt=prompt,
         audio=str(audio_path) if audio_path is not None else None,
-        audio_conditioned=getattr(pipeline, "mapper", None) is not None and wave is not None,
-        settings=dataclasses.asdict(settings), t2v=getattr(pipeline, "t2v_source", None),
+        audio_conditioned=video.conditioning["source"] == "audio",
+        settings=dataclasses.asdict(settings), conditioning=video.conditioning, t2v=pipeline.t2v_source,
         elapsed_s=round(elapsed, 3), output=str(output),
     )
     write_json(Path(output).with_suffix(".json"), sidecar)
@@ -64,26 +63,25 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
 
     from avlib.data.splits import load_split
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
-    from avlib.pipeline.t2v import load_t2v
     from avlib.run import Run
 
     run = Run(run_dir)
     config = run.read_config(overrides)
     settings = config.inference
     seed = settings.seed if seed is None else seed
-    t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=config.model.device)
-    pipeline = AudioToVideoPipeline.from_pretrained(run.pipeline_dir, t2v=t2v, device=config.model.device)
+    pipeline = AudioToVideoPipeline.from_pretrained(run.pipeline_dir, t2v_source=config.model.pretrained,
+                                                    device=config.model.device, dtype=config.model.dtype)
     pipeline.enable_vae_slicing(config.model.vae_slicing)
+    pipeline.set_progress_bar_config(disable=True)
     clips = load_split(config, "test")
     count = len(clips) if limit is None else min(limit, len(clips))
     rows = []
     for index in tqdm(range(count), desc="sampling test clips", disable=not progress):
         clip = clips[index]
-        video = pipeline.generate(settings, audio=clip["waveform"], prompt=config.prompt,
-                                  generator=torch.Generator().manual_seed((seed or 0) + index),
-                                  audio_window=config.data.audio_window, progress=False)
+        video = pipeline(clip["waveform"], config.prompt, settings, audio_window=config.data.audio_window,
+                         generator=torch.Generator().manual_seed((seed or 0) + index))
+        video.save(run.sample_video(clip["clip_id"]))
         wave = video.audio[0]
-        write_video(run.sample_video(clip["clip_id"]), video.frames[0], video.fps, audio=wave)
         save_audio(run.sample_audio(clip["clip_id"]), wave)
         real = (clip["frames"].permute(0, 2, 3, 1).numpy() + 1) / 2             # (F, H, W, 3) in [0, 1]
         write_video(run.reference_video(clip["clip_id"]), real, config.data.fps, audio=wave)
