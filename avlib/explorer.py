@@ -1,7 +1,8 @@
 """The interactive explorer: pick a run and a test clip (or upload audio), generate, compare.
 
 :class:`Explorer` does the work (load a run's pipeline once, generate from a clip's or an
-uploaded file's audio, write the mp4 with the sound muxed in, into ``RUN/explorer/``);
+uploaded file's audio, write the mp4 with the sound muxed in, into ``RUN/explorer/``, and
+for a test clip a comparison clip with the source beside it);
 :class:`ExplorerControls` is its ipywidgets front end, and :func:`explore` shows that in
 JupyterLab or, headless, prints what it would offer instead.
 """
@@ -58,15 +59,16 @@ class Explorer:
 
         if run not in self._pipelines:
             config = self.config(run)
-            self._pipelines[run] = AudioToVideoPipeline.from_pretrained(
+            pipeline = AudioToVideoPipeline.from_pretrained(
                 self.runs[run].pipeline_dir, device=config.model.device, dtype=config.model.dtype)
+            pipeline.set_progress_bar_config(disable=True)
+            self._pipelines[run] = pipeline
         return self._pipelines[run]
 
     def generate(self, run: str, clip_id: str | None = None, audio_file: str | Path | None = None,
                  seed: int = 0) -> Path:
         """Generate from a test clip's audio or from an audio file; returns the mp4 written."""
         from avlib.generate import read_conditioning_audio
-        from avlib.media import write_video
 
         if (clip_id is None) == (audio_file is None):
             raise ConfigError("give exactly one of clip_id (a test clip) or audio_file (your audio)")
@@ -77,11 +79,19 @@ class Explorer:
         else:
             wave = read_conditioning_audio(audio_file)
             name = Path(audio_file).stem
-        video = self.pipeline(run).generate(config.inference, audio=wave, prompt=config.prompt,
-                                            generator=torch.Generator().manual_seed(seed),
-                                            audio_window=config.data.audio_window, progress=False)
-        return write_video(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4", video.frames[0],
-                           video.fps, audio=video.audio[0])
+        video = self.pipeline(run)(wave, config.prompt, config.inference, audio_window=config.data.audio_window,
+                                   generator=torch.Generator().manual_seed(seed))
+        return video.save(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4")
+
+    def compare(self, run: str, clip_id: str, seed: int = 0) -> Path:
+        """Generate from a test clip's audio and write one comparison clip: the source clip
+        (left, with its sound) beside the generated video (right), as long as the generated
+        window; returns its path (``..._beside_source.mp4``)."""
+        from avlib.media import side_by_side
+
+        generated = self.generate(run, clip_id=clip_id, seed=seed)
+        return side_by_side([self.source_video(run, clip_id), generated],
+                            generated.with_name(f"{generated.stem}_beside_source.mp4"))
 
 
 # The explorer's two sources of sound, as the toggle shows them.
@@ -149,9 +159,9 @@ class ExplorerControls:
                 video = explorer.generate(run, audio_file=audio, seed=self.seed.value)
                 self.view.value = video_html(video, label=f"generated from your audio ({item['name']})")
             else:
-                video = explorer.generate(run, clip_id=self.clips.value, seed=self.seed.value)
-                self.view.value = (video_html(explorer.source_video(run, self.clips.value), label="source clip")
-                                   + video_html(video, label=f"generated ({run})"))
+                video = explorer.compare(run, self.clips.value, seed=self.seed.value)
+                self.view.value = video_html(video, label=f"source clip (left) beside the video generated "
+                                                          f"from its sound ({run}, right)")
         except Exception as exc:  # shown in the widget, not lost in the kernel log
             self.view.value = f"<pre>{type(exc).__name__}: {exc}</pre>"
         finally:

@@ -29,20 +29,19 @@ def generate_file(pipeline, output: str | Path, settings: InferenceConfig, promp
                   audio_path: str | Path | None = None, config=None) -> dict:
     """Run ``pipeline`` with ``settings`` and write ``output`` (mp4) and ``output``.json;
     returns the sidecar. The video shows ``settings.num_frames`` frames at ``settings.fps``
-    and carries the audio window they were made from (:meth:`AudioToVideoPipeline.generate`)."""
+    and carries the audio window they were made from (:class:`AudioToVideoPipeline`)."""
     wave = read_conditioning_audio(audio_path) if audio_path is not None else None
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     audio_window = config.data.audio_window if config is not None else "aligned"
     start = time.perf_counter()
-    video = pipeline.generate(settings, audio=wave, prompt=prompt, generator=generator,
-                              audio_window=audio_window)
+    video = pipeline(wave, prompt, settings, generator=generator, audio_window=audio_window)
     elapsed = time.perf_counter() - start
-    write_video(output, video.frames[0], video.fps, audio=None if video.audio is None else video.audio[0])
+    video.save(output)
     sidecar = run_record(
         config, seed=settings.seed, prompt=prompt,
         audio=str(audio_path) if audio_path is not None else None,
-        audio_conditioned=getattr(pipeline, "mapper", None) is not None and wave is not None,
-        settings=dataclasses.asdict(settings), t2v=getattr(pipeline, "t2v_source", None),
+        audio_conditioned=video.conditioning["source"] == "audio",
+        settings=dataclasses.asdict(settings), conditioning=video.conditioning, t2v=pipeline.t2v_source,
         elapsed_s=round(elapsed, 3), output=str(output),
     )
     write_json(Path(output).with_suffix(".json"), sidecar)
@@ -86,19 +85,19 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     from avlib.data.splits import load_split
     from avlib.data.window import AudioFrameWindow
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
-    from avlib.pipeline.t2v import load_t2v
     from avlib.run import Run
 
     run = Run(run_dir)
     config = run.read_config(overrides)
     settings = config.inference
     seed = (settings.seed if seed is None else seed) or 0
-    t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=config.model.device)
-    pipeline = AudioToVideoPipeline.from_pretrained(run.pipeline_dir, t2v=t2v, device=config.model.device)
+    pipeline = AudioToVideoPipeline.from_pretrained(run.pipeline_dir, t2v_source=config.model.pretrained,
+                                                    device=config.model.device, dtype=config.model.dtype)
     pipeline.enable_vae_slicing(config.model.vae_slicing)
+    pipeline.set_progress_bar_config(disable=True)
     dataset = load_split(config, "test")
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    window = AudioFrameWindow.for_inference(settings, config.data.audio_window)  # what generate() cuts
+    window = AudioFrameWindow.for_inference(settings, config.data.audio_window)  # what the pipeline cuts
     audio_of = derangement(count, seed) if shuffled_control and count > 1 else None
     if audio_of is None and run.shuffled_dir.exists():
         shutil.rmtree(run.shuffled_dir)  # an earlier control belongs to other samples: evaluate must not score it
@@ -108,9 +107,8 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     def write_batch(folder: Path, batch: range, conditioning: torch.Tensor) -> None:
         """Generate ``batch``'s clips from ``conditioning`` (B, samples) into ``folder``, with
         clip i's noise and clip i's own audio in its files."""
-        video = pipeline.generate(settings, audio=conditioning, prompt=config.prompt,
-                                  generator=[torch.Generator().manual_seed(seed + i) for i in batch],
-                                  audio_window=config.data.audio_window, progress=False)
+        video = pipeline(conditioning, config.prompt, settings, audio_window=config.data.audio_window,
+                         generator=[torch.Generator().manual_seed(seed + i) for i in batch])
         for frames, i in zip(video.frames, batch):
             wave = windows[i].numpy()
             write_video(folder / f"{rows[i][0]}.mp4", frames, video.fps, audio=wave)

@@ -1,8 +1,17 @@
 """Reading and writing audio and video files.
 
-All decoding and encoding goes through the ffmpeg binary that ``imageio-ffmpeg`` ships
-(called with argument lists, never a shell string), plus ``soundfile`` for plain audio
-files. Audio comes back as float32 mono at the rate asked for; video as uint8 RGB frames.
+Writing goes through moviepy: generated frames with their audio muxed in
+(:func:`write_video`), any moviepy clip (:func:`write_clip`), comparison clips
+(:func:`side_by_side`); :mod:`avlib.data.curate` cuts clips with it. What stays hand-written
+here is what moviepy does not do, through the ffmpeg binary that ``imageio-ffmpeg`` ships
+(argument lists, never a shell string) and ``soundfile``:
+
+* :func:`read_video`: every frame exactly as stored (moviepy's reader derives the frame
+  count from duration x fps and can repeat or drop the last frame, which the metrics count).
+* :func:`load_audio`: any file as float32 mono at the rate asked for, refusing truncated
+  wavs and empty or non-finite audio with one clear line.
+* :func:`probe` / :func:`require_audio_track`: a container's duration and streams, without
+  decoding it, and ffmpeg's error text reduced to its one meaningful line.
 """
 from __future__ import annotations
 
@@ -155,32 +164,77 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
 def write_video(path: str | Path, frames: np.ndarray, fps: float,
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
                 crf: int = 18) -> Path:
-    """Encode frames (F, H, W, 3) as H.264 mp4, muxing ``audio`` as AAC when given.
+    """Encode frames (F, H, W, 3) as an H.264 mp4 with moviepy, muxing ``audio`` (mono at
+    ``sample_rate``) as AAC when given. The file appears at ``path`` only once complete."""
+    from moviepy import VideoClip
 
-    The file appears at ``path`` only once ffmpeg has finished successfully.
-    """
     frames = to_uint8_frames(frames)
     n, h, w, _ = frames.shape
     # yuv420p needs even sizes: pad by one edge pixel rather than fail on odd tiny frames.
     if h % 2 or w % 2:
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        n, h, w, _ = frames.shape
+    # moviepy writes int(duration * fps) frames; n / fps can fall a rounding error short
+    # (ImageSequenceClip's summed 1/fps does: 24 frames at 12 fps came out as 23).
+    duration = n / fps
+    while int(duration * fps) < n:
+        duration = float(np.nextafter(duration, np.inf))
+    clip = VideoClip(lambda t: frames[min(round(t * fps), n - 1)], duration=duration)
+    if audio is not None:
+        clip = clip.with_audio(mono_audio_clip(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate))
+    return write_clip(clip, path, fps=fps, crf=crf, audio_fps=sample_rate)
+
+
+def mono_audio_clip(wave: np.ndarray, sample_rate: int):
+    """A one-channel moviepy clip of ``wave`` (samples,). Not ``AudioArrayClip``: in moviepy
+    2.2.1 it yields two columns whatever its channel count, so a mono array is written at
+    twice its length (and duplicating the channel makes ffmpeg's downmix 1.41x louder)."""
+    from moviepy.audio.AudioClip import AudioClip
+
+    def samples_at(t):                                                   # (len(t), 1) or (1,)
+        index = np.round(np.atleast_1d(t) * sample_rate).astype(int)
+        inside = (index >= 0) & (index < wave.size)
+        out = np.zeros((index.size, 1), dtype=np.float32)
+        out[inside, 0] = wave[index[inside]]
+        return out if np.ndim(t) else out[0]
+
+    return AudioClip(samples_at, duration=wave.size / sample_rate, fps=sample_rate)
+
+
+def write_clip(clip, path: str | Path, fps: float | None = None, crf: int = 18,
+               audio_fps: int = SAMPLE_RATE) -> Path:
+    """Write a moviepy clip as H.264 (yuv420p) + AAC mp4, atomically; ffmpeg's complaint
+    becomes one :class:`MediaError` line."""
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as scratch:
-        cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}",
-               "-i", "-"]
-        if audio is not None:
-            wav = save_audio(Path(scratch) / "audio.wav", audio, sample_rate)
-            cmd += ["-i", str(wav)]
-        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf),
-                "-preset", "veryfast", "-movflags", "+faststart"]
-        if audio is not None:
-            cmd += ["-c:a", "aac", "-b:a", "128k"]
-        cmd += [str(tmp)]
-        proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True)
-        if proc.returncode != 0:
-            raise MediaError(f"ffmpeg failed writing {path}: {ffmpeg_message(proc.stderr)}")
+        try:
+            clip.write_videofile(
+                str(tmp), fps=fps, codec="libx264", preset="veryfast", audio_codec="aac",
+                audio_bitrate="128k", audio_fps=audio_fps, temp_audiofile=str(Path(scratch) / "audio.m4a"),
+                ffmpeg_params=["-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
+                logger=None)
+        except (OSError, ValueError) as exc:  # moviepy raises these with ffmpeg's stderr inside
+            raise MediaError(f"could not write {path}: {ffmpeg_message(str(exc))}") from exc
     return Path(path)
+
+
+def side_by_side(videos: list[str | Path], path: str | Path, height: int | None = None) -> Path:
+    """A comparison clip: ``videos`` next to each other, left to right, each scaled to
+    ``height`` (default: the first one's), as long as the shortest, with the first one's
+    sound; e.g. a source clip beside the video generated from its audio."""
+    from moviepy import VideoFileClip, clips_array
+
+    clips = [VideoFileClip(str(_require_file(video, "video"))) for video in videos]
+    try:
+        height = height or clips[0].h
+        height += height % 2
+        # yuv420p needs even sizes: each clip at an even width too
+        row = [clip.resized((max(2, round(clip.w * height / clip.h / 2) * 2), height)) for clip in clips]
+        duration = min(clip.duration for clip in row)
+        combined = clips_array([[clip.subclipped(0, duration) for clip in row]])
+        combined = combined.with_audio(clips[0].audio.subclipped(0, duration) if clips[0].audio else None)
+        return write_clip(combined, path, fps=clips[0].fps)
+    finally:
+        for clip in clips:
+            clip.close()
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:

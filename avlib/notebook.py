@@ -320,19 +320,6 @@ def principal_components(vectors: dict[str, Any], count: int = 2) -> dict[str, A
 
 
 # -- 02: model assembly --------------------------------------------------------------------------
-def assemble_pipeline(config: ExperimentConfig):
-    """Frozen t2v + frozen encoder + a fresh (untrained) mapper, as training starts them."""
-    from avlib.audio import build_audio_encoder
-    from avlib.mapper import build_mapper
-    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
-    from avlib.pipeline.t2v import load_t2v
-
-    t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=config.model.device)
-    encoder = build_audio_encoder(config.encoder)
-    mapper = build_mapper(config.mapper, in_dim=encoder.output_dim)
-    return AudioToVideoPipeline.from_t2v(t2v, encoder, mapper, encoder_config=vars(config.encoder))
-
-
 def parameter_counts(pipeline) -> dict[str, int]:
     """Parameters per component; only the mapper trains."""
     def count(*modules):
@@ -365,13 +352,12 @@ def token_shapes(pipeline, wave) -> dict[str, tuple]:
     """The shape of everything between a waveform and the UNet's context, for one clip."""
     import torch
 
-    from avlib.pipeline.conditioning import encode_frame_prompts
-
     with torch.no_grad():
         waveform = torch.as_tensor(wave, dtype=torch.float32)[None]
         features = pipeline.audio_encoder.encode(waveform)
         out = pipeline.mapper(features)
-        context = encode_frame_prompts(pipeline.text_encoder, pipeline.tokenizer, None, out.frame_tokens)
+        frames = out.frame_tokens.shape[1]
+        context = pipeline.encode_conditioning(None, None, frames, 1, frame_tokens=out.frame_tokens)
     per_output = {f"{name} {'(B, D)' if tensor.ndim == 2 else '(B, F, D)'}": tuple(tensor.shape)
                   for name, tensor in out.extras.items()}
     return {"waveform (B, samples)": tuple(waveform.shape), "audio features (B, T', D)": tuple(features.shape),

@@ -29,16 +29,13 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from avlib.audio import build_audio_encoder
 from avlib.audio.cache import EmbeddingCache, encoder_cache_key
 from avlib.config import ExperimentConfig
 from avlib.data.window import AudioFrameWindow
 from avlib.errors import AvlibError
 from avlib.io import cache_dir, write_json
-from avlib.mapper import build_mapper
+from avlib.pipeline.assemble import assemble
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
-from avlib.pipeline.conditioning import encode_frame_prompts, enable_frame_conditioning
-from avlib.pipeline.t2v import T2VComponents, load_t2v
 from avlib.run import Run, resolve_run_paths
 
 # Written by every save_checkpoint; a train_unet run adds unet.safetensors.
@@ -54,14 +51,15 @@ class FrozenFeatures:
     encodes each window's padded audio at every step instead (:meth:`encode_audio`).
     """
 
-    def __init__(self, config: ExperimentConfig, t2v: T2VComponents, encoder: torch.nn.Module,
+    def __init__(self, config: ExperimentConfig, t2v, encoder: torch.nn.Module,
                  cache_root: Path | None, whole_audio: bool = True):
+        # t2v: the pipeline (or T2VComponents): its VAE encodes, on its UNet's device
         self.t2v, self.encoder, self.whole_audio = t2v, encoder, whole_audio
         self.hits = self.misses = 0
         self.audio_cache = self.latent_cache = None
         if cache_root is not None:
             self.audio_cache = EmbeddingCache(cache_root, encoder_cache_key(config.encoder))
-            latent_key = "latents-" + _hash({"vae": t2v.source, "data": dataclasses.asdict(config.data)})
+            latent_key = "latents-" + _hash({"vae": config.model.pretrained, "data": dataclasses.asdict(config.data)})
             self.latent_cache = EmbeddingCache(cache_root, latent_key)
 
     @torch.no_grad()
@@ -267,23 +265,26 @@ def sample_timesteps(batch: int, num_train_timesteps: int, power: float,
     return (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
 
 
-def denoising_loss(t2v: T2VComponents, mapper: torch.nn.Module, noise_schedule, audio: torch.Tensor,
+def denoising_loss(pipeline: AudioToVideoPipeline, mapper: torch.nn.Module, noise_schedule, audio: torch.Tensor,
                    latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
                    prompt: str | None, temporal_reg: float):
     """TempoTokens' objective: noise-prediction MSE + ``temporal_reg`` * mean|temporal tokens|.
 
     ``audio`` (B, T, D_audio) features, ``latents`` and ``noise`` (B, C, F, h, w).
+    ``mapper`` is the one being trained (as accelerate prepared it); its tokens are placed
+    into the prompt by the pipeline's conditioning, the path inference takes.
     Returns (loss, mse, regulariser), in float32 whatever the frozen models' dtype: the
     mapper runs in float32, its tokens and the UNet's inputs are cast to the frozen dtype
     (differentiably), and the prediction is cast back before the loss.
     """
-    unet_dtype = t2v.unet.dtype
+    unet_dtype = pipeline.unet.dtype
     noisy = noise_schedule.add_noise(latents, noise, timesteps)
-    out = mapper(audio)                                                        # tokens (B, F, L, D)
-    context = encode_frame_prompts(t2v.text_encoder, t2v.tokenizer, prompt, out.frame_tokens)  # (B, F*77, D)
-    predicted = t2v.unet(noisy.to(unet_dtype), timesteps, encoder_hidden_states=context.to(unet_dtype)).sample
+    tokens = mapper(audio)                                                     # tokens (B, F, L, D)
+    batch, frames = tokens.frame_tokens.shape[:2]
+    context = pipeline.encode_conditioning(None, prompt, frames, batch, frame_tokens=tokens.frame_tokens)  # (B, F*77, D)
+    predicted = pipeline.unet(noisy.to(unet_dtype), timesteps, encoder_hidden_states=context.to(unet_dtype)).sample
     mse = F.mse_loss(predicted.float(), noise.float())
-    regulariser = out.temporal_tokens.abs().mean()
+    regulariser = tokens.temporal_tokens.abs().mean()
     return mse + temporal_reg * regulariser, mse, regulariser
 
 
@@ -308,23 +309,16 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
                          "or choose a new --out folder")
     tcfg = config.train
     accelerator = Accelerator(mixed_precision=tcfg.mixed_precision, cpu=config.model.device == "cpu")
-    # Frozen parts, in model.dtype (load_t2v keeps float32 on the CPU).
-    t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=str(accelerator.device))
-    enable_frame_conditioning(t2v.unet, t2v.tokenizer.model_max_length)
-    encoder = build_audio_encoder(config.encoder).eval().requires_grad_(False).to(accelerator.device)
-    noise_schedule = DDPMScheduler.from_config(t2v.scheduler.config)
+    # Frozen parts in model.dtype (float32 on the CPU), a fresh mapper from the seed alone.
+    pipeline = assemble(config, device=str(accelerator.device), seed=tcfg.seed)
+    encoder, mapper = pipeline.audio_encoder, pipeline.mapper.module.train()
+    noise_schedule = DDPMScheduler.from_config(pipeline.scheduler.config)
     if tcfg.gradient_checkpointing:
-        checkpoint_unet_blocks(t2v.unet)
-
-    # Trained parts. Seed right here: loading the frozen parts may have drawn random numbers.
-    random.seed(tcfg.seed)
-    np.random.seed(tcfg.seed)
-    torch.manual_seed(tcfg.seed)
-    mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).to(accelerator.device)
+        checkpoint_unet_blocks(pipeline.unet)
     trainables = {"mapper": mapper}
     if tcfg.train_unet:  # trained, so in float32 like every trainable and its optimizer state
-        t2v.unet.float().requires_grad_(True).train()
-        trainables["unet"] = t2v.unet
+        pipeline.unet.float().requires_grad_(True).train()
+        trainables["unet"] = pipeline.unet
     parameters = [p for module in trainables.values() for p in module.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=tcfg.lr, betas=tuple(tcfg.adam_betas),
                                   eps=tcfg.adam_eps, weight_decay=tcfg.weight_decay)
@@ -341,7 +335,7 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
         run.write_config(config, seed=tcfg.seed)
 
     window = AudioFrameWindow.for_training(config.data)
-    features = FrozenFeatures(config, t2v, encoder,
+    features = FrozenFeatures(config, pipeline, encoder,
                               cache_dir() / "features" if tcfg.cache_features else None,
                               whole_audio=window.mode == "aligned")
     windows = FeatureDataset(clips, features, window, tcfg.seed)
@@ -373,7 +367,7 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
             torch.manual_seed(int(torch.randint(0, 2**62, (), generator=noise_generator)))
             with accelerator.autocast():
                 loss, mse, regulariser = denoising_loss(
-                    t2v, mapper, noise_schedule, batch["audio"], latents, noise, timesteps,
+                    pipeline, mapper, noise_schedule, batch["audio"], latents, noise, timesteps,
                     config.prompt, tcfg.temporal_reg)
             accelerator.backward(loss)
             optimizer.step()
@@ -393,8 +387,7 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
 
     if accelerator.is_main_process:
         run.write_losses(losses)
-        pipeline = AudioToVideoPipeline.from_t2v(
-            t2v, encoder, accelerator.unwrap_model(mapper), encoder_config=dataclasses.asdict(config.encoder))
+        # pipeline.mapper wraps the module accelerate trained (prepare wraps, never copies)
         pipeline.save_pretrained(run.pipeline_dir, save_unet=tcfg.train_unet)
     summary = {"steps": step, "final_loss": losses[-1]["loss"] if losses else None,
                "processes": accelerator.num_processes,  # counts below: the main process's

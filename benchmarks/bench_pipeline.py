@@ -37,9 +37,10 @@ def run_one(args: argparse.Namespace) -> dict:
         from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 
         pipe = AudioToVideoPipeline.from_t2v(T2VComponents(**parts, source=f"random-{args.size}"))
+        pipe.set_progress_bar_config(disable=True)
         dim = parts["text_encoder"].config.hidden_size
         tokens = torch.randn(1, args.frames, 5, dim, dtype=dtype, device=args.device)
-        run = lambda: pipe(frame_tokens=tokens, prompt="a dog barking", progress=False, **settings)
+        run = lambda: pipe(frame_tokens=tokens, prompt="a dog barking", **settings)
     else:
         from diffusers import TextToVideoSDPipeline
 

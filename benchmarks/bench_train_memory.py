@@ -30,7 +30,7 @@ def one_dtype(args) -> dict:
 
     from avlib.config import MapperConfig
     from avlib.mapper import build_mapper
-    from avlib.pipeline.conditioning import enable_frame_conditioning
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
     from avlib.pipeline.t2v import DTYPES, T2VComponents
     from avlib.pipeline.tiny import random_t2v_components
     from avlib.train import checkpoint_unet_blocks, denoising_loss
@@ -41,12 +41,12 @@ def one_dtype(args) -> dict:
     torch.set_default_dtype(torch.float32)
     for name in ("unet", "vae", "text_encoder"):
         parts[name].eval().requires_grad_(False).to(device, dtype)
-    t2v = T2VComponents(**parts, source="random-paper")
-    enable_frame_conditioning(t2v.unet, t2v.tokenizer.model_max_length)
-    checkpoint_unet_blocks(t2v.unet)
+    # the pipeline installs the per-frame conditioning; training conditions through it
+    pipeline = AudioToVideoPipeline.from_t2v(T2VComponents(**parts, source="random-paper"))
+    checkpoint_unet_blocks(pipeline.unet)
     mapper = build_mapper(MapperConfig(num_frames=args.frames), in_dim=512).to(device)  # the report's, float32
     optimizer = torch.optim.AdamW(mapper.parameters(), lr=1e-5)
-    schedule = DDPMScheduler.from_config(t2v.scheduler.config)
+    schedule = DDPMScheduler.from_config(pipeline.scheduler.config)
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(1, 4, args.frames, args.height // 8, args.width // 8, generator=generator).to(device)
     audio = torch.randn(1, 8, 512, generator=generator).to(device)              # 2 s of CAVP vectors
@@ -57,7 +57,7 @@ def one_dtype(args) -> dict:
         start = time.perf_counter()
         noise = torch.randn(latents.shape, generator=generator).to(device)
         timesteps = torch.randint(0, 1000, (1,), generator=generator).to(device)
-        loss, _, _ = denoising_loss(t2v, mapper, schedule, audio, latents, noise, timesteps, None, 0.01)
+        loss, _, _ = denoising_loss(pipeline, mapper, schedule, audio, latents, noise, timesteps, None, 0.01)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -66,7 +66,7 @@ def one_dtype(args) -> dict:
         times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)          # bytes
-    frozen = sum(p.numel() * p.element_size() for m in (t2v.unet, t2v.vae, t2v.text_encoder)
+    frozen = sum(p.numel() * p.element_size() for m in (pipeline.unet, pipeline.vae, pipeline.text_encoder)
                  for p in m.parameters())
     return {"dtype": args.dtype, "device": args.device, "frozen_gb": frozen / 1e9, "peak_gb": peak / 1e9,
             "s_per_step": sorted(times)[len(times) // 2], "loss_dtype": str(loss.dtype),

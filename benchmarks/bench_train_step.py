@@ -24,13 +24,13 @@ from avlib.audio import build_audio_encoder
 from avlib.config import load_config
 from avlib.data.synthetic import synth_clip
 from avlib.mapper import build_mapper
-from avlib.pipeline.conditioning import enable_frame_conditioning
+from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.pipeline.t2v import T2VComponents
 from avlib.pipeline.tiny import random_t2v_components
 from avlib.train import FrozenFeatures, checkpoint_unet_blocks, denoising_loss
 
 
-def step_seconds(features: FrozenFeatures, clip: dict, mapper, t2v, schedule, optimizer, steps: int) -> float:
+def step_seconds(features: FrozenFeatures, clip: dict, mapper, pipeline, schedule, optimizer, steps: int) -> float:
     generator = torch.Generator().manual_seed(0)
     times = []
     for _ in range(steps):
@@ -39,7 +39,7 @@ def step_seconds(features: FrozenFeatures, clip: dict, mapper, t2v, schedule, op
         audio, latents = audio[None].to(mapper.fc1.weight.device), latents[None].to(mapper.fc1.weight.device)
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
         timesteps = torch.randint(0, 1000, (1,), generator=generator).to(latents.device)
-        loss, _, _ = denoising_loss(t2v, mapper, schedule, audio, latents, noise, timesteps, None, 0.01)
+        loss, _, _ = denoising_loss(pipeline, mapper, schedule, audio, latents, noise, timesteps, None, 0.01)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -68,25 +68,25 @@ def main() -> None:
     parts = random_t2v_components(args.size)
     for name in ("unet", "vae", "text_encoder"):
         parts[name].eval().requires_grad_(False).to(args.device)
-    t2v = T2VComponents(**parts, source=f"random-{args.size}")
-    enable_frame_conditioning(t2v.unet, t2v.tokenizer.model_max_length)
-    checkpoint_unet_blocks(t2v.unet)
+    # the pipeline installs the per-frame conditioning; training conditions through it
+    pipeline = AudioToVideoPipeline.from_t2v(T2VComponents(**parts, source=f"random-{args.size}"))
+    checkpoint_unet_blocks(pipeline.unet)
     encoder = build_audio_encoder(config.encoder).eval().to(args.device)
     mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).to(args.device)
     optimizer = torch.optim.AdamW(mapper.parameters(), lr=1e-5)
-    schedule = DDPMScheduler.from_config(t2v.scheduler.config)
+    schedule = DDPMScheduler.from_config(pipeline.scheduler.config)
 
     synth = synth_clip("dog", 0, seconds=args.seconds, fps=args.frames / args.seconds, size=args.height)
     frames = torch.from_numpy(synth.frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     frames = torch.nn.functional.interpolate(frames, size=(args.height, args.width))
     clip = {"frames": frames, "waveform": torch.from_numpy(synth.wave), "clip_id": "bench"}
     with tempfile.TemporaryDirectory() as root:
-        cached = FrozenFeatures(config, t2v, encoder, Path(root))
+        cached = FrozenFeatures(config, pipeline, encoder, Path(root))
         cached(clip)  # fill the cache, as the first epoch does
-        uncached = FrozenFeatures(config, t2v, encoder, None)
-        step_seconds(uncached, clip, mapper, t2v, schedule, optimizer, 1)  # warm-up
-        slow = step_seconds(uncached, clip, mapper, t2v, schedule, optimizer, args.steps)
-        fast = step_seconds(cached, clip, mapper, t2v, schedule, optimizer, args.steps)
+        uncached = FrozenFeatures(config, pipeline, encoder, None)
+        step_seconds(uncached, clip, mapper, pipeline, schedule, optimizer, 1)  # warm-up
+        slow = step_seconds(uncached, clip, mapper, pipeline, schedule, optimizer, args.steps)
+        fast = step_seconds(cached, clip, mapper, pipeline, schedule, optimizer, args.steps)
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"size {args.size}, {args.frames} frames {args.height}x{args.width}, {args.seconds:g} s audio, "
           f"median of {args.steps} steps")

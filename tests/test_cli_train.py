@@ -45,6 +45,30 @@ def test_generate_refuses_another_time_scale_for_a_mapper(trained_run, tmp_path,
     assert not out.exists()
 
 
+def test_run_folders_of_the_older_layout_generate_and_sample(trained_run, tmp_path, tone_wav):
+    """Runs trained before the diffusers layout hold pipeline/pipeline.json + mapper/ (the same
+    mapper files): `generate --mapper` and `sample --run` read them as before."""
+    import shutil
+
+    import numpy as np
+
+    old = tmp_path / "old_dog"
+    shutil.copytree(trained_run, old, ignore=shutil.ignore_patterns("checkpoints", "samples", "reference"))
+    index = json.loads((old / "pipeline" / "model_index.json").read_text())
+    (old / "pipeline" / "model_index.json").unlink()
+    for name in ("tokenizer", "scheduler"):
+        shutil.rmtree(old / "pipeline" / name)
+    (old / "pipeline" / "pipeline.json").write_text(json.dumps(
+        {"t2v": index["t2v_source"], "encoder": index["encoder_config"], "has_mapper": True, "unet": None}))
+    videos = {}
+    for name, run in (("new", trained_run), ("old", old)):
+        videos[name] = tmp_path / f"{name}.mp4"
+        assert main(["generate", "--mapper", str(run), "--audio", str(tone_wav), "-o", str(videos[name])]) == 0
+    np.testing.assert_array_equal(read_video(videos["old"])[0], read_video(videos["new"])[0])
+    assert main(["sample", "--run", str(old), "--limit", "1"]) == 0
+    assert len((old / "samples" / "index.csv").read_text().splitlines()) == 2
+
+
 def test_resume_continues_to_more_steps(trained_run):
     assert main(["train", "--resume", str(trained_run), "--set", "train.max_steps=3"]) == 0
     assert len((trained_run / "losses.csv").read_text().splitlines()) == 4
@@ -121,5 +145,5 @@ def test_released_baseline_needs_no_training(tmp_path, monkeypatch):
     assert main(["train", "--experiment", "tempotokens_baseline", "--out", str(run), *FAST[2:],
                  "--set", "train.max_steps=0", "--set", "data.dataset=volleyball",
                  "--set", f"data.root={no_clips}", "--set", "data.classes=[playing volleyball]"]) == 0
-    assert (run / "pipeline" / "pipeline.json").is_file()
+    assert (run / "pipeline" / "model_index.json").is_file()  # the saved pipeline: diffusers' layout (#17)
     assert not (run / "checkpoints").exists()

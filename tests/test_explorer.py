@@ -41,6 +41,8 @@ def test_widget_generates_on_first_click_and_switches_between_clip_and_upload(ru
     controls.button.click()  # first click: the preselected test clip
     assert "source clip" in controls.view.value and "<video" in controls.view.value
     assert (run_dir / "explorer" / f"dog__{first}__seed0.mp4").is_file()  # kept with the run
+    comparison = probe(run_dir / "explorer" / f"dog__{first}__seed0_beside_source.mp4")
+    assert comparison.has_video and comparison.has_audio and controls.view.value.count("<video") == 1
 
     wav = tmp_path / "mine.wav"
     save_audio(wav, (0.1 * np.sin(np.linspace(0, 2000, 16000))).astype(np.float32), 16000)

@@ -48,3 +48,36 @@ def test_load_audio_errors_name_the_file(tmp_path, content, match):
         path.write_bytes(content)
     with pytest.raises(MediaError, match=match):
         load_audio(path)
+
+
+@pytest.mark.parametrize("fps,frames", [(8.0, 8), (12.0, 24)])
+def test_moviepy_muxes_the_audio_within_one_frame(tmp_path, fps, frames):
+    seconds = frames / fps
+    t = np.arange(round(seconds * 16000)) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    out = write_video(tmp_path / "muxed.mp4", _frames(frames), fps=fps, audio=audio)
+    info = probe(out)
+    assert info.has_audio and info.audio_sample_rate == 16000
+    assert abs(info.duration_s - seconds) <= 1 / fps
+    decoded = load_audio(out)
+    assert abs(decoded.size - audio.size) <= 16000 / fps
+    n = min(decoded.size, audio.size) - 2000    # AAC's edges aside, the same tone comes back
+    assert np.corrcoef(decoded[1000:n], audio[1000:n])[0, 1] > 0.99
+    assert read_video(out)[0].shape[0] == frames
+
+
+def test_side_by_side_puts_videos_in_a_row_with_the_first_ones_sound(tmp_path):
+    from avlib.media import side_by_side
+
+    audio = 0.2 * np.sin(np.linspace(0, 2000, 16000)).astype(np.float32)
+    left = write_video(tmp_path / "left.mp4", _frames(12, size=32), fps=12, audio=audio)
+    right = write_video(tmp_path / "right.mp4", np.zeros((6, 16, 16, 3), np.uint8), fps=12)  # 0.5 s
+    out = side_by_side([left, right], tmp_path / "both.mp4")
+    frames, fps = read_video(out)
+    assert frames.shape[1:] == (32, 64, 3) and fps == 12.0        # right scaled to 32x32
+    assert frames.shape[0] == pytest.approx(6, abs=1)             # as long as the shorter
+    assert frames[:, :, 40:].mean() < 10 < frames[:, :, :32].mean()  # black beside the ramp
+    assert probe(out).has_audio
+    with pytest.raises(MediaError, match="not found"):
+        side_by_side([left, tmp_path / "nope.mp4"], tmp_path / "x.mp4")
+    assert not (tmp_path / "x.mp4").exists()

@@ -45,7 +45,7 @@ def test_two_processes_train_their_shards_and_only_the_main_one_writes(tmp_path,
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         f"step_{s:07d}" for s in range(1, per_process + 1)]
     assert len((run / "losses.csv").read_text().splitlines()) == 1 + per_process
-    assert (run / "pipeline" / "pipeline.json").is_file()
+    assert (run / "pipeline" / "model_index.json").is_file()  # the saved pipeline: diffusers' layout (#17)
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
 
     launch(tmp_path, cache, "--resume", "run", "--set", "train.epochs=2")

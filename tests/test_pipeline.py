@@ -16,7 +16,9 @@ def _audio_pipeline(t2v):
     encoder = build_audio_encoder(cfg.encoder).eval()
     torch.manual_seed(0)
     mapper = build_mapper(cfg.mapper, in_dim=encoder.output_dim).eval()
-    return AudioToVideoPipeline.from_t2v(t2v, encoder, mapper, encoder_config=cfg.encoder.__dict__)
+    pipe = AudioToVideoPipeline.from_t2v(t2v, encoder, mapper, encoder_config=cfg.encoder.__dict__)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def _seeded(seed=0):
@@ -27,7 +29,9 @@ def test_text_only_matches_diffusers_text_to_video_pipeline():
     from diffusers import TextToVideoSDPipeline
 
     t2v = load_t2v("tiny")
-    ours = AudioToVideoPipeline.from_t2v(t2v)(prompt="rain", generator=_seeded(), progress=False, **SETTINGS)
+    ours = AudioToVideoPipeline.from_t2v(t2v)
+    ours.set_progress_bar_config(disable=True)
+    ours = ours(prompt="rain", generator=_seeded(), **SETTINGS).frames
     reference = TextToVideoSDPipeline(vae=t2v.vae, text_encoder=t2v.text_encoder, tokenizer=t2v.tokenizer,
                                       unet=t2v.unet, scheduler=t2v.scheduler)
     reference.set_progress_bar_config(disable=True)
@@ -41,25 +45,25 @@ def test_audio_conditions_the_frames(tiny_t2v):
     t = np.arange(16000) / 16000
     tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     noise = np.random.default_rng(0).uniform(-0.3, 0.3, 16000).astype(np.float32)
-    a = pipe(tone, generator=_seeded(), progress=False, **SETTINGS)
-    b = pipe(noise, generator=_seeded(), progress=False, **SETTINGS)
+    a = pipe(tone, generator=_seeded(), **SETTINGS).frames
+    b = pipe(noise, generator=_seeded(), **SETTINGS).frames
     assert a.shape == (1, 8, 32, 32, 3) and np.isfinite(a).all()
     # Random tiny weights barely separate the two sounds, but the path is live end to end.
     assert not np.array_equal(a, b)
     contexts = [pipe.encode_conditioning(torch.from_numpy(x)[None], None, 8, 1) for x in (tone, noise)]
     assert contexts[0].shape == (1, 8 * 77, 32) and not torch.equal(contexts[0], contexts[1])
-    batch = pipe(np.stack([tone, noise]), generator=_seeded(), progress=False, **SETTINGS)
+    batch = pipe(np.stack([tone, noise]), generator=_seeded(), **SETTINGS).frames
     assert batch.shape[0] == 2
 
 
 def test_save_load_round_trip_gives_identical_frames(tiny_t2v, tmp_path):
     pipe = _audio_pipeline(tiny_t2v)
     audio = np.random.default_rng(1).uniform(-0.3, 0.3, 24000).astype(np.float32)
-    before = pipe(audio, prompt="a dog", generator=_seeded(3), progress=False, **SETTINGS)
+    before = pipe(audio, prompt="a dog", generator=_seeded(3), **SETTINGS).frames
     pipe.save_pretrained(tmp_path / "pipe")
     assert (tmp_path / "pipe" / "mapper" / "mapper.safetensors").is_file()
     loaded = AudioToVideoPipeline.from_pretrained(tmp_path / "pipe")
-    after = loaded(audio, prompt="a dog", generator=_seeded(3), progress=False, **SETTINGS)
+    after = loaded(audio, prompt="a dog", generator=_seeded(3), **SETTINGS).frames
     np.testing.assert_array_equal(before, after)
 
 
@@ -67,7 +71,7 @@ def test_wrong_frame_count_for_the_mapper_is_a_clear_error(tiny_t2v):
     from avlib.errors import ConfigError
 
     with pytest.raises(ConfigError, match="tokens for 8 frames"):
-        _audio_pipeline(tiny_t2v)(np.zeros(16000, np.float32), progress=False, **{**SETTINGS, "num_frames": 12})
+        _audio_pipeline(tiny_t2v)(np.zeros(16000, np.float32), **{**SETTINGS, "num_frames": 12})
 
 
 def test_from_pretrained_on_a_folder_without_a_pipeline(tmp_path):

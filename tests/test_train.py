@@ -29,12 +29,12 @@ def test_three_steps_lower_the_loss_on_a_fixed_batch(tiny_t2v):
 
     from avlib.audio import build_audio_encoder
     from avlib.mapper import build_mapper
-    from avlib.pipeline.conditioning import enable_frame_conditioning
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
     from avlib.train import FrozenFeatures, denoising_loss
 
     cfg = _config()
     torch.manual_seed(0)
-    enable_frame_conditioning(tiny_t2v.unet, 77)
+    pipeline = AudioToVideoPipeline.from_t2v(tiny_t2v)  # installs the per-frame conditioning
     encoder = build_audio_encoder(cfg.encoder).eval()
     features = FrozenFeatures(cfg, tiny_t2v, encoder, cache_root=None)
     audio, latents = (torch.stack(x) for x in zip(*(features(c) for c in _clips(2))))
@@ -45,7 +45,7 @@ def test_three_steps_lower_the_loss_on_a_fixed_batch(tiny_t2v):
     optimizer = torch.optim.AdamW(mapper.parameters(), lr=1e-2)
     losses = []
     for _ in range(4):  # three updates, and the loss after the last one
-        loss, _, _ = denoising_loss(tiny_t2v, mapper, schedule, audio, latents, noise, timesteps, None, 0.01)
+        loss, _, _ = denoising_loss(pipeline, mapper, schedule, audio, latents, noise, timesteps, None, 0.01)
         losses.append(loss.item())
         loss.backward()
         optimizer.step()

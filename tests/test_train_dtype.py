@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import avlib.pipeline.assemble
 import avlib.train
 from avlib.config import load_config
 from avlib.data.splits import load_split
@@ -33,7 +34,7 @@ def half_frozen(monkeypatch):
         return loss, mse, regulariser
 
     denoising_loss = avlib.train.denoising_loss
-    monkeypatch.setattr(avlib.train, "load_t2v", load_in_dtype)
+    monkeypatch.setattr(avlib.pipeline.assemble, "load_t2v", load_in_dtype)
     monkeypatch.setattr(avlib.train, "denoising_loss", recording_loss)
     return asked, seen
 

@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
                           "--device" if args.device else f"the {config.profile} profile's device")
     pretrained = args.pretrained or config.model.pretrained
     check_frame_size(settings, pretrained_vae_scale(pretrained))
-    t2v = load_t2v(pretrained, dtype=config.model.dtype, device=device)
     if args.mapper is not None:
-        pipeline = AudioToVideoPipeline.from_pretrained(Run(args.mapper).pipeline_dir, t2v=t2v, device=device)
+        pipeline = AudioToVideoPipeline.from_pretrained(Run(args.mapper).pipeline_dir, t2v_source=pretrained,
+                                                        device=device, dtype=config.model.dtype)
     else:
-        pipeline = AudioToVideoPipeline.from_t2v(t2v)
+        pipeline = AudioToVideoPipeline.from_t2v(load_t2v(pretrained, dtype=config.model.dtype, device=device))
     pipeline.enable_vae_slicing(config.model.vae_slicing)
     sidecar = generate_file(pipeline, args.output, settings, prompt=args.prompt,
                             audio_path=args.audio, config=config)

@@ -2,9 +2,9 @@
 
 Every clip becomes two files in the dataset folder: ``{clip_id}.mp4`` (H.264 + AAC, the
 source's size and frame rate) and ``{clip_id}.wav`` (16 kHz mono PCM, cut from the source
-directly so the loader's audio skips a lossy generation). ffmpeg is the binary that
-``imageio-ffmpeg`` ships, called with argument lists. Curation is idempotent: a clip whose
-two files exist is skipped, and files appear only once complete (:func:`avlib.io.atomic_path`).
+directly so the loader's audio skips a lossy generation), both cut with moviepy. Curation
+is idempotent: a clip whose two files exist is skipped, and files appear only once complete
+(:func:`avlib.io.atomic_path`).
 
 Sources: ``source=`` one local long video that every row is cut from (the custom dog and
 thunder sets; their YouTube ids are unknown, so any video of the right content works), or
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from avlib.data.manifests import ClipRow, distinct_clips
 from avlib.errors import AvlibError, ConfigError, MediaError
 from avlib.io import atomic_path
-from avlib.media import SAMPLE_RATE, ffmpeg_exe, probe
+from avlib.media import SAMPLE_RATE, ffmpeg_exe, ffmpeg_message, probe, write_clip
 
 CLIP_STATES = ("present", "missing", "corrupt")
 DURATION_TOLERANCE_S = 0.5      # containers round; a clip this much shorter is truncated
@@ -104,29 +104,33 @@ def count_states(statuses: Sequence[ClipStatus]) -> dict[str, int]:
 # ---------------------------------------------------------------------------- cutting
 
 def cut_clip(source: str | Path, start_s: float, duration_s: float, mp4: Path, wav: Path) -> None:
-    """Cut ``[start_s, start_s + duration_s)`` of ``source`` into an mp4 and a 16 kHz mono wav.
+    """Cut ``[start_s, start_s + duration_s)`` of ``source`` into an mp4 and a 16 kHz mono wav,
+    with moviepy.
 
-    Both are re-encoded, so the cut is frame-accurate (stream copy can only cut at keyframes).
+    The mp4 is re-encoded (H.264 + AAC at the source's size, rounded down to even, and frame
+    rate), so the cut is frame-accurate, where stream copy can only cut at keyframes; its
+    sound is stereo (moviepy reads two channels, duplicating a mono source's). The wav is
+    decoded from the source at 16 kHz (ffmpeg resamples) and averaged to mono.
     """
-    window = ["-ss", f"{start_s:.3f}", "-i", str(Path(source).absolute()), "-t", f"{duration_s:.3f}"]
-    base = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y"]
-    with atomic_path(mp4) as tmp:
-        _ffmpeg(base + window + [
-            "-map", "0:v:0", "-map", "0:a:0",
-            "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",        # yuv420p needs even sizes
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", str(tmp)], mp4)
-    with atomic_path(wav) as tmp:
-        _ffmpeg(base + window + ["-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
-                                 "-c:a", "pcm_s16le", str(tmp)], wav)
+    from moviepy import AudioFileClip, VideoFileClip
 
-
-def _ffmpeg(cmd: list[str], target: Path) -> None:
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise MediaError(f"ffmpeg could not write {target}: {detail[-1] if detail else 'unknown error'} "
-                         "(is the source a video with an audio track?)")
+    source = str(Path(source).absolute())
+    end_s = start_s + duration_s
+    try:
+        video = VideoFileClip(source)
+        sound = AudioFileClip(source, fps=SAMPLE_RATE)
+    except (OSError, KeyError) as exc:  # moviepy: unreadable file, or no audio stream
+        raise MediaError(f"cannot cut clips from {source}: {ffmpeg_message(str(exc))} "
+                         "(is the source a video with an audio track?)") from exc
+    with video, sound:
+        clip = video.subclipped(start_s, min(end_s, video.duration))
+        if clip.w % 2 or clip.h % 2:  # yuv420p needs even sizes
+            clip = clip.resized((clip.w // 2 * 2, clip.h // 2 * 2))
+        write_clip(clip, mp4, fps=video.fps, audio_fps=video.audio.fps if video.audio else SAMPLE_RATE)
+        wave = sound.subclipped(start_s, min(end_s, sound.duration)).to_soundarray(fps=SAMPLE_RATE)
+        with atomic_path(wav) as tmp:
+            soundfile.write(str(tmp), wave.reshape(len(wave), -1).mean(axis=1), SAMPLE_RATE,
+                            subtype="PCM_16", format="WAV")
 
 
 @dataclass

@@ -266,27 +266,22 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
 
 def check_toyworld(weights: str | Path) -> dict:
     """Load the toy world from ``weights`` and generate from text and from audio (random mapper)."""
-    from avlib.audio.checkpoints import load_encoder
-    from avlib.config import load_config
     from avlib.data.synthetic import synth_clip
     from avlib.errors import CheckpointError
-    from avlib.mapper import build_mapper
-    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
-    from avlib.pipeline.t2v import load_t2v
+    from avlib.pipeline.assemble import assemble
+    from avlib.toyworld.evaluate import toyworld_config
 
     weights, started = Path(weights), time.perf_counter()
     if not (weights / T2V_SUBDIR).is_dir() or not (weights / CAVP_FILE).is_file():
         raise CheckpointError(f"{weights} holds no toy world ({T2V_SUBDIR}/ and {CAVP_FILE}); "
                               "build one with `avlib toyworld build --out DIR`")
     spec = ToySpec()
-    t2v = load_t2v(str(weights / T2V_SUBDIR))
-    encoder = load_encoder(weights / CAVP_FILE, "cavp").eval()
-    mapper = build_mapper(load_config("dog", "tiny").mapper, in_dim=encoder.output_dim).eval()
-    pipeline = AudioToVideoPipeline.from_t2v(t2v, encoder, mapper)
+    pipeline = assemble(toyworld_config(weights, classes=["dog"]), device="cpu")
+    pipeline.set_progress_bar_config(disable=True)
     waveform = synth_clip("dog", 0, seconds=spec.seconds, fps=spec.fps, size=spec.size).wave
     size = dict(num_inference_steps=4, guidance_scale=5.0, num_frames=spec.num_frames, height=spec.size,
-                width=spec.size, generator=torch.Generator().manual_seed(0), progress=False)
-    videos = [pipeline(prompt="dog", **size), pipeline(waveform, **size)]
+                width=spec.size, generator=torch.Generator().manual_seed(0))
+    videos = [pipeline(prompt="dog", **size).frames, pipeline(waveform, **size).frames]
     if not all(np.isfinite(v).all() for v in videos):
         raise CheckpointError(f"the toy world at {weights} generated non-finite frames: rebuild it")
     return {"frames_shape": list(videos[0].shape), "seconds": time.perf_counter() - started}

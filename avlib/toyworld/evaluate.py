@@ -63,18 +63,9 @@ def caption_videos(pipeline, clips: list[dict], inf, seed: int) -> list[np.ndarr
     from avlib.toyworld.build import caption_contexts
 
     contexts, _ = caption_contexts(pipeline.text_encoder, pipeline.tokenizer, clips)   # (N, F*77, D)
-    original = pipeline.encode_conditioning
-    try:
-        out = []
-        for i, context in enumerate(contexts):
-            pipeline.encode_conditioning = lambda *args, _c=context[None], **kwargs: _c
-            out.append(pipeline(None, prompt="", num_inference_steps=inf.num_inference_steps,
-                                guidance_scale=inf.guidance_scale, num_frames=inf.num_frames,
-                                height=inf.height, width=inf.width, progress=False,
-                                generator=torch.Generator().manual_seed(seed * 10_000 + i))[0])
-        return out
-    finally:
-        pipeline.encode_conditioning = original
+    return [pipeline(settings=inf, prompt_embeds=context[None],
+                     generator=torch.Generator().manual_seed(seed * 10_000 + i)).frames[0]
+            for i, context in enumerate(contexts)]
 
 
 def check_profile(profile: str) -> None:
@@ -95,6 +86,7 @@ def caption_examples(weights: str | Path = WEIGHTS_DIR, seed: int = 0) -> list[d
 
     config = toyworld_config(Path(weights))
     pipeline = AudioToVideoPipeline.from_t2v(load_t2v(config.model.pretrained))
+    pipeline.set_progress_bar_config(disable=True)
     clips = toy_clips(per_class=1, split="test", seed=seed)
     videos = caption_videos(pipeline, clips, config.inference, seed)
     return [{"frames": frames, "reference": rgb_frames(clip), "wave": clip["waveform"].numpy(),
@@ -197,8 +189,9 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         fresh = build_mapper(config.mapper, in_dim=trained.audio_encoder.output_dim).eval()
-    untrained = AudioToVideoPipeline(trained.unet, trained.vae, trained.text_encoder, trained.tokenizer,
-                                     trained.scheduler, trained.audio_encoder, fresh)
+    untrained = AudioToVideoPipeline(**{**trained.components, "mapper": fresh})
+    for pipeline in (trained, untrained):
+        pipeline.set_progress_bar_config(disable=True)
     shuffle = derangement(len(test_clips), seed)
     inf = config.inference
     plan = {"trained": (trained, np.arange(len(test_clips))), "shuffled": (trained, shuffle),
@@ -207,9 +200,9 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     generated = {name: [] for name in CONDITIONS}
     for name, (pipeline, audio_of) in plan.items():
         for i, clip in enumerate(test_clips):
-            frames = pipeline.generate(inf, audio=test_clips[audio_of[i]]["waveform"], prompt=config.prompt,
-                                       generator=torch.Generator().manual_seed(seed * 10_000 + i),
-                                       audio_window=config.data.audio_window, progress=False).frames[0]
+            frames = pipeline(test_clips[audio_of[i]]["waveform"], config.prompt, inf,
+                              audio_window=config.data.audio_window,
+                              generator=torch.Generator().manual_seed(seed * 10_000 + i)).frames[0]
             path = write_video(out_dir / name / f"{clip['clip_id']}.mp4", frames, inf.fps,
                                audio=clip["waveform"].numpy(), crf=VIDEO_CRF)
             videos[name].append(path)
