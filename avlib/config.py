@@ -84,6 +84,7 @@ class DataConfig:
     audio_window: str = "aligned"        # aligned | report_padded (see AUDIO_WINDOWS)
     short_clips: str = "pad"             # pad | reject
     synth_clips_per_class: int = 24      # synth with no data.root: clips generated per class
+    synth_test_clips: int | None = None  # synth: how many of them are the test split (None: a fifth)
     synth_layout: str = "random"         # synth: random | canonical (the toy world's, tiny profile)
 
 
@@ -324,6 +325,10 @@ def validate(config: ExperimentConfig) -> None:
     if not config.train.timestep_power > 0:
         raise ConfigError(f"train.timestep_power must be > 0 (got {config.train.timestep_power}); "
                           "1 draws training timesteps uniformly, 0.5 favours high noise")
+    data = config.data
+    if data.synth_test_clips is not None and data.synth_test_clips >= data.synth_clips_per_class:
+        raise ConfigError(f"data.synth_test_clips={data.synth_test_clips} leaves no training clip of "
+                          f"data.synth_clips_per_class={data.synth_clips_per_class}: make it smaller")
     check_windows(config)
 
 
@@ -363,7 +368,7 @@ def check_windows(config: ExperimentConfig) -> None:
 
 # Range checks, one line each: a value out of range would otherwise crash deep inside a run
 # (checkpoint_every=0 divides by zero) or quietly do nothing (max_steps=-5 trains no step).
-AT_LEAST_ONE = ("data.num_frames", "data.height", "data.width", "data.synth_clips_per_class",
+AT_LEAST_ONE = ("data.num_frames", "data.height", "data.width", "data.synth_clips_per_class", "data.synth_test_clips",
                 "mapper.num_frames", "mapper.hidden_dim", "mapper.token_dim", "mapper.attention_heads",
                 "train.checkpoint_every", "inference.height", "inference.width")
 AT_LEAST_ZERO = ("train.max_steps", "train.seed", "train.weight_decay", "train.temporal_reg",

@@ -7,6 +7,9 @@ are labelled.
 Every per-video value (AV-Align score and peaks, CLIPSIM) is computed once; the overall
 numbers and, when the config asks for ``eval_per_class``, one set per class are then
 aggregated from them. CLIPSIM compares each video with its class name, as the report did.
+The run's shuffled-audio control (:meth:`avlib.run.Run.shuffled_samples`), when it has one, is
+scored the same way against the same real clips, into ``controls``: a run whose AV-Align does
+not beat its control's shows no effect of the audio.
 In the tiny profile FVD and CLIPSIM use the toy world's TOY networks (a toy I3D and a toy CLIP
 trained on the synthetic world by :mod:`avlib.toyworld.metric_nets`), and the output says so
 wherever a number appears.
@@ -23,6 +26,9 @@ from avlib.io import run_record
 from avlib.run import Run
 
 
+
+# The controls a run may hold beside its samples (avlib.generate.sample_test_set), scored alike.
+CONTROLS = {"shuffled": "shuffled audio: the same model fed another test clip's audio, with the same noise"}
 
 # --metrics names -> metrics.json keys, in the order they are computed and reported.
 METRICS = {"fvd": "fvd", "clipsim": "clipsim", "av-align": "av_align"}
@@ -100,6 +106,7 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
     ``metrics`` names what to compute (``--metrics`` names: fvd, clipsim, av-align; None:
     all). A metric whose network does not load (no I3D given, no CLIP offline) is skipped:
     its entries hold ``value: None`` and ``skipped: reason`` and the others are computed.
+    The controls (:data:`CONTROLS`) get the same metrics in ``controls[name]``.
     """
     from functools import partial
 
@@ -118,33 +125,40 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         raise CheckpointError("no metric could be computed: " + "; ".join(
             f"{key}: {reason}" for key, reason in skipped.items()))
     skipped.update({key: "not requested (--metrics)" for key in METRICS.values() if key not in wanted})
-    videos = [s.video for s in samples]
-
-    per_video: list[dict[str, Any]] = [{"label": s.label} for s in samples]
     definitions: dict[str, Any] = {}
     if "av_align" in wanted:
-        alignments = av_align.av_align_videos(videos, av_align_version, workers, progress)
-        for entry, alignment in zip(per_video, alignments):
-            entry.update(alignment.to_json())
         definitions["av_align"] = av_align.get_version(av_align_version).describe()
     if "clipsim" in networks:
         scorer = networks["clipsim"]
-        texts = [clipsim.protocol_text(clipsim_protocol, s.label) for s in samples]
-        for entry, similarity in zip(per_video, clipsim.clipsim_videos(videos, texts, scorer, progress)):
-            entry["clipsim"] = similarity
         definitions["clipsim"] = scorer.describe()
     padded = None
     if "fvd" in networks:
         feature_net = networks["fvd"]
         cache = fvd.FeatureCache(cache_dir() / "fvd_features")
-        fake, fake_padded = fvd.extract_features(videos, feature_net, cache, progress=progress)
         real, real_padded = fvd.extract_features(references, feature_net, cache, progress=progress)
-        padded = (fake_padded, real_padded, feature_net.preprocessing.frames)
         definitions["fvd"] = {"protocol": fvd.get_protocol(fvd_protocol).describe(),
                               "backbone": feature_net.describe(),
                               "preprocessing": feature_net.preprocessing.describe()}
 
-    def metrics_of(chosen: list[int], chosen_references: list[int]) -> dict[str, Any]:
+    def score(videos_of: list) -> tuple[list[dict[str, Any]], np.ndarray | None, int]:
+        """Every per-video value of samples ``videos_of``, their FVD features (N, D) and how many
+        were padded to FVD's frame count."""
+        videos = [s.video for s in videos_of]
+        per_video: list[dict[str, Any]] = [{"label": s.label} for s in videos_of]
+        if "av_align" in wanted:
+            for entry, alignment in zip(per_video, av_align.av_align_videos(videos, av_align_version,
+                                                                             workers, progress)):
+                entry.update(alignment.to_json())
+        if "clipsim" in networks:
+            texts = [clipsim.protocol_text(clipsim_protocol, s.label) for s in videos_of]
+            for entry, similarity in zip(per_video, clipsim.clipsim_videos(videos, texts, scorer, progress)):
+                entry["clipsim"] = similarity
+        if "fvd" not in networks:
+            return per_video, None, 0
+        return (per_video, *fvd.extract_features(videos, feature_net, cache, progress=progress))
+
+    def metrics_of(per_video: list[dict[str, Any]], fake: np.ndarray | None, chosen: list[int],
+                   chosen_references: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in METRICS.values():
             if key in skipped:
@@ -162,15 +176,30 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
                                        version=av_align_version)
         return out
 
-    everything = list(range(len(samples)))
-    per_class = {}
-    if config.eval_per_class:
-        for label in sorted({s.label for s in samples}):
-            members = [i for i, s in enumerate(samples) if s.label == label]
-            # Each class against its own real clips (all of them when the references are unlabelled).
-            own = [i for i, path in enumerate(references)
-                   if reference_labels is None or reference_labels.get(path.stem) == label]
-            per_class[label] = metrics_of(members, own)
+    def summary(videos_of: list) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], int]:
+        """Metrics of samples ``videos_of`` over all of them, per class where the config asks,
+        their per-video values and how many were padded."""
+        per_video, fake, fake_padded = score(videos_of)
+        per_class = {}
+        if config.eval_per_class:
+            for label in sorted({s.label for s in videos_of}):
+                members = [i for i, s in enumerate(videos_of) if s.label == label]
+                # Each class against its own real clips (all of them when the references are unlabelled).
+                own = [i for i, path in enumerate(references)
+                       if reference_labels is None or reference_labels.get(path.stem) == label]
+                per_class[label] = metrics_of(per_video, fake, members, own)
+        overall = metrics_of(per_video, fake, list(range(len(videos_of))), list(range(len(references))))
+        return overall, per_class, per_video, fake_padded
+
+    overall, per_class, per_video, fake_padded = summary(samples)
+    if "fvd" in networks:
+        padded = (fake_padded, real_padded, feature_net.preprocessing.frames)
+    controls = {}
+    shuffled = run.shuffled_samples()
+    if shuffled is not None:
+        control, control_per_class, control_videos, _ = summary(shuffled)
+        controls["shuffled"] = {"what": CONTROLS["shuffled"], "metrics": control, "per_class": control_per_class,
+                                "per_video": {s.clip_id: control_videos[i] for i, s in enumerate(shuffled)}}
 
     toy_nets = [metric for key, metric, given in (("fvd", "FVD", i3d), ("clipsim", "CLIPSIM", clip_model))
                 if key in networks and tiny and given is None]
@@ -185,8 +214,9 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         "experiment": config.name,
         "profile": config.profile,
         "run_dir": str(run.root),
-        "metrics": metrics_of(everything, list(range(len(references)))),
+        "metrics": overall,
         "per_class": per_class,
+        "controls": controls,
         "skipped": skipped,
         "definitions": definitions,
         "toy_backbones": toy_nets,

@@ -259,7 +259,7 @@ def plot_metric_cis(metrics: Mapping[str, Mapping[str, Any]], title: str = ""):
     for ax, name in zip(axes, METRICS):
         values = [metrics[g][name]["value"] for g in groups]
         _bars_with_ci(ax, np.arange(len(groups)), values, [metrics[g][name].get("ci95") for g in groups])
-        ax.set_xticks(range(len(groups)), groups)
+        ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=7)
         ax.set_title(f"{TITLES[name]} ({'lower' if name == 'fvd' else 'higher'} is better)")
     fig.suptitle(title)
     fig.tight_layout()
@@ -274,21 +274,31 @@ def _bars_with_ci(ax, x, values, cis, width=0.6, **kwargs):
 
 
 # -- 07: results ----------------------------------------------------------------------------------
+def _measured(rows: Sequence[Mapping[str, Any] | None], metric: str) -> tuple[list, list]:
+    """Table rows' values of ``metric`` and their CIs (None for a missing row or value)."""
+    values = [None if row is None else row[metric] for row in rows]
+    cis = [(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"])
+           if row is not None and row[f"{metric}_ci_low"] is not None else None for row in rows]
+    return values, cis
+
+
 def plot_table2(rows: Sequence[Mapping[str, Any]]):
-    """Table 2 as bars: ours with 95% CIs beside the published value, one panel per metric."""
+    """Table 2 as bars: ours with 95% CIs, its shuffled-audio control where scored, and the
+    published value; one panel per metric."""
     from avlib.report import METRICS, TITLES
 
-    rows = [row for row in rows if row["run"]]
+    controls = {(row["run"], row["class"]): row for row in rows if row.get("control") == "shuffled"}
+    rows = [row for row in rows if row["run"] and not row.get("control")]
     names = [row["experiment"] + (f":{row['class']}" if row["class"] else "") for row in rows]
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
     x = np.arange(len(rows))
     for ax, metric in zip(axes, METRICS):
-        ours = [row[metric] for row in rows]
-        cis = [(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) if row[f"{metric}_ci_low"] is not None
-               else None for row in rows]
-        _bars_with_ci(ax, x - 0.2, ours, cis, width=0.4, label="ours (95% CI)")
+        _bars_with_ci(ax, x - 0.27, *_measured(rows, metric), width=0.27, label="ours (95% CI)")
+        if controls:
+            _bars_with_ci(ax, x, *_measured([controls.get((row["run"], row["class"])) for row in rows], metric),
+                          width=0.27, label="ours, shuffled audio (control)", color="tab:gray")
         published = [None if row[f"{metric}_report_invalid"] else row[f"{metric}_report"] for row in rows]
-        ax.bar(x + 0.2, [np.nan if v is None else v for v in published], width=0.4, label="report",
+        ax.bar(x + 0.27, [np.nan if v is None else v for v in published], width=0.27, label="report",
                alpha=0.6)
         ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
         toy_net = any(TITLES[metric] in row["toy_backbones"].split() for row in rows)
@@ -296,7 +306,7 @@ def plot_table2(rows: Sequence[Mapping[str, Any]]):
         if metric == "fvd":
             ax.set_yscale("symlog")
     # One legend above the panels, where it covers no bar.
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 

@@ -194,9 +194,19 @@ def evaluate_quietly(run_dir: str | Path) -> dict[str, Any]:
         return evaluate_run(run_dir, progress=False)
 
 
+def metric_groups(metrics: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """A ``metrics.json``'s groups by name: ``all``, each class, then the same for each control
+    (``shuffled: all``, ``shuffled: dog``...)."""
+    groups = {"all": metrics["metrics"], **metrics["per_class"]}
+    for name, control in metrics.get("controls", {}).items():
+        groups.update({f"{name}: all": control["metrics"],
+                       **{f"{name}: {label}": values for label, values in control["per_class"].items()}})
+    return groups
+
+
 def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """06's table: one row per group and metric, a one-line note where the metric warned."""
-    groups = {"all": metrics["metrics"], **metrics["per_class"]}
+    groups = metric_groups(metrics)
     return [{"group": group, "metric": name, "value": entry["value"], "95% CI": entry["ci95"], "n": entry["n"],
              "note": "N below the feature size: biased upward, noisy" if entry.get("warnings") else ""}
             for group, values in groups.items() for name, entry in values.items()]
@@ -373,21 +383,66 @@ def read_samples(run_dir: str | Path) -> list[dict[str, str]]:
     return Run(run_dir).sample_rows()
 
 
-def frame_grid_rows(run_dir: str | Path, limit: int = 3) -> list[dict[str, Any]]:
-    """Inputs of :func:`avlib.figures.plot_frame_grid` for a run's first sampled clips."""
+def _grid_row(run: Run, sample, title: str) -> dict[str, Any]:
+    """One row of :func:`avlib.figures.plot_frame_grid`: a sample (:class:`avlib.run.Sample`), its
+    real clip and its audio with the onsets."""
     from avlib.media import SAMPLE_RATE, load_audio, read_video
     from avlib.metrics.av_align import load_onset_audio, onset_times
 
+    return {"frames": read_video(sample.video)[0],
+            "reference": read_video(run.reference_video(sample.clip_id))[0],
+            "wave": load_audio(run.sample_audio(sample.clip_id), SAMPLE_RATE), "sample_rate": SAMPLE_RATE,
+            "onsets_s": onset_times(load_onset_audio(sample.video)), "title": title}
+
+
+def frame_grid_rows(run_dir: str | Path, limit: int = 3) -> list[dict[str, Any]]:
+    """Inputs of :func:`avlib.figures.plot_frame_grid` for a run's first sampled clips."""
     run = Run(run_dir)
-    rows = []
-    for sample in run.samples(limit):
-        wave = load_audio(run.sample_audio(sample.clip_id), SAMPLE_RATE)
-        rows.append({"frames": read_video(sample.video)[0],
-                     "reference": read_video(run.reference_video(sample.clip_id))[0],
-                     "wave": wave, "sample_rate": SAMPLE_RATE,
-                     "onsets_s": onset_times(load_onset_audio(sample.video)),
-                     "title": f"{sample.clip_id} ({sample.label}); red: audio onsets"})
-    return rows
+    return [_grid_row(run, sample, f"{sample.clip_id} ({sample.label}); red: audio onsets")
+            for sample in run.samples(limit)]
+
+
+def right_and_wrong(labels, verdicts) -> dict[str, int]:
+    """Indices of the first clip whose video was judged its own class (``"right"``) and of the
+    first judged another (``"wrong"``), reading ``verdicts`` (an iterable, maybe lazy) only
+    until both are found; a kind no clip has is left out."""
+    picks: dict[str, int] = {}
+    for index, (label, verdict) in enumerate(zip(labels, verdicts)):
+        picks.setdefault("right" if verdict == label else "wrong", index)
+        if len(picks) == 2:
+            break
+    return dict(sorted(picks.items(), key=lambda item: item[0] != "right"))
+
+
+def figure2_rows(run_dir: str | Path, profile: str) -> list[dict[str, Any]]:
+    """05's Figure 2: in the tiny profile a clip judged right and one judged wrong
+    (:func:`judged_grid_rows`); elsewhere, with no judge of the class, the first three clips."""
+    return judged_grid_rows(run_dir) if profile == "tiny" else frame_grid_rows(run_dir, limit=3)
+
+
+def judged_grid_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Figure 2 of a tiny-profile run: the first clip whose generated video shows its audio's
+    class and the first whose video shows another, as the toy world's frame classifier judges
+    them; when every clip is of one kind, a printed line says so."""
+    from avlib.media import read_video
+    from avlib.toyworld.frame_classifier import toy_class_judge
+
+    run = Run(run_dir)
+    judge, samples = toy_class_judge(), run.samples()
+    judged: list[str] = []
+
+    def verdicts():  # videos are read and judged only until a right and a wrong one are found
+        for sample in samples:
+            judged.append(judge.classify_video(read_video(sample.video)[0]))
+            yield judged[-1]
+
+    picks = right_and_wrong([s.label for s in samples], verdicts())
+    for kind in {"right", "wrong"} - set(picks):
+        print(f"{run.root.name}: none of the {len(samples)} generated videos was judged {kind} "
+              "by the frame classifier")
+    return [_grid_row(run, samples[i], f"{samples[i].clip_id} ({samples[i].label}): generated video "
+                                       f"judged {judged[i]}, {kind.upper()}; red: audio onsets")
+            for kind, i in picks.items()]
 
 
 def sample_videos(run_dir: str | Path, limit: int | None = None) -> list[Path]:

@@ -3,9 +3,10 @@
 Rows follow the report's Table 2 (stored in the package as
 ``avlib/metrics/published_table2.json``). Each run folder evaluated by ``avlib evaluate``
 fills the rows of its experiment, per class where the report split by class; runs of
-other experiments are appended. A published value that cannot be right (the FVD of
--1.7e9) is kept but marked invalid, and numbers from random tiny-profile networks are
-flagged, so nobody reads them against the report.
+other experiments are appended; a run scored against controls (``avlib sample``'s
+shuffled-audio videos) gets one more row per control right under its own. A published value
+that cannot be right (the FVD of -1.7e9) is kept but marked invalid, and numbers from the
+tiny profile's TOY metric networks are flagged, so nobody reads them against the report.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from avlib.run import Run
 METRICS = ("fvd", "clipsim", "av_align")
 TITLES = {"fvd": "FVD", "clipsim": "CLIPSIM", "av_align": "AV-Align"}
 RUN_KEYS = ("experiment", "profile", "run_dir", "metrics", "per_class")  # what a row reads
+# How a control's rows (avlib.evaluate.CONTROLS) are named after their run's, and their Input.
+CONTROL_ROWS = {"shuffled": ("shuffled audio", "control: another clip's audio")}
 
 
 def load_published() -> dict[str, Any]:
@@ -35,19 +38,22 @@ def load_run_metrics(run_dir: str | Path) -> dict[str, Any]:
     return metrics
 
 
-def _row(published: dict[str, Any] | None, run: dict[str, Any] | None) -> dict[str, Any]:
-    """One table row: the published values (if any) and one run's values (if any)."""
+def _row(published: dict[str, Any] | None, run: dict[str, Any] | None, control: str = "") -> dict[str, Any]:
+    """One table row: the published values (if any) and one run's values (if any); with
+    ``control``, that run's control videos instead (and no published values)."""
     label = published["class"] if published else None
     row: dict[str, Any] = {
         "experiment": published["experiment"] if published else run["experiment"],
         "class": label or "",
-        "input": published["input"] if published else "",
+        "input": CONTROL_ROWS[control][1] if control else published["input"] if published else "",
+        "control": control,
     }
-    invalid = (published or {}).get("invalid", {})
+    invalid = {} if control else (published or {}).get("invalid", {})
     for metric in METRICS:
-        row[f"{metric}_report"] = published[metric] if published else None
+        row[f"{metric}_report"] = published[metric] if published and not control else None
         row[f"{metric}_report_invalid"] = invalid.get(metric, "")
-    measured = (run["per_class"][label] if label else run["metrics"]) if run else {}
+    source = run["controls"][control] if control else run
+    measured = (source["per_class"][label] if label else source["metrics"]) if run else {}
     for metric in METRICS:
         entry = measured.get(metric, {})
         low, high = entry.get("ci95") or (None, None)
@@ -64,16 +70,22 @@ def _row(published: dict[str, Any] | None, run: dict[str, Any] | None) -> dict[s
     return row
 
 
+def _rows_of(published: dict[str, Any] | None, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """A run's row, then one row per control it was scored against (``avlib evaluate``)."""
+    return [_row(published, run)] + [_row(published, run, name) for name in run.get("controls", {})]
+
+
 def table_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Published rows filled from the matching runs, then rows for any other runs."""
+    """Published rows filled from the matching runs (each followed by its control rows, such as
+    shuffled audio), then rows for any other runs."""
     runs = [load_run_metrics(d) for d in run_dirs]
     rows, placed = [], set()
     for published in load_published()["rows"]:
         matches = [i for i, run in enumerate(runs) if run["experiment"] == published["experiment"]
                    and (published["class"] is None or published["class"] in run["per_class"])]
         placed.update(matches)
-        rows += [_row(published, runs[i]) for i in matches] or [_row(published, None)]
-    rows += [_row(None, run) for i, run in enumerate(runs) if i not in placed]
+        rows += [row for i in matches for row in _rows_of(published, runs[i])] or [_row(published, None)]
+    rows += [row for i, run in enumerate(runs) if i not in placed for row in _rows_of(None, run)]
     return rows
 
 
@@ -106,6 +118,7 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         name = row["experiment"] + (f": {row['class']}" if row["class"] else "")
+        name += f" · {CONTROL_ROWS[row['control']][0]}" if row["control"] else ""
         cells = [name, row["input"]]
         for metric in METRICS:
             cells += [_published_cell(row, metric), _measured_cell(row, metric)]
@@ -121,6 +134,10 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     if versions:
         notes.append(f"- Our AV-Align: TempoTokens version {', '.join(versions)} "
                      "(versions are not comparable with each other).")
+    if any(row["control"] == "shuffled" for row in rows):
+        notes.append("- · shuffled audio: the row above it, with each test clip generated from another test "
+                     "clip's audio (same model, prompt and noise) and scored against its own audio and class: "
+                     "where the two rows' CIs overlap, the audio made no difference that N can show.")
     if any(row["toy_backbones"] for row in rows):
         notes.append("- † TOY: tiny profile, computed with the toy world's TOY networks (a toy I3D and a "
                      "toy CLIP trained on the synthetic world); compares toy-world runs only, never the "

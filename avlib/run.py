@@ -15,6 +15,8 @@ evaluate`` their metrics; the notebooks, the explorer, the 2AFC rater and ``avli
     RUN/samples/settings.json    the inference settings and seed the samples were made with
     RUN/reference/<clip_id>.mp4  the real test clips: FVD's real set
     RUN/reference/index.csv      clip_id,label (optional: per-class FVD against that class)
+    RUN/shuffled/                the shuffled-audio control, as samples/: each clip generated from
+                                 another test clip's audio (index.csv adds audio_of), its own muxed in
     RUN/metrics.json             FVD, CLIPSIM, AV-Align with CIs (avlib.evaluate)
     RUN/explorer/                videos made in the explorer
 
@@ -43,6 +45,7 @@ CHECKPOINTS_DIR = "checkpoints"
 PIPELINE_DIR = "pipeline"
 SAMPLES_DIR = "samples"
 REFERENCE_DIR = "reference"
+SHUFFLED_DIR = "shuffled"
 INDEX_FILE = "index.csv"
 SETTINGS_FILE = "settings.json"
 METRICS_FILE = "metrics.json"
@@ -50,6 +53,7 @@ EXPLORER_DIR = "explorer"
 
 SAMPLE_COLUMNS = ("clip_id", "label", "prompt")
 REFERENCE_COLUMNS = ("clip_id", "label")
+SHUFFLED_COLUMNS = SAMPLE_COLUMNS + ("audio_of",)
 LOSS_COLUMNS = ("step", "epoch", "loss", "mse", "regulariser")
 
 # What a run goes through, in order: the path (relative to the run) that marks a stage done,
@@ -138,6 +142,7 @@ class Run:
         self.pipeline_dir = self.root / PIPELINE_DIR
         self.samples_dir = self.root / SAMPLES_DIR
         self.reference_dir = self.root / REFERENCE_DIR
+        self.shuffled_dir = self.root / SHUFFLED_DIR
         self.metrics_file = self.root / METRICS_FILE
         self.explorer_dir = self.root / EXPLORER_DIR
 
@@ -203,6 +208,10 @@ class Run:
     def write_sample_settings(self, record: Mapping[str, Any]) -> Path:
         return write_json(self.samples_dir / SETTINGS_FILE, record)
 
+    def write_shuffled_index(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """``shuffled/index.csv`` (clip_id,label,prompt,audio_of)."""
+        _write_csv(self.shuffled_dir / INDEX_FILE, SHUFFLED_COLUMNS, rows)
+
     def sample_rows(self) -> list[dict[str, str]]:
         """``samples/index.csv`` as rows, in the order the clips were generated."""
         index = self.samples_dir / INDEX_FILE
@@ -213,11 +222,20 @@ class Run:
 
     def samples(self, limit: int | None = None) -> list[Sample]:
         """The indexed samples (at most ``limit``), each checked to exist."""
+        return self._indexed(self.samples_dir, self.sample_rows()[:limit])
+
+    def shuffled_samples(self) -> list[Sample] | None:
+        """The shuffled-audio control's videos, each checked to exist; None when it was not made."""
+        index = self.shuffled_dir / INDEX_FILE
+        return self._indexed(self.shuffled_dir, _read_csv(index, SHUFFLED_COLUMNS)) if index.is_file() else None
+
+    @staticmethod
+    def _indexed(folder: Path, rows: Sequence[Mapping[str, str]]) -> list[Sample]:
         samples = []
-        for row in self.sample_rows()[:limit]:
-            video = self.sample_video(row["clip_id"])
+        for row in rows:
+            video = folder / f"{row['clip_id']}.mp4"
             if not video.is_file():
-                raise MediaError(f"{SAMPLES_DIR}/{INDEX_FILE} lists {row['clip_id']} but {video} is "
+                raise MediaError(f"{folder.name}/{INDEX_FILE} lists {row['clip_id']} but {video} is "
                                  "missing (re-run generation or remove the row)")
             samples.append(Sample(row["clip_id"], row["label"], row["prompt"] or "", video))
         return samples

@@ -8,7 +8,7 @@ from avlib.errors import ConfigError
 from avlib.generate import sample_test_set
 from avlib.media import probe, read_video
 
-FAST = ["--set", "train.max_steps=2", "--set", "data.synth_clips_per_class=3",
+FAST = ["--set", "train.max_steps=2", "--set", "data.synth_clips_per_class=4", "--set", "data.synth_test_clips=2",
         "--set", "inference.num_inference_steps=2"]
 
 
@@ -75,12 +75,42 @@ def test_resume_continues_to_more_steps(trained_run):
 
 
 def test_sample_writes_what_evaluate_reads(trained_run):
-    assert main(["sample", "--run", str(trained_run), "--limit", "1"]) == 0
+    (trained_run / "shuffled").mkdir()  # a stale control is removed, not scored with new samples
+    assert main(["sample", "--run", str(trained_run), "--limit", "2", "--no-shuffled-control"]) == 0
+    assert not (trained_run / "shuffled").exists()
     index = (trained_run / "samples" / "index.csv").read_text().splitlines()
-    assert index[0] == "clip_id,label,prompt" and len(index) == 2
+    assert index[0] == "clip_id,label,prompt" and len(index) == 3
     clip_id = index[1].split(",")[0]
     assert (trained_run / "samples" / f"{clip_id}.wav").is_file()
     assert (trained_run / "reference" / f"{clip_id}.mp4").is_file()
+
+
+def test_sample_writes_the_shuffled_audio_control_and_batches_keep_each_clips_noise(trained_run):
+    import numpy as np
+
+    from avlib.media import load_audio
+
+    def videos(folder):
+        return {p.stem: read_video(p)[0].astype(int) for p in sorted((trained_run / folder).glob("*.mp4"))}
+
+    sample_test_set(trained_run, batch_size=1, progress=False)
+    one_at_a_time = videos("samples"), videos("shuffled")
+    sample_test_set(trained_run, batch_size=2, progress=False)
+    batched = videos("samples"), videos("shuffled")
+    for before, after in zip(one_at_a_time, batched):
+        assert before.keys() == after.keys() and len(before) == 2
+        for clip_id in before:  # the same noise and audio per clip, whatever the batch (float round-off only)
+            assert np.abs(before[clip_id] - after[clip_id]).mean() < 1.0
+    rows = (trained_run / "shuffled" / "index.csv").read_text().splitlines()
+    assert rows[0] == "clip_id,label,prompt,audio_of"
+    pairs = [row.split(",") for row in rows[1:]]
+    assert all(clip_id != audio_of for clip_id, *_, audio_of in pairs)  # always another clip's audio
+    samples, shuffled = batched
+    for clip_id, *_ in pairs:
+        # another clip's audio makes another video, which carries this clip's own audio
+        assert np.abs(samples[clip_id] - shuffled[clip_id]).mean() > 0
+        own = load_audio(trained_run / "samples" / f"{clip_id}.wav", 16000)
+        assert np.array_equal(load_audio(trained_run / "shuffled" / f"{clip_id}.wav", 16000), own)
 
 
 def test_sample_honours_inference_settings_given_with_set(trained_run):

@@ -19,14 +19,20 @@ from avlib.report import load_published, table_rows, to_markdown
 FPS, FRAMES, SR = 8, 8, 16000
 
 
-def event_clip(path, events: list[int], shade: int) -> None:
-    """A square that jumps at the event frames, with a click at each event's time."""
+def jumping_frames(events: list[int], shade: int) -> np.ndarray:
+    """(F, 32, 32, 3): a square that jumps between x=2 and x=18 at the event frames."""
     frames = np.full((FRAMES, 32, 32, 3), shade, np.uint8)
     x = 2
     for f in range(FRAMES):
         if f in events:
-            x = 20 - x  # jump between x=2 and x=18
+            x = 20 - x
         frames[f, 8:16, x:x + 10] = 230
+    return frames
+
+
+def event_clip(path, events: list[int], shade: int) -> None:
+    """A square that jumps at the event frames, with a click at each event's time."""
+    frames = jumping_frames(events, shade)
     audio = np.zeros(FRAMES * SR // FPS, np.float32)
     for f in events:
         start = f * SR // FPS
@@ -35,27 +41,36 @@ def event_clip(path, events: list[int], shade: int) -> None:
     save_audio(path.with_suffix(".wav"), audio)
 
 
-def make_run(root, experiment: str, profile: str = "tiny"):
+def make_run(root, experiment: str, profile: str = "tiny", shuffled: bool = False):
+    """A run folder; ``shuffled`` adds the control, whose videos jump where their audio does not."""
     config = load_config(experiment, profile)
     write_json(root / "config.json", {"config": config.to_dict()})
     (root / "samples").mkdir(parents=True)
     (root / "reference").mkdir()
-    rows, refs = ["clip_id,label,prompt"], ["clip_id,label"]
+    rows, refs, control = ["clip_id,label,prompt"], ["clip_id,label"], ["clip_id,label,prompt,audio_of"]
     for i, label in enumerate(["dog", "dog", "thunder", "thunder"]):
         shade = 40 if label == "dog" else 160
         event_clip(root / "samples" / f"s{i}", [2 + i % 2, 6], shade)
         event_clip(root / "reference" / f"r{i}", [3, 5], shade + 20)
         rows.append(f"s{i},{label},")
         refs.append(f"r{i},{label}")
+        if shuffled:
+            (root / "shuffled").mkdir(exist_ok=True)
+            event_clip(root / "shuffled" / f"s{i}", [2 + i % 2, 6], shade)  # the sound of s{i} ...
+            jumps = [1, 4] if i % 2 else [4, 7]
+            write_video(root / "shuffled" / f"s{i}.mp4", jumping_frames(jumps, shade), FPS)  # ... and motion elsewhere
+            control.append(f"s{i},{label},,s{(i + 1) % 4}")
     (root / "samples" / "index.csv").write_text("\n".join(rows) + "\n")
     (root / "reference" / "index.csv").write_text("\n".join(refs) + "\n")
+    if shuffled:
+        (root / "shuffled" / "index.csv").write_text("\n".join(control) + "\n")
     return root
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    """A tiny multiclass run, evaluated through the CLI."""
-    root = make_run(tmp_path_factory.mktemp("run") / "multiclass", "multiclass")
+    """A tiny multiclass run with its shuffled-audio control, evaluated through the CLI."""
+    root = make_run(tmp_path_factory.mktemp("run") / "multiclass", "multiclass", shuffled=True)
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AVLIB_CACHE", str(cache))
@@ -92,19 +107,44 @@ def test_per_class_results_use_each_class_only(evaluated):
                                                               per_video["s1"]["score"]]))
 
 
+def test_the_shuffled_audio_control_is_scored_like_the_samples(evaluated):
+    data = json.loads((evaluated / "metrics.json").read_text())
+    control = data["controls"]["shuffled"]
+    assert "another test clip's audio" in control["what"] and set(control["per_class"]) == {"dog", "thunder"}
+    assert set(control["per_video"]) == {"s0", "s1", "s2", "s3"}
+    for name in ("fvd", "clipsim", "av_align"):
+        assert control["metrics"][name]["n"] == 4 and control["per_class"]["dog"][name]["n"] == 2
+    scores = [control["per_video"][clip]["score"] for clip in ("s0", "s1", "s2", "s3")]
+    assert control["metrics"]["av_align"]["value"] == pytest.approx(np.mean(scores))
+    # motion away from the sound scores below motion on it
+    assert control["metrics"]["av_align"]["value"] < data["metrics"]["av_align"]["value"]
+
+
 def test_report_places_runs_beside_the_published_table(evaluated, tmp_path):
     csv_path, md_path = tmp_path / "table.csv", tmp_path / "table.md"
     assert main(["report", "--runs", str(evaluated), "-o", str(csv_path), str(md_path)]) == 0
     rows = list(csv.DictReader(csv_path.open()))
-    assert len(rows) == len(load_published()["rows"])
-    dog = next(r for r in rows if r["experiment"] == "multiclass" and r["class"] == "dog")
+    assert len([r for r in rows if not r["control"]]) == len(load_published()["rows"])
+    # each per-class row, then its shuffled-audio control, with its own N and values, no published ones
+    multiclass = [(r["class"], r["control"]) for r in rows if r["experiment"] == "multiclass"]
+    assert multiclass == [("thunder", ""), ("thunder", "shuffled"), ("dog", ""), ("dog", "shuffled")]
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    dog_control = next(r for r in rows if r["class"] == "dog" and r["control"] == "shuffled")
+    assert dog_control["n"] == "2" and dog_control["fvd_report"] == "" and dog_control["fvd_report_invalid"] == ""
+    assert float(dog_control["av_align"]) == pytest.approx(
+        metrics["controls"]["shuffled"]["per_class"]["dog"]["av_align"]["value"])
+    dog = next(r for r in rows if r["experiment"] == "multiclass" and r["class"] == "dog" and not r["control"])
     assert float(dog["fvd_report"]) == -1.7e9 and "impossible" in dog["fvd_report_invalid"]
     metrics = json.loads((evaluated / "metrics.json").read_text())
     assert float(dog["fvd"]) == pytest.approx(metrics["per_class"]["dog"]["fvd"]["value"])
+    assert dog["n"] == "2"
     volleyball = next(r for r in rows if r["experiment"] == "volleyball")
     assert volleyball["fvd"] == "" and float(volleyball["fvd_report"]) == 2955
     markdown = md_path.read_text()
     assert "-1.7e+09 (invalid)" in markdown and "† TOY" in markdown and "TOY networks" in markdown
+    control_line = next(line for line in markdown.splitlines() if line.startswith("| multiclass: dog · shuffled audio |"))
+    assert "control: another clip's audio" in control_line and "† TOY" in control_line
+    assert "shuffled audio: the row above it" in markdown
 
 
 def _fake_metrics(root, experiment):

@@ -61,3 +61,62 @@ def test_table2_legend_sits_above_the_panels_not_on_a_bar():
     legend = fig.legends[0].get_window_extent(renderer)
     assert all(legend.y0 >= ax.get_window_extent(renderer).y1 for ax in fig.axes)
     plt.close(fig)
+
+
+def test_figure2_picks_the_first_right_and_first_wrong_clip_reading_no_further():
+    from avlib.notebook import right_and_wrong
+
+    read = []
+
+    def verdicts(judged):  # lazy, as the videos are read one by one
+        for verdict in judged:
+            read.append(verdict)
+            yield verdict
+
+    labels = ["dog", "dog", "thunder", "dog"]
+    assert right_and_wrong(labels, verdicts(["thunder", "thunder", "thunder", "dog"])) == {"right": 2, "wrong": 0}
+    assert len(read) == 3  # the fourth video was never judged
+    assert right_and_wrong(labels, ["dog", "dog", "thunder", "dog"]) == {"right": 0}
+    assert right_and_wrong(labels, ["volleyball"] * 4) == {"wrong": 0}
+
+
+def test_figure2_of_a_tiny_run_labels_a_right_and_a_wrong_clip(tmp_path):
+    """Real toy-world frames as the 'generated' videos: a dog clip judged dog, a thunder clip
+    labelled dog judged thunder; the frame classifier is the judge."""
+    from avlib.media import save_audio, write_video
+    from avlib.notebook import judged_grid_rows
+    from avlib.toyworld.data import rgb_frames, toy_clip
+
+    clips = {"a": (toy_clip("dog", 1_000_001), "dog"), "b": (toy_clip("thunder", 1_000_001), "dog")}
+    (tmp_path / "samples").mkdir()
+    for clip_id, (clip, _) in clips.items():
+        for folder in ("samples", "reference"):
+            write_video(tmp_path / folder / f"{clip_id}.mp4", rgb_frames(clip), 8.0, audio=clip["waveform"].numpy())
+        save_audio(tmp_path / "samples" / f"{clip_id}.wav", clip["waveform"].numpy())
+    rows = ["clip_id,label,prompt"] + [f"{clip_id},{label}," for clip_id, (_, label) in clips.items()]
+    (tmp_path / "samples" / "index.csv").write_text("\n".join(rows) + "\n")
+    right, wrong = judged_grid_rows(tmp_path)
+    assert right["title"].startswith("a (dog): generated video judged dog, RIGHT")
+    assert wrong["title"].startswith("b (dog): generated video judged thunder, WRONG")
+    assert right["frames"].shape == right["reference"].shape == (8, 32, 32, 3) and len(right["onsets_s"]) >= 1
+    fig = figures.plot_frame_grid([right, wrong])
+    assert [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")] == [right["title"], wrong["title"]]
+    plt.close(fig)
+
+
+def test_table2_bars_put_each_runs_shuffled_audio_control_beside_it():
+    from avlib.report import METRICS
+
+    def row(control, value):
+        out = {"experiment": "dog", "class": "", "run": "runs/dog", "toy_backbones": "", "control": control}
+        for metric in METRICS:
+            out.update({metric: value, f"{metric}_ci_low": value - 0.1, f"{metric}_ci_high": value + 0.1,
+                        f"{metric}_report": None if control else 0.9, f"{metric}_report_invalid": ""})
+        return out
+
+    fig = figures.plot_table2([row("", 0.6), row("shuffled", 0.3)])
+    ax = fig.axes[2]  # AV-Align
+    heights = sorted(round(bar.get_height(), 3) for bar in ax.patches)
+    assert heights == [0.3, 0.6, 0.9] and len(ax.get_xticklabels()) == 1  # one group: ours, control, report
+    assert "ours, shuffled audio (control)" in [text.get_text() for text in fig.legends[0].get_texts()]
+    plt.close(fig)

@@ -15,7 +15,8 @@ from avlib.data.splits import load_split
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = ["--set", "train.batch_size=1", "--set", "train.epochs=1", "--set", "train.max_steps=null",
-            "--set", "train.checkpoint_every=1", "--set", "data.synth_clips_per_class=4"]
+            "--set", "train.checkpoint_every=1", "--set", "data.synth_clips_per_class=4",
+            "--set", "data.synth_test_clips=1"]
 
 
 def launch(cwd: Path, cache: Path, *args: str) -> str:

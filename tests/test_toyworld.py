@@ -7,7 +7,8 @@ from avlib.data.synthetic import CLASSES
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.build import BuildConfig, build_toyworld, cavp_loss
 from avlib.toyworld.data import frame_captions, toy_clip
-from avlib.toyworld.evaluate import derangement, separated
+from avlib.generate import derangement
+from avlib.toyworld.evaluate import separated
 
 
 def test_captions_name_the_state_and_toggle_at_each_event():
@@ -104,7 +105,7 @@ def test_evaluate_one_class_end_to_end(tmp_path, capsys):
 
 
 def test_shipped_evaluation_records_are_complete():
-    from avlib.toyworld.evaluate import evaluation_summary, shipped_evaluations
+    from avlib.toyworld.evaluate import OLD_MAPPER_EVALUATIONS, evaluation_summary, shipped_evaluations
 
     records = shipped_evaluations()
     assert "thunder" in records
@@ -117,6 +118,9 @@ def test_shipped_evaluation_records_are_complete():
     rows = evaluation_summary(records)
     assert [row["experiment"] for row in rows] == list(records)
     assert all(row["real AV-Align"] == 1.0 for row in rows)
+    assert {row["seed"] for row in rows} == {0, 1} and not any(row["frame attention"] for row in rows)
+    old = evaluation_summary(shipped_evaluations(OLD_MAPPER_EVALUATIONS))  # notebook 09 shows them too
+    assert len(old) >= 4 and all(row["frame attention"] is None for row in old)
 
 
 @pytest.mark.parametrize("experiment", ["thunder", "dog", "dog_text", "volleyball", "multiclass"])

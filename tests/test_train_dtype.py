@@ -42,7 +42,8 @@ def half_frozen(monkeypatch):
 def test_frozen_parts_in_model_dtype_trainables_and_optimizer_in_float32(half_frozen, tmp_path):
     asked, seen = half_frozen
     config = load_config("dog", "tiny", {"model.dtype": "bfloat16", "train.max_steps": 2,
-                                         "train.checkpoint_every": 2, "data.synth_clips_per_class": 2})
+                                         "train.checkpoint_every": 2, "data.synth_clips_per_class": 2,
+                                         "data.synth_test_clips": 1})
     summary = train(config, load_split(config, "train", start="whole"), tmp_path / "run", progress=False)
     assert asked == ["bfloat16"] and len(seen) == 2
     for step in seen:
@@ -59,7 +60,8 @@ def test_frozen_parts_in_model_dtype_trainables_and_optimizer_in_float32(half_fr
 def test_a_trained_unet_is_float32_even_when_the_rest_is_half(half_frozen, tmp_path):
     asked, seen = half_frozen
     config = load_config("dog", "tiny", {"model.dtype": "bfloat16", "train.max_steps": 1,
-                                         "train.train_unet": True, "data.synth_clips_per_class": 2})
+                                         "train.train_unet": True, "data.synth_clips_per_class": 2,
+                                         "data.synth_test_clips": 1})
     train(config, load_split(config, "train", start="whole"), tmp_path / "run", progress=False)
     assert seen[0]["unet"] == torch.float32 and seen[0]["text_encoder"] == torch.bfloat16
     unet = load_file(tmp_path / "run" / "checkpoints" / "step_0000001" / "unet.safetensors")

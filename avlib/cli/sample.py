@@ -11,20 +11,24 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sample", help="generate a video for every test clip of a trained run",
         description="Generates a video (its audio muxed in, and that audio beside it) for every "
-                    "test clip of the run, indexes them and keeps the real clips beside them: what "
-                    "`avlib evaluate --run RUN` reads.")
+                    "test clip of the run, indexes them and keeps the real clips beside them, plus the "
+                    "shuffled-audio control (each clip generated from another test clip's audio with the "
+                    "same noise): what `avlib evaluate --run RUN` reads.")
     p.add_argument("--run", type=Path, required=True, help="run folder written by `avlib train`")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many test clips")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="noise seed of the first clip (default: config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an inference setting of the run, e.g. --set inference.scheduler=ddim "
                         "(repeatable; the run's config.json is not changed)")
+    p.add_argument("--no-shuffled-control", dest="shuffled_control", action="store_false",
+                   help="skip RUN/shuffled/ (the control; it doubles the sampling time)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from avlib.generate import sample_test_set
 
-    out = sample_test_set(args.run, limit=args.limit, seed=args.seed, overrides=args.overrides)
+    out = sample_test_set(args.run, limit=args.limit, seed=args.seed, overrides=args.overrides,
+                          shuffled_control=args.shuffled_control)
     print(f"wrote samples to {out}")
     return 0

@@ -23,7 +23,8 @@ def synthetic_root(config: ExperimentConfig) -> Path:
     data = config.data
     params = dict(classes=list(data.classes), clips_per_class=data.synth_clips_per_class,
                   seconds=max(data.clip_seconds, data.num_frames / data.fps), fps=data.fps,
-                  size=max(data.height, data.width), layout=data.synth_layout, seed=config.train.seed)
+                  size=max(data.height, data.width), layout=data.synth_layout, seed=config.train.seed,
+                  test_clips=data.synth_test_clips)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_dir() / "synth" / key
     if not (root / "manifest.csv").is_file():

@@ -343,13 +343,14 @@ def clip_seed(seed: int, label: str, index: int) -> int:
 def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSES,
                             clips_per_class: int = 8, *, seed: int = 0, seconds: float = 2.0,
                             fps: float = 12.0, size: int = 64, shift_s: float = 0.0, layout: str = "random",
-                            shuffle_pairs: bool = False, test_fraction: float = 0.2) -> Path:
+                            shuffle_pairs: bool = False, test_fraction: float = 0.2,
+                            test_clips: int | None = None) -> Path:
     """Write a synthetic dataset in the real datasets' layout and return its manifest path.
 
     ``out_dir`` gets ``{clip_id}.mp4`` (H.264 with the AAC soundtrack), ``{clip_id}.wav``
     (16 kHz mono), ``manifest.csv`` (events in seconds) and ``synth.json`` (parameters and
-    versions). The last ``test_fraction`` of each class's clips (at least one, given two
-    or more) form the test split.
+    versions). The last ``test_clips`` of each class's clips form the test split (None: the
+    last ``test_fraction`` of them, at least one given two or more).
     ``shuffle_pairs`` gives every video the soundtrack of another clip of its class, so
     nothing is in sync (AV-Align should fall to chance); ``shift_s`` delays every soundtrack;
     ``layout`` is :func:`synth_clip`'s.
@@ -362,6 +363,7 @@ def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSE
                           f"{' to shuffle pairs' if shuffle_pairs else ''})")
     out_dir = Path(out_dir)
     num_test = max(1, round(clips_per_class * test_fraction)) if clips_per_class > 1 else 0
+    num_test = num_test if test_clips is None else test_clips
     rows = []
     with tqdm(total=len(classes) * clips_per_class, desc="synthesising clips", unit="clip") as progress:
         for label in classes:
@@ -378,7 +380,7 @@ def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSE
                 progress.update()
     params = dict(classes=list(classes), clips_per_class=clips_per_class, seconds=seconds, fps=fps,
                   size=size, shift_s=shift_s, layout=layout, shuffle_pairs=shuffle_pairs,
-                  test_fraction=test_fraction)
+                  test_fraction=test_fraction, test_clips=num_test)
     write_json(out_dir / "synth.json", run_record(params, seed=seed))
     described = " ".join(f"{k}={v}" for k, v in {**params, "seed": seed}.items())
     return write_manifest(out_dir / "manifest.csv", rows, comments=[f"avlib.data.synthetic: {described}"])

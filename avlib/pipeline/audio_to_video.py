@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 from avlib.errors import CheckpointError, ConfigError
 from avlib.io import read_json
@@ -243,7 +244,7 @@ class AudioToVideoPipeline(DiffusionPipeline):
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  fps: float | None = None, negative_prompt: str | None = None,
-                 generator: torch.Generator | None = None, output_type: str = "np",
+                 generator: torch.Generator | list[torch.Generator] | None = None, output_type: str = "np",
                  return_dict: bool = True) -> AudioToVideoPipelineOutput | tuple:
         """Generate videos.
 
@@ -258,7 +259,8 @@ class AudioToVideoPipeline(DiffusionPipeline):
         the window the mapper was trained on, :mod:`avlib.data.window`; ``audio_window``: the
         run's ``data.audio_window``). Arguments given explicitly win over ``settings``.
 
-        ``output_type``: "np" frames (B, F, H, W, 3) in [0, 1], or "latent".
+        ``output_type``: "np" frames (B, F, H, W, 3) in [0, 1], or "latent". ``generator``: one for
+        the batch, or one per video (diffusers' convention), so a video's noise does not depend on the batch.
         """
         from avlib.data.window import AudioFrameWindow
 
@@ -294,7 +296,7 @@ class AudioToVideoPipeline(DiffusionPipeline):
         scale = vae_scale(self.vae.config.block_out_channels)
         shape = (batch, self.unet.config.in_channels, chosen["num_frames"],
                  chosen["height"] // scale, chosen["width"] // scale)
-        latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device, self.unet.dtype)
+        latents = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device, self.unet.dtype)
         self.scheduler.set_timesteps(chosen["num_inference_steps"], device=device)
         latents = latents * self.scheduler.init_noise_sigma
         with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:

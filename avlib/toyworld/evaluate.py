@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from avlib.data.synthetic import CLASSES
+from avlib.generate import derangement
 from avlib.io import run_record, write_json
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
@@ -94,14 +95,6 @@ def caption_examples(weights: str | Path = WEIGHTS_DIR, seed: int = 0) -> list[d
             for clip, frames in zip(clips, videos)]
 
 
-def derangement(n: int, seed: int) -> np.ndarray:
-    """A seeded permutation with no fixed point: clip i gets the audio of clip result[i]."""
-    order = np.random.default_rng(seed).permutation(n)
-    result = np.empty(n, dtype=int)
-    result[order] = np.roll(order, -1)
-    return result
-
-
 def separated(a: dict, b: dict) -> bool:
     """True when ``a``'s 95% CI lies entirely above ``b``'s."""
     return a["ci95"][0] > b["ci95"][1]
@@ -133,7 +126,8 @@ def evaluation_summary(records: dict[str, dict]) -> list[dict]:
     """One row per record: AV-Align of each condition, the class match and the verdict."""
     rows = []
     for name, record in records.items():
-        row = {"experiment": name, "n": record["n_test_clips"]}
+        row = {"experiment": name, "seed": record["seed"],
+               "frame attention": record["config"]["mapper"].get("frame_attention"), "n": record["n_test_clips"]}
         row.update({f"{c} AV-Align": record["av_align"][c]["mean"] for c in CONDITION_NOTES})
         row["trained 95% CI"] = record["av_align"]["trained"]["ci95"]
         row["class match"] = record["class_match"]["trained"]["mean"]

@@ -5,6 +5,8 @@ its frames' mean log-probabilities.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,3 +56,26 @@ def train_frame_classifier(clips: list[dict], classes: tuple[str, ...], steps: i
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return model.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=1)
+def toy_class_judge(seed: int = 0) -> FrameClassifier:
+    """The frame classifier trained on the toy world's training clips of all three classes: what
+    names the class a tiny-profile video shows (notebook 05's Figure 2). Seeded; trained once
+    (seconds) and kept in avlib's cache folder, so the notebooks of one ``make demo`` share it."""
+    from safetensors.torch import load_file, save_file
+
+    from avlib.data.synthetic import CLASSES
+    from avlib.io import atomic_path, cache_dir
+    from avlib.toyworld.data import toy_clips
+
+    path = cache_dir() / "toyworld" / f"frame_classifier_seed{seed}.safetensors"
+    if path.is_file():
+        model = FrameClassifier(tuple(CLASSES))
+        model.load_state_dict(load_file(path))
+        return model.eval().requires_grad_(False)
+    model = train_frame_classifier(toy_clips(per_class=32, seed=seed), tuple(CLASSES), seed=seed, progress=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(model.state_dict(), str(tmp))
+    return model
