@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                    help="override an inference setting of the run, e.g. --set inference.scheduler=ddim "
                         "(repeatable; the run's config.json is not changed)")
     p.add_argument("--no-shuffled-control", dest="shuffled_control", action="store_false",
-                   help="skip RUN/shuffled/ (the control; it doubles the sampling time)")
+                   help="skip the shuffled-audio control (every test clip again with another clip's audio; it doubles the sampling time)")
     p.set_defaults(func=run)
 
 
