@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from avlib.config import InferenceConfig
+from avlib.data.synthetic import derangement
 from avlib.errors import MediaError
 from avlib.io import run_record, write_json
 from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_video
@@ -49,14 +50,6 @@ def generate_file(pipeline, output: str | Path, settings: InferenceConfig, promp
 
 
 SAMPLE_BATCH = 16  # test clips generated at once: one UNet call per step for all of them
-
-
-def derangement(n: int, seed: int) -> np.ndarray:
-    """A seeded permutation with no fixed point: clip i gets the audio of clip result[i]."""
-    order = np.random.default_rng(seed).permutation(n)
-    result = np.empty(n, dtype=int)
-    result[order] = np.roll(order, -1)
-    return result
 
 
 def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | None = None,

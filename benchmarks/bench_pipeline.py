@@ -22,8 +22,6 @@ import torch
 
 
 def run_one(args: argparse.Namespace) -> dict:
-    import numpy as np
-
     from avlib.pipeline.t2v import DTYPES, T2VComponents
     from avlib.pipeline.tiny import random_t2v_components
 

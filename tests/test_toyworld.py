@@ -7,7 +7,7 @@ from avlib.data.synthetic import CLASSES
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.build import BuildConfig, build_toyworld, cavp_loss
 from avlib.toyworld.data import frame_captions, toy_clip
-from avlib.generate import derangement
+from avlib.data.synthetic import derangement
 from avlib.toyworld.evaluate import separated
 
 

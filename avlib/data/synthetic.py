@@ -369,7 +369,8 @@ def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSE
         for label in classes:
             clips = [synth_clip(label, clip_seed(seed, label, i), seconds=seconds, fps=fps, size=size,
                                 shift_s=shift_s, layout=layout) for i in range(clips_per_class)]
-            sound_of = _shuffled_pairs(clips_per_class, seed, label) if shuffle_pairs else range(clips_per_class)
+            sound_of = (derangement(clips_per_class, [seed, CLASSES.index(label), clips_per_class])
+                        if shuffle_pairs else range(clips_per_class))
             for i, (clip, sound) in enumerate(zip(clips, (clips[j] for j in sound_of))):
                 clip_id = f"synth_{label}_{i:04d}"
                 write_video(out_dir / f"{clip_id}.mp4", clip.frames, fps, audio=sound.wave, crf=SYNTH_CRF)
@@ -386,10 +387,10 @@ def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSE
     return write_manifest(out_dir / "manifest.csv", rows, comments=[f"avlib.data.synthetic: {described}"])
 
 
-def _shuffled_pairs(n: int, seed: int, label: str) -> list[int]:
-    """A seeded derangement: clip ``i`` takes the sound of clip ``result[i] != i``."""
-    order = np.random.default_rng([seed, CLASSES.index(label), n]).permutation(n)
-    sound_of = [0] * n
-    for j in range(n):
-        sound_of[order[j]] = int(order[(j + 1) % n])
-    return sound_of
+def derangement(n: int, seed) -> np.ndarray:
+    """A seeded permutation with no fixed point (n > 1): clip ``i`` takes the sound of clip
+    ``result[i] != i``. ``seed``: anything ``np.random.default_rng`` takes."""
+    order = np.random.default_rng(seed).permutation(n)
+    result = np.empty(n, dtype=int)
+    result[order] = np.roll(order, -1)
+    return result

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from avlib.data.synthetic import CLASSES
-from avlib.generate import derangement
+from avlib.data.synthetic import derangement
 from avlib.io import run_record, write_json
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
