@@ -1,4 +1,6 @@
 """The toy world: its clips and captions, the CAVP objective, the build command, the shipped weights."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -57,11 +59,86 @@ def test_build_a_few_steps_then_load_and_generate(tmp_path):
     """The build command's code path end to end, at a handful of steps."""
     from avlib.cli import main
 
-    cfg = BuildConfig(clips_per_class=1, vae_steps=2, unet_steps=2, cavp_steps=2, batch_size=2)
+    cfg = BuildConfig(clips_per_class=1, vae_steps=2, unet_steps=2, cavp_steps=2, batch_size=2, context_noise=0.3)
     out = build_toyworld(tmp_path / "world", cfg, progress=False)
     assert (out / T2V_SUBDIR / "unet").is_dir() and (out / CAVP_FILE).is_file()
     assert not (tmp_path / "world.building").exists()
+    assert json.loads((out / "build.json").read_text())["config"]["context_noise"] == 0.3
     assert main(["toyworld", "build", "--check", "--weights", str(out), "--quiet"]) == 0
+
+
+def unet_training_contexts(context_noise: float, contexts, uncond, steps: int = 3, seed: int = 0):
+    """The contexts the shipped UNet is fed in ``steps`` steps of :func:`train_unet`: (steps, B, F*77, D)."""
+    from diffusers import DDIMScheduler, UNet3DConditionModel
+
+    from avlib.toyworld.build import train_unet
+
+    t2v = WEIGHTS_DIR / T2V_SUBDIR
+    unet = UNet3DConditionModel.from_pretrained(t2v, subfolder="unet")
+    fed = []
+    unet.register_forward_pre_hook(lambda _, args, kwargs: fed.append(kwargs["encoder_hidden_states"].clone()),
+                                   with_kwargs=True)
+    latents = torch.randn(len(contexts), 4, 8, 8, 8, generator=torch.Generator().manual_seed(1))  # (N, C, F, h, w)
+    cfg = BuildConfig(unet_steps=steps, batch_size=16, context_noise=context_noise)
+    train_unet(unet, DDIMScheduler.load_config(t2v, subfolder="scheduler"), latents, contexts, uncond, cfg,
+               torch.Generator().manual_seed(seed), progress=False)
+    return torch.stack(fed)
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / CAVP_FILE).is_file(), reason="toy world weights not built")
+def test_context_noise_is_off_by_default_and_perturbs_by_its_relative_scale():
+    """--context-noise 0 feeds the UNet today's contexts (the captions', the empty prompt's for
+    dropped clips, drawn as before); S > 0 moves each captioned frame's context by Gaussian noise
+    of RMS s x the context's RMS, s ~ U(0, S), from the build's generator."""
+    from avlib.toyworld.build import UNCOND_FRACTION
+    from avlib.train import sample_timesteps
+
+    frame_scale = torch.arange(1.0, 9.0)[None, :, None, None]                       # (1, F, 1, 1)
+    contexts = (torch.randn(6, 8, 77, 32, generator=torch.Generator().manual_seed(2)) * frame_scale).flatten(1, 2)
+    uncond = torch.randn(77, 32, generator=torch.Generator().manual_seed(3)).repeat(8, 1)   # (F*77, D)
+    clean = unet_training_contexts(0.0, contexts, uncond)                             # (steps, B, F*77, D)
+
+    generator, expected = torch.Generator().manual_seed(0), []  # the loop's draws, as before the option
+    for _ in range(3):
+        index = torch.randint(len(contexts), (16,), generator=generator)             # which clips
+        drop = torch.rand(16, generator=generator) < UNCOND_FRACTION                  # which train the empty prompt
+        torch.randn(16, 4, 8, 8, 8, generator=generator)                              # the noise
+        sample_timesteps(16, 1000, 1.0, generator)                                    # the timesteps
+        expected.append(contexts[index].clone())
+        expected[-1][drop] = uncond
+    assert torch.equal(clean, torch.stack(expected))
+
+    generator = torch.Generator().manual_seed(0)  # step 1 with the noise on: the same clips and drops
+    index, drop = torch.randint(len(contexts), (16,), generator=generator), torch.rand(16, generator=generator)
+    drop = drop < UNCOND_FRACTION
+    assert drop.any() and not drop.all()
+    expected = contexts[index].clone()
+    expected[drop] = uncond
+
+    noised = unet_training_contexts(0.5, contexts, uncond)                           # (steps, B, F*77, D)
+    assert torch.equal(noised, unet_training_contexts(0.5, contexts, uncond))        # same seed, same contexts
+    assert not torch.equal(noised, unet_training_contexts(0.5, contexts, uncond, seed=1))
+    assert torch.equal(noised[0][drop], expected[drop])                              # the empty prompt stays exact
+    kept = noised[0][~drop].unflatten(1, (8, 77))                                    # (K, F, 77, D)
+    original = expected[~drop].unflatten(1, (8, 77))
+    relative = ((kept - original).pow(2).mean((2, 3)) / original.pow(2).mean((2, 3))).sqrt()   # (K, F)
+    assert relative.min() > 0 and relative.max() < 0.5 * 1.1                        # up to S x the RMS ...
+    assert relative.mean().item() == pytest.approx(0.25, abs=0.05)                   # ... U(0, S): S / 2 on average
+    assert relative.std(1).mean() > 0.05                                              # drawn per frame, not per clip
+    # the scale follows each frame's own RMS (frames 1..8 differ by 8x): no trend over frames
+    assert relative.mean(0).max() / relative.mean(0).min() < 3
+
+
+@pytest.mark.parametrize("value", ["-0.1", "nan", "inf"])
+def test_bad_context_noise_is_refused_in_one_line(tmp_path, capsys, value):
+    from avlib.cli import main
+
+    out = tmp_path / "world"
+    assert main(["toyworld", "build", "--out", str(out), "--context-noise", value, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "context_noise must be a finite number >= 0" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "world.building").exists()
 
 
 @pytest.mark.skipif(not (WEIGHTS_DIR / CAVP_FILE).is_file(), reason="toy world weights not built")
@@ -81,8 +158,6 @@ def test_shipped_weights_load_through_the_profile_names():
 def test_evaluate_one_class_end_to_end(tmp_path, capsys):
     """`avlib toyworld evaluate --classes thunder` at a handful of steps: every condition is
     generated, scored and recorded; the record loads as notebook 09 reads it."""
-    import json
-
     from avlib.cli import main
     from avlib.toyworld.evaluate import CONDITION_NOTES, evaluation_rows, load_evaluation
 
@@ -98,6 +173,7 @@ def test_evaluate_one_class_end_to_end(tmp_path, capsys):
     assert [row["condition"] for row in evaluation_rows(record)] == list(CONDITION_NOTES)
     assert len(list((out / "trained").glob("*.mp4"))) == 1
     assert json.loads((out / "mapper_run" / "config.json").read_text())["config"]["train"]["timestep_power"] == 0.5
+    assert record["weights_build"] == json.loads((WEIGHTS_DIR / "build.json").read_text())["config"]
 
     assert main(["toyworld", "evaluate", "--out", str(tmp_path / "bad"), "--classes", "cat"]) == 2
     assert "toy world classes must be among" in capsys.readouterr().err

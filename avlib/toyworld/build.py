@@ -51,7 +51,15 @@ class BuildConfig:
     batch_size: int = 8
     lr: float = 1e-3
     timestep_power: float = 1.0  # UNet timesteps t = T * u**p, u ~ U(0, 1): p < 1 favours high noise
+    context_noise: float = 0.0   # S: each frame's caption context + Gaussian noise of up to S x its RMS (0: none)
     init: str = ""            # continue from this earlier build's weights ("": from scratch)
+
+    def __post_init__(self):
+        from avlib.errors import ConfigError
+
+        if not (math.isfinite(self.context_noise) and self.context_noise >= 0):
+            raise ConfigError(f"context_noise must be a finite number >= 0 (got {self.context_noise}); "
+                              "0 trains on the captions' contexts alone, 0.5 reaches the mapper's tokens")
 
 
 # -- 1. VAE ----------------------------------------------------------------------------------
@@ -96,6 +104,18 @@ def caption_contexts(text_encoder, tokenizer, clips: list[dict]) -> tuple[torch.
     return contexts, table[""].repeat(len(clips[0]["captions"]), 1)
 
 
+def perturb_contexts(contexts: torch.Tensor, num_frames: int, scale: float,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Contexts (B, F*77, D) with each frame's (77, D) context c moved to c + s * rms(c) * n,
+    n ~ N(0, I), s ~ U(0, scale) per frame: the UNet learns to draw the caption's frame from
+    contexts around it, out to where an audio mapper's tokens land (RESULTS.md, #18)."""
+    per_frame = contexts.unflatten(1, (num_frames, -1))                       # (B, F, 77, D)
+    rms = per_frame.pow(2).mean(dim=(2, 3), keepdim=True).sqrt()              # (B, F, 1, 1)
+    relative = scale * torch.rand(rms.shape, generator=generator)            # (B, F, 1, 1)
+    noise = torch.randn(per_frame.shape, generator=generator)
+    return (per_frame + relative * rms * noise).flatten(1, 2)                 # (B, F*77, D)
+
+
 def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Tensor,
                uncond: torch.Tensor, cfg: BuildConfig, generator: torch.Generator,
                progress: bool = True) -> list[float]:
@@ -118,7 +138,9 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
         index = torch.randint(len(latents), (cfg.batch_size,), generator=generator)
         x0, context = latents[index], contexts[index].clone()                 # (B, C, F, h, w)
         drop = torch.rand(cfg.batch_size, generator=generator) < UNCOND_FRACTION
-        context[drop] = uncond
+        if cfg.context_noise:  # off: no draws, so a default build is today's, bit for bit
+            context = perturb_contexts(context, x0.shape[2], cfg.context_noise, generator)
+        context[drop] = uncond  # the empty prompt stays exact: guidance samples with it
         noise = torch.randn(x0.shape, generator=generator)
         t = sample_timesteps(cfg.batch_size, noise_schedule.config.num_train_timesteps, cfg.timestep_power,
                              generator)

@@ -12,6 +12,7 @@ where the sound is?
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
 CONDITIONS = ("trained", "shuffled", "untrained")
 SHIPPED_EVALUATIONS = Path(__file__).parent / "evaluations"  # {experiment}.json: the runs RESULTS.md reports
 OLD_MAPPER_EVALUATIONS = SHIPPED_EVALUATIONS / "old_mapper"  # the same runs with the mapper before #13
+ROBUST_T2V_EVALUATIONS = SHIPPED_EVALUATIONS / "robust_t2v"  # a t2v trained on noised caption contexts (#18)
 CAPTIONS = "captions"  # the t2v fed the clip's true per-frame captions: the ceiling for a mapper
 REFERENCE = "real"  # the held-out clips themselves: the score a perfect generator gets
 AV_ALIGN_VERSION = "2025"
@@ -102,8 +104,6 @@ def separated(a: dict, b: dict) -> bool:
 
 def load_evaluation(path: str | Path) -> dict:
     """The record :func:`evaluate_toyworld` wrote: a folder holding ``toyworld_eval.json``, or the file."""
-    import json
-
     from avlib.errors import AvlibError
 
     path = Path(path)
@@ -117,7 +117,8 @@ def load_evaluation(path: str | Path) -> dict:
 
 def shipped_evaluations(folder: Path = SHIPPED_EVALUATIONS) -> dict[str, dict]:
     """The records of the runs ``RESULTS.md`` reports, by experiment (multiclass first);
-    ``OLD_MAPPER_EVALUATIONS``: those made with the mapper before the report's (#13)."""
+    ``OLD_MAPPER_EVALUATIONS``: those made with the mapper before the report's (#13);
+    ``ROBUST_T2V_EVALUATIONS``: those made with a t2v trained on noised caption contexts (#18)."""
     paths = sorted(folder.glob("*.json"), key=lambda p: (p.stem != "multiclass", p.stem))
     return {path.stem: load_evaluation(path) for path in paths}
 
@@ -232,13 +233,16 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
                    for name in ("trained", "untrained")}
     timings["classifier_s"] = time.perf_counter() - started - sum(timings.values())
 
+    build_record = weights / "build.json"  # how the t2v was trained: records of rebuilt weights tell it
+    weights_build = json.loads(build_record.read_text())["config"] if build_record.is_file() else None
     acceptance = {
         "av_align_trained_above_shuffled": separated(av_align["trained"], av_align["shuffled"]),
         "av_align_trained_above_untrained": separated(av_align["trained"], av_align["untrained"]),
         "class_match_above_chance": class_match["trained"]["ci95"][0] > 1 / len(CLASSES),
     }
     result = run_record(
-        config, seed=seed, weights=str(weights), n_test_clips=len(test_clips), av_align_version=AV_ALIGN_VERSION,
+        config, seed=seed, weights=str(weights), weights_build=weights_build, n_test_clips=len(test_clips),
+        av_align_version=AV_ALIGN_VERSION,
         av_align=av_align, class_match=class_match, class_chance=1 / len(CLASSES),
         classifier_accuracy_on_real_test_frames=float(real_accuracy), mapper_training=summary,
         acceptance={**acceptance, "passed": all(acceptance.values())}, timings=timings,
