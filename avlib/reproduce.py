@@ -66,7 +66,11 @@ class NotebookRun:
 def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Mapping[str, Any] | None = None,
          sample_limit: int | None = None) -> list[list[NotebookRun]]:
     """Every notebook execution of a reproduction, as chains: each chain runs in order, the
-    chains before the last two may run in parallel, and the last two (07, 08) need them all."""
+    chains before the last two may run in parallel, and the last two (07, 08) need them all.
+
+    The parallel chains start in list order: the experiments' (three notebooks each) first, then
+    the single notebooks, slowest first, which fill in while the other kernel finishes its last
+    experiment (short jobs last keep the two kernels busy to the end)."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
     if not experiments:
@@ -77,19 +81,18 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
     overrides = dict(overrides or {})
     runs_dir = Path("runs")  # relative to out_dir, the kernels' working folder: tables name "runs/dog"
     run_dirs = [str(runs_dir / name) for name in experiments]
-    chains = [[NotebookRun("00_quickstart", "00_quickstart",
-                           {**common, "run_dir": str(runs_dir / "quickstart"), "overrides": overrides})]]
-    chains += [[NotebookRun(name, name, common)]
-               for name in ("01_dataset_curation", "02_model_assembly", "03_audio_features")]
+    chains = [[
+        NotebookRun("04_train", f"04_train.{name}", {**common, **parameters[name],
+                                                      "run_dir": run_dir, "overrides": overrides}),
+        NotebookRun("05_generate", f"05_generate.{name}",
+                    {"run_dir": run_dir, "limit": sample_limit, "figures_dir": figures}),
+        NotebookRun("06_evaluate", f"06_evaluate.{name}", {"run_dir": run_dir, "figures_dir": figures}),
+    ] for name, run_dir in zip(experiments, run_dirs)]
+    chains.append([NotebookRun("00_quickstart", "00_quickstart",
+                               {**common, "run_dir": str(runs_dir / "quickstart"), "overrides": overrides})])
     chains.append([NotebookRun("09_toy_world", "09_toy_world", {"figures_dir": figures})])  # the shipped record
-    for name, run_dir in zip(experiments, run_dirs):
-        chains.append([
-            NotebookRun("04_train", f"04_train.{name}", {**common, **parameters[name],
-                                                          "run_dir": run_dir, "overrides": overrides}),
-            NotebookRun("05_generate", f"05_generate.{name}",
-                        {"run_dir": run_dir, "limit": sample_limit, "figures_dir": figures}),
-            NotebookRun("06_evaluate", f"06_evaluate.{name}", {"run_dir": run_dir, "figures_dir": figures}),
-        ])
+    chains += [[NotebookRun(name, name, common)]
+               for name in ("02_model_assembly", "03_audio_features", "01_dataset_curation")]
     # 08 rates into OUT/ratings.csv (the kernels start in OUT), not the shared runs/ratings.csv.
     chains += [[NotebookRun("07_results", "07_results",
                             {"run_dirs": run_dirs, "figures_dir": figures, "table_dir": figures})],

@@ -32,6 +32,40 @@ def test_mp4_writer_without_audio_and_odd_size(tmp_path):
     assert not info.has_audio and read_video(out)[0].shape == (5, 16, 18, 3)
 
 
+@pytest.mark.parametrize("fps,size", [(12.0, (32, 32)), (29.97, (15, 17)), (12.5, (24, 40))])
+def test_read_video_gives_imageio_ffmpegs_frames_and_rate(tmp_path, fps, size):
+    """read_video runs ffmpeg itself (one process, no polling); imageio-ffmpeg's frame reader,
+    which it replaced, is the reference for every byte and the frame rate."""
+    import imageio_ffmpeg
+
+    audio = 0.2 * np.sin(np.linspace(0, 900, 8000)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    out = write_video(tmp_path / "clip.mp4", rng.integers(0, 256, (9, *size, 3), dtype=np.uint8), fps=fps,
+                      audio=audio)
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = next(reader)
+    width, height = meta["size"]
+    expected = np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader])
+    frames, rate = read_video(out)
+    assert frames.dtype == np.uint8 and frames.flags.writeable
+    assert frames.shape == expected.shape == (9, size[0] + size[0] % 2, size[1] + size[1] % 2, 3)
+    assert np.array_equal(frames, expected) and rate == meta["fps"] == fps
+
+
+@pytest.mark.parametrize("content,match", [(None, "not found"), (b"\x00\x00\x00\x18ftypmp42 broken", "cannot decode"),
+                                           ("audio only", "has no video stream")])
+def test_read_video_errors_name_the_file(tmp_path, content, match):
+    path = tmp_path / "bad.mp4"
+    if content == "audio only":
+        soundfile.write(tmp_path / "tone.wav", np.zeros(1600, np.float32), 16000)
+        path = tmp_path / "tone.wav"
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(MediaError, match=match) as caught:
+        read_video(path)
+    assert path.name in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_load_audio_resamples_and_mixes_stereo(tmp_path):
     t = np.arange(44100) / 44100
     stereo = np.stack([np.sin(2 * np.pi * 300 * t), np.zeros_like(t)], axis=1).astype(np.float32)

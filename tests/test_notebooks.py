@@ -117,6 +117,11 @@ def test_reproduce_plan_chains_each_experiment_before_the_summaries(tmp_path):
     outputs = [[step.output for step in chain] for chain in chains]
     assert ["04_train.dog_text", "05_generate.dog_text", "06_evaluate.dog_text"] in outputs
     assert outputs[-2:] == [["07_results"], ["08_human_eval"]]
+    # the experiments start first; the single notebooks fill in at the end of the parallel stage
+    lengths = [len(chain) for chain in outputs[:-2]]
+    assert lengths == sorted(lengths, reverse=True) and lengths.count(3) == len(DEFAULT_EXPERIMENTS)
+    assert sorted(chain[0] for chain in outputs[len(DEFAULT_EXPERIMENTS):-2]) == [
+        "00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "09_toy_world"]
     train = {chain[0].output: chain[0].parameters for chain in chains if chain[0].notebook == "04_train"}
     assert train["04_train.dog_text"]["text_prompt"] and train["04_train.tempotokens"]["mapper"] == "tempotokens"
     assert chains[-1][0].parameters["run_dirs"] == [f"runs/{name}" for name in DEFAULT_EXPERIMENTS]
