@@ -59,7 +59,7 @@ class BuildConfig:
 
         if not (math.isfinite(self.context_noise) and self.context_noise >= 0):
             raise ConfigError(f"context_noise must be a finite number >= 0 (got {self.context_noise}); "
-                              "0 trains on the captions' contexts alone, 0.5 reaches the mapper's tokens")
+                              "pass e.g. 0.5, or 0 (the default) to train on the captions' contexts alone")
 
 
 # -- 1. VAE ----------------------------------------------------------------------------------
