@@ -7,6 +7,7 @@ import torch
 
 from avlib.data.synthetic import CLASSES
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
+from avlib.pipeline.tiny import build_tiny_t2v
 from avlib.toyworld.build import BuildConfig, build_toyworld, cavp_loss
 from avlib.toyworld.data import frame_captions, toy_clip
 from avlib.data.synthetic import derangement
@@ -138,6 +139,120 @@ def test_bad_context_noise_is_refused_in_one_line(tmp_path, capsys, value):
     err = capsys.readouterr().err
     assert "context_noise must be a finite number >= 0" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "world.building").exists()
+
+
+def test_every_caption_wording_is_made_of_single_tiny_tokens():
+    """--wordings draws among these: a word outside the tiny vocabulary would reach the text
+    encoder as byte pieces, not as a word. (The captions themselves are as the t2v was
+    trained on them: "volleyball" is two tokens.)"""
+    from avlib.tokenizers import tiny_clip_tokenizer
+    from avlib.toyworld.data import CAPTION_WORDINGS, MAX_WORDINGS, reword
+
+    tokenizer = tiny_clip_tokenizer()
+    states = {c for label in CLASSES for c in frame_captions(label, 2, np.array([1]))}
+    assert set(CAPTION_WORDINGS) == states and MAX_WORDINGS >= 3
+    for caption, wordings in CAPTION_WORDINGS.items():
+        assert wordings[0] == caption and len(set(wordings)) == len(wordings)
+        for wording in wordings[1:]:
+            tokens = tokenizer.tokenize(wording)
+            assert tokens == [f"{word}</w>" for word in wording.split()], wording   # whole words, no pieces
+
+    captions = [frame_captions("dog", 8, np.array([3]))] * 64
+    reworded = reword(captions, 3, torch.Generator().manual_seed(0))
+    drawn = {w for clip in reworded for w in clip}
+    assert drawn == set(CAPTION_WORDINGS["dog"][:3] + CAPTION_WORDINGS["dog jumps"][:3])
+    assert all(w in CAPTION_WORDINGS[c][:3] for clip in reworded for c, w in zip(captions[0], clip))
+    assert len({tuple(clip) for clip in reworded}) > 32                     # drawn per frame, per clip
+    assert reword(captions, 1, torch.Generator().manual_seed(0)) == captions
+
+
+def contexts_fed_while_training(cfg: BuildConfig, generator: torch.Generator):
+    """The contexts (steps, B, F*77, D) a tiny random UNet is fed by :func:`train_unet` under
+    ``cfg``, on 6 toy clips, and the text encoder afterwards."""
+    from avlib.pipeline.tiny import random_t2v_components
+    from avlib.toyworld.build import caption_contexts, train_unet
+
+    parts = random_t2v_components("tiny", seed=0)
+    clips = [toy_clip(label, i) for i in range(2) for label in CLASSES]
+    fed = []
+    parts["unet"].register_forward_pre_hook(
+        lambda _, args, kwargs: fed.append(kwargs["encoder_hidden_states"].detach().clone()), with_kwargs=True)
+    latents = torch.randn(len(clips), 4, 8, 8, 8, generator=torch.Generator().manual_seed(1))   # (N, C, F, h, w)
+    if cfg.text_encoder_lr or cfg.wordings > 1:
+        inputs = dict(contexts=None, uncond=None,
+                      text=(parts["text_encoder"], parts["tokenizer"], [c["captions"] for c in clips]))
+    else:
+        contexts, uncond = caption_contexts(parts["text_encoder"], parts["tokenizer"], clips)
+        inputs = dict(contexts=contexts, uncond=uncond)
+    train_unet(parts["unet"], parts["scheduler"].config, latents, cfg=cfg, generator=generator, progress=False,
+               **inputs)
+    return torch.stack(fed), parts["text_encoder"]
+
+
+def test_text_encoder_trains_with_the_unet_on_the_same_draws():
+    """--text-encoder-lr encodes each batch's captions per step: at the first step exactly the
+    frozen encoder's contexts, on the same clips, drops and noise (no extra draws), and later
+    the updated encoder's; --wordings draws the wordings from the build's generator."""
+    from avlib.pipeline.tiny import random_t2v_components
+
+    settings = dict(unet_steps=3, batch_size=4)
+    generators = {name: torch.Generator().manual_seed(0) for name in ("frozen", "trained", "worded")}
+    frozen, frozen_encoder = contexts_fed_while_training(BuildConfig(**settings), generators["frozen"])
+    trained, trained_encoder = contexts_fed_while_training(BuildConfig(**settings, text_encoder_lr=1e-2),
+                                                           generators["trained"])
+    worded, _ = contexts_fed_while_training(BuildConfig(**settings, wordings=3), generators["worded"])
+
+    initial = random_t2v_components("tiny", seed=0)["text_encoder"].state_dict()
+    assert all(torch.equal(frozen_encoder.state_dict()[k], v) for k, v in initial.items())
+    assert any(not torch.equal(trained_encoder.state_dict()[k], v) for k, v in initial.items())
+    assert not trained_encoder.training and not any(p.requires_grad for p in trained_encoder.parameters())
+    assert torch.equal(generators["frozen"].get_state(), generators["trained"].get_state())
+    assert not torch.equal(generators["frozen"].get_state(), generators["worded"].get_state())
+    torch.testing.assert_close(trained[0], frozen[0])                     # (B, F*77, D): same clips, same encoder
+    assert (trained[1:] - frozen[1:]).abs().amax() > 1e-3                 # the encoder has moved
+    assert (worded[0] - frozen[0]).abs().amax() > 1e-3                    # other words, same frozen encoder
+
+
+def test_text_encoder_build_saves_it_and_loads(tmp_path):
+    """Off (the default) the built text encoder is the init's, bit for bit; on, it is saved
+    trained into t2v/text_encoder, recorded in build.json, and loads as before."""
+    from safetensors.torch import load_file
+
+    from avlib.cli import main
+    from avlib.pipeline.t2v import load_t2v
+
+    tiny = dict(clips_per_class=1, vae_steps=2, unet_steps=2, cavp_steps=2, batch_size=2)
+    base = build_toyworld(tmp_path / "off", BuildConfig(**tiny), progress=False)
+    on = build_toyworld(tmp_path / "on", BuildConfig(**tiny, init=str(base), text_encoder_lr=1e-2, wordings=2),
+                        progress=False)
+    weights = {name: load_file(folder / T2V_SUBDIR / "text_encoder" / "model.safetensors")
+               for name, folder in (("off", base), ("on", on))}
+    twin = build_tiny_t2v(tmp_path / "twin", seed=0)
+    assert (base / T2V_SUBDIR / "text_encoder" / "model.safetensors").read_bytes() == (
+        twin / "text_encoder" / "model.safetensors").read_bytes()
+    assert any(not torch.equal(weights["on"][k], v) for k, v in weights["off"].items())
+    built = json.loads((on / "build.json").read_text())["config"]
+    assert (built["text_encoder_lr"], built["wordings"]) == (1e-2, 2)
+    assert json.loads((base / "build.json").read_text())["config"]["text_encoder_lr"] == 0
+    loaded = load_t2v(str(on / T2V_SUBDIR)).text_encoder.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in weights["on"].items())
+    assert main(["toyworld", "build", "--check", "--weights", str(on), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--text-encoder-lr", "-0.001", "text_encoder_lr must be a finite number >= 0"),
+    ("--text-encoder-lr", "nan", "text_encoder_lr must be a finite number >= 0"),
+    ("--wordings", "0", "wordings must be between 1 and"),
+    ("--wordings", "99", "wordings must be between 1 and"),
+])
+def test_bad_text_options_are_refused_in_one_line(tmp_path, capsys, flag, value, message):
+    from avlib.cli import main
+
+    out = tmp_path / "world"
+    assert main(["toyworld", "build", "--out", str(out), flag, value, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "world.building").exists()
 
 

@@ -6,8 +6,10 @@
 2. **UNet** (``UNet3DConditionModel``, the tiny twin's) trained with the epsilon objective
    on the toy clips' latents, each frame conditioned on its own caption through avlib's
    per-frame cross-attention processor; 10% of clips train the unconditional (empty) prompt
-   for guidance. The CLIP text encoder stays as the tiny twin built it (frozen, random):
-   the UNet learns to read its outputs.
+   for guidance. By default the CLIP text encoder stays as the tiny twin built it (frozen,
+   random): the UNet learns to read its outputs. With ``text_encoder_lr`` > 0 it trains with
+   the UNet instead, and with ``wordings`` > 1 each frame's caption is drawn among other
+   wordings of its state; either way each batch's captions are encoded per step (#18).
 3. **CAVP** (:class:`~avlib.audio.cavp.CAVPEncoder` at width 8, 64-d output) pretrained with
    CAVP's objective against a small video encoder (:class:`VideoEncoder`): symmetric InfoNCE
    between time-pooled audio and video embeddings plus an intra-video temporal InfoNCE over
@@ -33,7 +35,7 @@ from tqdm.auto import tqdm
 
 from avlib.io import run_record, write_json
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR
-from avlib.toyworld.data import ToySpec, toy_clips
+from avlib.toyworld.data import MAX_WORDINGS, ToySpec, reword, toy_clips
 
 CAVP_WIDTH, CAVP_DIM = 8, 64
 UNCOND_FRACTION = 0.1
@@ -52,6 +54,8 @@ class BuildConfig:
     lr: float = 1e-3
     timestep_power: float = 1.0  # UNet timesteps t = T * u**p, u ~ U(0, 1): p < 1 favours high noise
     context_noise: float = 0.0   # S: each frame's caption context + Gaussian noise of up to S x its RMS (0: none)
+    text_encoder_lr: float = 0.0  # > 0: the CLIP text encoder trains with the UNet at this learning rate (0: frozen)
+    wordings: int = 1            # N > 1: each frame's caption drawn per step among N wordings of its state (1: the caption)
     init: str = ""            # continue from this earlier build's weights ("": from scratch)
 
     def __post_init__(self):
@@ -60,6 +64,12 @@ class BuildConfig:
         if not (math.isfinite(self.context_noise) and self.context_noise >= 0):
             raise ConfigError(f"context_noise must be a finite number >= 0 (got {self.context_noise}); "
                               "pass e.g. 0.5, or 0 (the default) to train on the captions' contexts alone")
+        if not (math.isfinite(self.text_encoder_lr) and self.text_encoder_lr >= 0):
+            raise ConfigError(f"text_encoder_lr must be a finite number >= 0 (got {self.text_encoder_lr}); "
+                              "pass e.g. 0.0003, or 0 (the default) to keep the text encoder frozen")
+        if not 1 <= self.wordings <= MAX_WORDINGS:
+            raise ConfigError(f"wordings must be between 1 and {MAX_WORDINGS} (got {self.wordings}); "
+                              "pass 1 (the default) to train on the captions alone")
 
 
 # -- 1. VAE ----------------------------------------------------------------------------------
@@ -93,15 +103,22 @@ def encode_latents(vae, clips: list[dict]) -> torch.Tensor:
 
 
 # -- 2. UNet ---------------------------------------------------------------------------------
-@torch.no_grad()
-def caption_contexts(text_encoder, tokenizer, clips: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame caption contexts (N, F*77, D) and the empty prompt's, repeated per frame."""
+def encode_frame_captions(text_encoder, tokenizer, captions: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame contexts (B, F*77, D) of B clips' F captions each, and the empty prompt's
+    (F*77, D); every distinct caption is encoded once, in one batch (with gradients, when
+    the text encoder trains)."""
     from avlib.pipeline.conditioning import encode_text
 
-    unique = sorted({c for clip in clips for c in clip["captions"]}) + [""]
+    unique = sorted({c for clip in captions for c in clip}) + [""]
     table = dict(zip(unique, encode_text(text_encoder, tokenizer, unique)))   # caption -> (77, D)
-    contexts = torch.stack([torch.cat([table[c] for c in clip["captions"]]) for clip in clips])
-    return contexts, table[""].repeat(len(clips[0]["captions"]), 1)
+    contexts = torch.stack([torch.cat([table[c] for c in clip]) for clip in captions])
+    return contexts, table[""].repeat(len(captions[0]), 1)
+
+
+@torch.no_grad()
+def caption_contexts(text_encoder, tokenizer, clips: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame caption contexts (N, F*77, D) of the clips and the empty prompt's (F*77, D)."""
+    return encode_frame_captions(text_encoder, tokenizer, [clip["captions"] for clip in clips])
 
 
 def perturb_contexts(contexts: torch.Tensor, num_frames: int, scale: float,
@@ -116,19 +133,33 @@ def perturb_contexts(contexts: torch.Tensor, num_frames: int, scale: float,
     return (per_frame + relative * rms * noise).flatten(1, 2)                 # (B, F*77, D)
 
 
-def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Tensor,
-               uncond: torch.Tensor, cfg: BuildConfig, generator: torch.Generator,
-               progress: bool = True) -> list[float]:
-    """Epsilon-prediction training: latents (N, C, F, h, w), contexts (N, F*77, D)."""
+def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Tensor | None,
+               uncond: torch.Tensor | None, cfg: BuildConfig, generator: torch.Generator,
+               progress: bool = True, text: tuple | None = None) -> list[float]:
+    """Epsilon-prediction training: latents (N, C, F, h, w), contexts (N, F*77, D) and the
+    empty prompt's uncond (F*77, D), precomputed by the frozen text encoder. Or, with
+    ``text = (text_encoder, tokenizer, captions)`` (captions: N lists of F strings; contexts
+    and uncond None), each batch's captions are encoded per step, reworded when
+    ``cfg.wordings`` > 1, and the text encoder trains with the UNet at ``cfg.text_encoder_lr``
+    (> 0) or stays frozen (0)."""
     from diffusers import DDPMScheduler
 
     from avlib.pipeline.conditioning import enable_frame_conditioning
     from avlib.train import sample_timesteps
 
+    if (text is None) == bool(cfg.text_encoder_lr or cfg.wordings > 1):
+        raise ValueError("train_unet needs text=(text_encoder, tokenizer, captions) exactly when "
+                         "cfg trains the text encoder or varies the wordings")
+    text_encoder, tokenizer, captions = text or (None, None, None)
     noise_schedule = DDPMScheduler.from_config(scheduler_config)
-    enable_frame_conditioning(unet, contexts.shape[1] // latents.shape[2])
     unet.train().requires_grad_(True)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
+    groups = [{"params": list(unet.parameters())}]
+    if cfg.text_encoder_lr:
+        text_encoder.train().requires_grad_(True)
+        groups.append({"params": list(text_encoder.parameters()), "lr": cfg.text_encoder_lr})
+    enable_frame_conditioning(unet, tokenizer.model_max_length if text else contexts.shape[1] // latents.shape[2])
+    trained = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01)
     warmup = max(1, cfg.unet_steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
         0.5 * (1 + math.cos(math.pi * min(s, cfg.unet_steps) / cfg.unet_steps))))
@@ -136,7 +167,15 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
     bar = tqdm(range(cfg.unet_steps), desc="toyworld: UNet", disable=not progress)
     for _ in bar:
         index = torch.randint(len(latents), (cfg.batch_size,), generator=generator)
-        x0, context = latents[index], contexts[index].clone()                 # (B, C, F, h, w)
+        x0 = latents[index]                                                   # (B, C, F, h, w)
+        if text:  # the wordings, or the encoder, change every step: encode the batch's captions now
+            batch_captions = [captions[i] for i in index]                     # B lists of F strings
+            if cfg.wordings > 1:
+                batch_captions = reword(batch_captions, cfg.wordings, generator)
+            with torch.set_grad_enabled(bool(cfg.text_encoder_lr)):
+                context, uncond = encode_frame_captions(text_encoder, tokenizer, batch_captions)
+        else:
+            context = contexts[index].clone()                                 # (B, F*77, D)
         drop = torch.rand(cfg.batch_size, generator=generator) < UNCOND_FRACTION
         if cfg.context_noise:  # off: no draws, so a default build is today's, bit for bit
             context = perturb_contexts(context, x0.shape[2], cfg.context_noise, generator)
@@ -147,13 +186,15 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
         predicted = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=context).sample
         loss = F.mse_loss(predicted, noise)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
     unet.eval().requires_grad_(False)
+    if cfg.text_encoder_lr:
+        text_encoder.eval().requires_grad_(False)
     return losses
 
 
@@ -254,11 +295,17 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
 
     tokenizer = CLIPTokenizer.from_pretrained(t2v_dir, subfolder="tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(t2v_dir, subfolder="text_encoder").eval()
-    contexts, uncond = caption_contexts(text_encoder, tokenizer, clips)
     unet = UNet3DConditionModel.from_pretrained(t2v_dir, subfolder="unet")
     scheduler = DDIMScheduler.from_pretrained(t2v_dir, subfolder="scheduler")
-    unet_losses = train_unet(unet, scheduler.config, latents * scaling, contexts, uncond, cfg,
-                             generator, progress)
+    if cfg.text_encoder_lr or cfg.wordings > 1:
+        unet_losses = train_unet(unet, scheduler.config, latents * scaling, None, None, cfg, generator, progress,
+                                 text=(text_encoder, tokenizer, [clip["captions"] for clip in clips]))
+        if cfg.text_encoder_lr:
+            text_encoder.save_pretrained(t2v_dir / "text_encoder")
+    else:
+        contexts, uncond = caption_contexts(text_encoder, tokenizer, clips)
+        unet_losses = train_unet(unet, scheduler.config, latents * scaling, contexts, uncond, cfg,
+                                 generator, progress)
     unet.save_pretrained(t2v_dir / "unet")
     timings["unet_s"] = time.perf_counter() - started - sum(timings.values())
 

@@ -25,6 +25,19 @@ import torch
 from avlib.data.synthetic import CLASSES, clip_seed, events_so_far, synth_clip
 
 STATE_WORDS = {"dog": "jumps", "thunder": "lightning", "volleyball": "bounces"}
+# Other wordings of each frame state, for `avlib toyworld build --wordings N` (#18): the caption
+# first, then what the frame shows in other words. Every added word is one token of the tiny
+# tokenizer (tested: some of its listed words, e.g. "grass", "rain", "dark", still split into
+# pieces, and so does "volleyball" of the captions themselves, as "volley" + "ball").
+CAPTION_WORDINGS = {
+    "dog": ("dog", "a dog", "the dog on the left", "a dog on the field"),
+    "dog jumps": ("dog jumps", "a dog jumps right", "the dog jumps", "the dog on the right"),
+    "thunder": ("thunder", "a storm at night", "the night sky", "storm"),
+    "thunder lightning": ("thunder lightning", "a flash of lightning", "lightning in the sky", "storm with lightning"),
+    "volleyball": ("volleyball", "a ball on the court", "the ball on the left", "sports court"),
+    "volleyball bounces": ("volleyball bounces", "a ball bounces", "the ball on the right", "ball bounces right"),
+}
+MAX_WORDINGS = min(len(w) for w in CAPTION_WORDINGS.values())
 SECONDS, FPS, SIZE = 1.0, 8.0, 32
 LAYOUT = "canonical"  # avlib.data.synthetic's layout of every toy clip
 TEST_OFFSET = 1_000_000  # held-out clips use indices from here on: never seen in training
@@ -48,6 +61,14 @@ def frame_captions(label: str, num_frames: int, event_frames: np.ndarray) -> lis
     has happened."""
     states = events_so_far(num_frames, event_frames)
     return [f"{label} {STATE_WORDS[label]}" if s % 2 else label for s in states]
+
+
+def reword(captions: list[list[str]], num_wordings: int, generator: torch.Generator) -> list[list[str]]:
+    """B clips' F captions, each frame's replaced by one of the first ``num_wordings`` wordings
+    of its state (:data:`CAPTION_WORDINGS`), drawn uniformly per frame: (B, F) draws."""
+    choice = torch.randint(num_wordings, (len(captions), len(captions[0])), generator=generator)   # (B, F)
+    return [[CAPTION_WORDINGS[caption][k] for caption, k in zip(clip, row)]
+            for clip, row in zip(captions, choice.tolist())]
 
 
 def toy_clip(label: str, index: int, seed: int = 0, spec: ToySpec = ToySpec()) -> dict:
