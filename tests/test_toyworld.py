@@ -315,21 +315,25 @@ def test_shipped_evaluation_records_are_complete():
     assert len(old) >= 4 and all(row["frame attention"] is None for row in old)
 
 
-def test_shipped_robust_t2v_records_are_labelled():
-    """The records of #18's t2v trained on noised caption contexts: the three single-class
-    experiments, each naming the build it ran on; kept apart from the shipped weights' records."""
-    from avlib.toyworld.evaluate import ROBUST_T2V_EVALUATIONS, evaluation_summary, shipped_evaluations
+@pytest.mark.parametrize("folder, option", [("ROBUST_T2V_EVALUATIONS", "context_noise"),
+                                            ("TEXT_ENCODER_EVALUATIONS", "text_encoder_lr")])
+def test_shipped_variant_t2v_records_are_labelled(folder, option):
+    """The records of #18's variant t2vs (trained on noised caption contexts; with its text
+    encoder trained along, on varied wordings): the three single-class experiments, each naming
+    the build it ran on; kept apart from the shipped weights' records."""
+    from avlib.toyworld import evaluate
+    from avlib.toyworld.evaluate import evaluation_summary, shipped_evaluations
 
-    records = shipped_evaluations(ROBUST_T2V_EVALUATIONS)
+    records = shipped_evaluations(getattr(evaluate, folder))
     assert {"dog", "volleyball", "thunder"} <= set(records)
     for name, record in records.items():
         build = record["weights_build"]
         assert name.startswith(record["config"]["name"]) and record["n_test_clips"] == 40 and record["seed"] == 0
-        assert build["context_noise"] > 0 and build["init"] == "weights" and build["vae_steps"] == build["cavp_steps"] == 0
+        assert build[option] > 0 and build["init"] == "weights" and build["vae_steps"] == build["cavp_steps"] == 0
         assert record["av_align_version"] == "2025" and {"versions", "timings"} <= set(record)
     assert all(row["real AV-Align"] == 1.0 for row in evaluation_summary(records))
-    for record in shipped_evaluations().values():  # the main records: made on the shipped t2v, no noise
-        assert (record.get("weights_build") or {}).get("context_noise", 0) == 0
+    for record in shipped_evaluations().values():  # the main records: made on the shipped t2v, option off
+        assert (record.get("weights_build") or {}).get(option, 0) == 0
 
 
 @pytest.mark.parametrize("experiment", ["thunder", "dog", "dog_text", "volleyball", "multiclass"])
