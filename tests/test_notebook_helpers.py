@@ -1,5 +1,9 @@
-"""What the notebooks compute before they draw: principal components and the loss curve."""
+"""What the notebooks compute before they draw (principal components, the loss curve), and how their kernels exit."""
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 from avlib.notebook import loss_curve, principal_components
 from avlib.run import Run
@@ -28,3 +32,21 @@ def test_the_loss_curve_is_the_losses_and_their_running_mean(tmp_path):
     curve = loss_curve(tmp_path)
     assert curve["window"] == 4 and list(curve["mean_step"]) == list(range(4, 41))
     np.testing.assert_allclose(curve["mean"], 1.5)  # every 4 consecutive of 0,1,2,3,0,... average 1.5
+
+
+@pytest.mark.parametrize("entry,skips", [("import avlib.notebook", True),
+                                         ("from avlib.cli import main; main(['--version'])", True),
+                                         ("import avlib.media", False)])
+def test_kernels_and_the_cli_skip_the_final_garbage_collection(entry, skips):
+    """A notebook kernel or CLI process leaves what is alive at exit out of the last collection
+    (its shutdown: seconds of walking torch's objects); importing the library alone does not."""
+    script = f"""
+{entry}
+class Cycle:
+    def __del__(self):
+        print("collected at exit", flush=True)
+a, b = Cycle(), Cycle()
+a.other, b.other = b, a   # a reference cycle: only the garbage collector frees it
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert ("collected at exit" in result.stdout) is not skips

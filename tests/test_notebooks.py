@@ -300,6 +300,31 @@ def test_rater_clicks_are_used_at_once_and_the_oracle_only_without_them(tmp_path
     assert who == "1 rater(s): tester" and [(r["choice"], r["kind"]) for r in ratings] == [("right", "human")]
 
 
+def test_the_oracle_prefers_the_video_nearer_the_truth_and_decodes_each_once(tmp_path, monkeypatch):
+    import numpy as np
+
+    import avlib.media
+    from avlib.human_eval import make_pairs, oracle_ratings
+    from avlib.media import write_video
+
+    shades = {"a": 0.2, "b": 0.5, "c": 0.9}   # distance to the truth (0.45): b < a < c
+    for clip in ("clip1", "clip2"):
+        for run, shade in shades.items():
+            write_video(tmp_path / run / "samples" / f"{clip}.mp4", np.full((4, 16, 16, 3), shade), 4.0)
+            write_video(tmp_path / run / "reference" / f"{clip}.mp4", np.full((4, 16, 16, 3), 0.45), 4.0)
+    pairs = make_pairs([tmp_path / run for run in shades])
+    decoded = []
+    read_video = avlib.media.read_video
+    monkeypatch.setattr(avlib.media, "read_video", lambda path: decoded.append(path) or read_video(path))
+    rows = oracle_ratings(pairs)
+    assert [row["pair_id"] for row in rows] == [pair.pair_id for pair in pairs]  # every pair, in order
+    for row, pair in zip(rows, pairs):
+        chosen = pair.left if row["choice"] == "left" else pair.right
+        other = pair.right if row["choice"] == "left" else pair.left
+        assert abs(shades[chosen.parent.parent.name] - 0.45) < abs(shades[other.parent.parent.name] - 0.45)
+    assert len(pairs) == 6 and len(decoded) == len(set(decoded)) == 2 * (3 + 1)  # per clip: 3 videos, 1 truth
+
+
 def test_runs_live_at_the_checkout_root_whatever_the_working_folder(tmp_path, monkeypatch):
     from avlib.io import runs_dir
 

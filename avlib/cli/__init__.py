@@ -15,6 +15,7 @@ import sys
 
 from avlib import __version__
 from avlib.errors import AvlibError
+from avlib.io import skip_final_collection
 
 # Modules under avlib.cli, in the order their commands appear in --help.
 COMMAND_MODULES = ("generate", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld", "reproduce")
@@ -70,6 +71,7 @@ def describe_error(exc: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    skip_final_collection()
     # Register only the command being run, so it imports only what it uses (some commands'
     # options come from modules that import torch, seconds before a metric's first line).
     requested = argv[0] if argv else None
