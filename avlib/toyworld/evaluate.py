@@ -12,7 +12,6 @@ where the sound is?
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 
 from avlib.data.synthetic import CLASSES
 from avlib.data.synthetic import derangement
-from avlib.io import run_record, write_json
+from avlib.io import read_json, run_record, write_json
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR, WEIGHTS_DIR
 from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips
 
@@ -113,7 +112,7 @@ def load_evaluation(path: str | Path) -> dict:
     if not path.is_file():
         raise AvlibError(f"no toy-world evaluation at {path}: run `avlib toyworld evaluate --out DIR` "
                          "and pass DIR")
-    return json.loads(path.read_text())
+    return read_json(path, "toy-world evaluation record")
 
 
 def shipped_evaluations(folder: Path = SHIPPED_EVALUATIONS) -> dict[str, dict]:
@@ -236,7 +235,7 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     timings["classifier_s"] = time.perf_counter() - started - sum(timings.values())
 
     build_record = weights / "build.json"  # how the t2v was trained: records of rebuilt weights tell it
-    weights_build = json.loads(build_record.read_text())["config"] if build_record.is_file() else None
+    weights_build = read_json(build_record, "weights' build record")["config"] if build_record.is_file() else None
     acceptance = {
         "av_align_trained_above_shuffled": separated(av_align["trained"], av_align["shuffled"]),
         "av_align_trained_above_untrained": separated(av_align["trained"], av_align["untrained"]),
