@@ -1,10 +1,12 @@
 """Reading and writing audio and video files.
 
-Writing goes through moviepy: generated frames with their audio muxed in
-(:func:`write_video`), any moviepy clip (:func:`write_clip`), comparison clips
-(:func:`side_by_side`); :mod:`avlib.data.curate` cuts clips with it. What stays hand-written
-here is what moviepy does not do, through the ffmpeg binary that ``imageio-ffmpeg`` ships
-(argument lists, never a shell string) and ``soundfile``:
+Composed clips are written through moviepy: any moviepy clip (:func:`write_clip`), comparison
+clips (:func:`side_by_side`); :mod:`avlib.data.curate` cuts clips with it. What is hand-written
+here goes through the ffmpeg binary that ``imageio-ffmpeg`` ships (argument lists, never a
+shell string) and ``soundfile``:
+
+* :func:`write_video`: frames with their audio muxed in, in one ffmpeg process (the generated
+  and synthetic clips, hundreds per demo).
 
 * :func:`read_video`: every frame exactly as stored (moviepy's reader derives the frame
   count from duration x fps and can repeat or drop the last frame, which the metrics count).
@@ -164,40 +166,33 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
 def write_video(path: str | Path, frames: np.ndarray, fps: float,
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
                 crf: int = 18) -> Path:
-    """Encode frames (F, H, W, 3) as an H.264 mp4 with moviepy, muxing ``audio`` (mono at
-    ``sample_rate``) as AAC when given. The file appears at ``path`` only once complete."""
-    from moviepy import VideoClip
+    """Encode frames (F, H, W, 3) as an H.264 (yuv420p) mp4, muxing ``audio`` (mono at
+    ``sample_rate``) as AAC when given. The file appears at ``path`` only once complete.
 
+    One ffmpeg process fed the raw frames and float samples, with moviepy's video settings
+    (the same H.264 stream as :func:`write_clip` writes): moviepy would start two ffmpeg
+    processes, the audio's first, and call Python per frame and per audio chunk, which made
+    writing the demo's small clips 2-3x slower (``benchmarks/bench_write_video.py``)."""
     frames = to_uint8_frames(frames)
     n, h, w, _ = frames.shape
     # yuv420p needs even sizes: pad by one edge pixel rather than fail on odd tiny frames.
     if h % 2 or w % 2:
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    # moviepy writes int(duration * fps) frames; n / fps can fall a rounding error short
-    # (ImageSequenceClip's summed 1/fps does: 24 frames at 12 fps came out as 23).
-    duration = n / fps
-    while int(duration * fps) < n:
-        duration = float(np.nextafter(duration, np.inf))
-    clip = VideoClip(lambda t: frames[min(round(t * fps), n - 1)], duration=duration)
-    if audio is not None:
-        clip = clip.with_audio(mono_audio_clip(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate))
-    return write_clip(clip, path, fps=fps, crf=crf, audio_fps=sample_rate)
-
-
-def mono_audio_clip(wave: np.ndarray, sample_rate: int):
-    """A one-channel moviepy clip of ``wave`` (samples,). Not ``AudioArrayClip``: in moviepy
-    2.2.1 it yields two columns whatever its channel count, so a mono array is written at
-    twice its length (and duplicating the channel makes ffmpeg's downmix 1.41x louder)."""
-    from moviepy.audio.AudioClip import AudioClip
-
-    def samples_at(t):                                                   # (len(t), 1) or (1,)
-        index = np.round(np.atleast_1d(t) * sample_rate).astype(int)
-        inside = (index >= 0) & (index < wave.size)
-        out = np.zeros((index.size, 1), dtype=np.float32)
-        out[inside, 0] = wave[index[inside]]
-        return out if np.ndim(t) else out[0]
-
-    return AudioClip(samples_at, duration=wave.size / sample_rate, fps=sample_rate)
+    command = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-vcodec", "rawvideo",
+               "-s", f"{frames.shape[2]}x{frames.shape[1]}", "-pix_fmt", "rgb24", "-r", f"{fps:.6g}",
+               "-i", "-"]
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as scratch:
+        if audio is not None:
+            samples = Path(scratch) / "audio.f32"
+            np.asarray(audio, dtype="<f4").reshape(-1).tofile(samples)
+            command += ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(samples),
+                        "-acodec", "aac", "-b:a", "128k", "-ar", str(sample_rate)]
+        command += ["-vcodec", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", str(tmp)]
+        encoded = subprocess.run(command, input=frames.tobytes(), capture_output=True)
+        if encoded.returncode:
+            raise MediaError(f"could not write {path}: {ffmpeg_message(encoded.stderr)}")
+    return Path(path)
 
 
 def write_clip(clip, path: str | Path, fps: float | None = None, crf: int = 18,

@@ -128,8 +128,47 @@ def default_jobs() -> int:
     return min(2, usable_cpus())
 
 
-def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK_DIR) -> float:
-    """Execute one notebook with papermill; returns its wall time in seconds."""
+# Run silently in a chain's kernel before each of its notebooks: an empty namespace, cells
+# counted from 1 again, a new history session; imported modules stay (the point of sharing).
+FRESH_NAMESPACE = "get_ipython().reset(new_session=True); import gc; gc.collect(); del gc"
+
+
+@contextlib.contextmanager
+def chain_kernel(out_dir: Path):
+    """One kernel, started in ``out_dir``, for a chain's notebooks (an experiment's 04 -> 05 -> 06):
+    torch and diffusers are imported once per chain instead of once per notebook. Each notebook
+    still starts from an empty namespace (:func:`run_notebook`); the kernel is shut down at the end."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    with ipc_kernel_config() as config:
+        kernel = AsyncKernelManager(kernel_name=KERNEL, config=config)
+        run_sync(kernel.start_kernel)(cwd=str(out_dir))
+        try:
+            yield kernel
+        finally:
+            run_sync(kernel.shutdown_kernel)(now=False)
+
+
+def clear_namespace(kernel) -> None:
+    """Run :data:`FRESH_NAMESPACE` in ``kernel`` (an ``AsyncKernelManager``) and wait for it."""
+    from jupyter_core.utils import run_sync
+
+    client = kernel.client()
+    client.start_channels()
+    try:
+        run_sync(client.wait_for_ready)(timeout=60)
+        reply = run_sync(client.execute_interactive)(FRESH_NAMESPACE, silent=True, store_history=False,
+                                                     timeout=120)
+    finally:
+        client.stop_channels()
+    if reply["content"]["status"] != "ok":
+        raise AvlibError(f"could not clear the kernel's namespace between notebooks: {reply['content']}")
+
+
+def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK_DIR, kernel=None) -> float:
+    """Execute one notebook with papermill; returns its wall time in seconds. In ``kernel``
+    (from :func:`chain_kernel`) after clearing its namespace, else in a kernel of its own."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -140,13 +179,18 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        # The kernel starts in out_dir (nbclient's resources path). Not papermill's ``cwd``: that
-        # chdirs this whole process, and from parallel threads one run's restore can land
-        # between another's chdir and its kernel start, which then starts in the wrong folder.
-        with ipc_kernel_config() as config:
+        if kernel is not None:
+            clear_namespace(kernel)
             papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
-                                       progress_bar=False, resources={"metadata": {"path": str(out_dir)}},
-                                       config=config)
+                                       progress_bar=False, km=kernel)
+        else:
+            # The kernel starts in out_dir (nbclient's resources path). Not papermill's ``cwd``: that
+            # chdirs this whole process, and from parallel threads one run's restore can land
+            # between another's chdir and its kernel start, which then starts in the wrong folder.
+            with ipc_kernel_config() as config:
+                papermill.execute_notebook(str(source), str(output), parameters=step.parameters,
+                                           kernel_name=KERNEL, progress_bar=False,
+                                           resources={"metadata": {"path": str(out_dir)}}, config=config)
     except PapermillExecutionError as exc:
         raise AvlibError(f"{step.output} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
                          f"(the executed notebook is {output})") from exc
@@ -226,9 +270,10 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
     bar = tqdm(total=sum(map(len, chains)), desc=f"reproduce ({profile})", unit="notebook", disable=not progress)
 
     def run_chain(chain: list[NotebookRun]) -> None:
-        for step in chain:
-            timings[step.output] = round(run_notebook(step, out_dir, notebook_dir), 1)
-            bar.update()
+        with chain_kernel(out_dir) as kernel:
+            for step in chain:
+                timings[step.output] = round(run_notebook(step, out_dir, notebook_dir, kernel), 1)
+                bar.update()
 
     with kernel_environment(jobs), ThreadPoolExecutor(jobs) as pool:
         for stage in (chains[:-2], chains[-2:]):

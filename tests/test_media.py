@@ -32,6 +32,12 @@ def test_mp4_writer_without_audio_and_odd_size(tmp_path):
     assert not info.has_audio and read_video(out)[0].shape == (5, 16, 18, 3)
 
 
+def test_mp4_writer_failure_is_one_line_and_leaves_nothing(tmp_path):
+    with pytest.raises(MediaError, match=r"could not write .*bad\.mp4: .*") as error:
+        write_video(tmp_path / "bad.mp4", _frames(4), fps=-1.0)     # ffmpeg refuses a negative rate
+    assert "\n" not in str(error.value) and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("fps,size", [(12.0, (32, 32)), (29.97, (15, 17)), (12.5, (24, 40))])
 def test_read_video_gives_imageio_ffmpegs_frames_and_rate(tmp_path, fps, size):
     """read_video runs ffmpeg itself (one process, no polling); imageio-ffmpeg's frame reader,
@@ -85,7 +91,7 @@ def test_load_audio_errors_name_the_file(tmp_path, content, match):
 
 
 @pytest.mark.parametrize("fps,frames", [(8.0, 8), (12.0, 24)])
-def test_moviepy_muxes_the_audio_within_one_frame(tmp_path, fps, frames):
+def test_mp4_writer_muxes_the_audio_within_one_frame(tmp_path, fps, frames):
     seconds = frames / fps
     t = np.arange(round(seconds * 16000)) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)

@@ -372,6 +372,30 @@ def test_reproduce_kernels_start_without_the_tcp_warning(tmp_path, capfd):
     assert printed.strip() == str(ROOT / "avlib" / "__init__.py")  # the kernel imports this checkout
 
 
+def test_a_chain_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
+    """An experiment's notebooks run in one kernel (imports once), each from an empty namespace
+    with cells counted from 1, in the output folder."""
+    from avlib.reproduce import NotebookRun, chain_kernel, run_notebook
+
+    sources = {"first": "import os, sys\nleft_over = 1\nprint(os.getpid(), os.getcwd(), 'left_over' in dir())",
+               "second": "import os, sys\nprint(os.getpid(), os.getcwd(), 'left_over' in dir())"}
+    for name, source in sources.items():
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+    out = tmp_path / "out"
+    out.mkdir()
+    with chain_kernel(out) as kernel:
+        for name in sources:
+            run_notebook(NotebookRun(name, name), out, notebook_dir=tmp_path, kernel=kernel)
+    first, second = (code_cells(out / "notebooks" / f"{name}.ipynb")[0] for name in sources)
+    pid, cwd, defined = first.outputs[0].text.split()
+    assert (cwd, defined) == (str(out), "True")
+    assert second.outputs[0].text.split() == [pid, str(out), "False"]  # same kernel, clean namespace
+    assert first.execution_count == second.execution_count == 1
+    assert not kernel.has_kernel  # shut down with the chain
+
+
 def test_summary_says_what_the_profile_runs_and_the_metric_table_notes_small_n():
     from avlib.notebook import config_summary, metric_rows
 
