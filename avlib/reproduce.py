@@ -9,6 +9,8 @@ stay in ``OUT/notebooks/`` as the record of the run. Figures are written as
 ``{name}.{profile}.png``; ``figures/`` then gets this profile's figures (replacing the same
 profile's older ones, keeping the other profile's) and a regenerated ``README.md``.
 
+Notebooks run on two lanes (``--jobs``), each one kernel that runs its notebooks one after the
+other, emptying its namespace before each: the imports (torch, diffusers) are paid once per lane.
 Kernels run with ``AVLIB_HEADLESS=1`` so widgets print instead of waiting for clicks.
 """
 from __future__ import annotations
@@ -17,10 +19,11 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 from traitlets.config import Config
@@ -128,16 +131,16 @@ def default_jobs() -> int:
     return min(2, usable_cpus())
 
 
-# Run silently in a chain's kernel before each of its notebooks: an empty namespace, cells
-# counted from 1 again, a new history session; imported modules stay (the point of sharing).
+# Run silently in a lane's kernel before each notebook: an empty namespace, cells counted from
+# 1 again, a new history session; imported modules stay (the point of sharing the kernel).
 FRESH_NAMESPACE = "get_ipython().reset(new_session=True); import gc; gc.collect(); del gc"
 
 
 @contextlib.contextmanager
-def chain_kernel(out_dir: Path):
-    """One kernel, started in ``out_dir``, for a chain's notebooks (an experiment's 04 -> 05 -> 06):
-    torch and diffusers are imported once per chain instead of once per notebook. Each notebook
-    still starts from an empty namespace (:func:`run_notebook`); the kernel is shut down at the end."""
+def lane_kernel(out_dir: Path):
+    """One kernel, started in ``out_dir``, for every notebook a lane runs: torch and diffusers
+    are imported once per lane instead of once per notebook. Each notebook still starts from an
+    empty namespace (:func:`run_notebook`); the kernel is shut down at the end."""
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
@@ -166,9 +169,42 @@ def clear_namespace(kernel) -> None:
         raise AvlibError(f"could not clear the kernel's namespace between notebooks: {reply['content']}")
 
 
+def run_in_lanes(stages: list[list[list[NotebookRun]]], jobs: int, out_dir: Path,
+                 run_chain: Callable[[list[NotebookRun], Any], None]) -> None:
+    """Run ``stages`` one after the other, each stage's chains on ``jobs`` lanes: a lane is a
+    thread with one kernel (:func:`lane_kernel`) that takes the next chain in list order until
+    none is left, then waits for the other lanes. The first failure stops every lane and is
+    raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = [list(stage) for stage in stages]
+    lock, stage_done = threading.Lock(), threading.Barrier(jobs)
+
+    def lane() -> None:
+        try:
+            with lane_kernel(out_dir) as kernel:
+                for stage in pending:
+                    while True:
+                        with lock:  # none once another lane has failed
+                            chain = stage.pop(0) if stage and not stage_done.broken else None
+                        if chain is None:
+                            break
+                        run_chain(chain, kernel)
+                    stage_done.wait()
+        except BaseException:
+            stage_done.abort()  # the other lanes stop at the end of their chain
+            raise
+
+    with ThreadPoolExecutor(jobs) as pool:
+        lanes = [pool.submit(lane) for _ in range(jobs)]
+        errors = [error for error in (future.exception() for future in lanes) if error is not None]
+    if errors:  # the failure itself, not a lane that was stopped because of it
+        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+
+
 def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK_DIR, kernel=None) -> float:
     """Execute one notebook with papermill; returns its wall time in seconds. In ``kernel``
-    (from :func:`chain_kernel`) after clearing its namespace, else in a kernel of its own."""
+    (from :func:`lane_kernel`) after clearing its namespace, else in a kernel of its own."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -255,11 +291,10 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
               jobs: int | None = None, notebook_dir: Path = NOTEBOOK_DIR, progress: bool = True) -> dict[str, Any]:
     """Run every notebook for ``experiments`` in ``profile``; returns the record it writes.
 
-    ``jobs`` notebooks run at once (default :func:`default_jobs`); the executions are
-    independent processes, so the results do not depend on it.
+    ``jobs`` notebooks run at once (default :func:`default_jobs`), each of the ``jobs`` lanes in
+    one kernel whose namespace is emptied before every notebook (:func:`run_in_lanes`); every
+    notebook seeds what it draws, so the results do not depend on ``jobs`` or on which lane ran what.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     out_dir = Path(out_dir or runs_dir() / f"reproduce_{profile}").resolve()
     figures_dir = Path(figures_dir).resolve()
     chains = plan(profile, list(experiments), out_dir, overrides, sample_limit)
@@ -269,15 +304,13 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
     started = time.perf_counter()
     bar = tqdm(total=sum(map(len, chains)), desc=f"reproduce ({profile})", unit="notebook", disable=not progress)
 
-    def run_chain(chain: list[NotebookRun]) -> None:
-        with chain_kernel(out_dir) as kernel:
-            for step in chain:
-                timings[step.output] = round(run_notebook(step, out_dir, notebook_dir, kernel), 1)
-                bar.update()
+    def run_chain(chain: list[NotebookRun], kernel) -> None:
+        for step in chain:
+            timings[step.output] = round(run_notebook(step, out_dir, notebook_dir, kernel), 1)
+            bar.update()
 
-    with kernel_environment(jobs), ThreadPoolExecutor(jobs) as pool:
-        for stage in (chains[:-2], chains[-2:]):
-            list(pool.map(run_chain, stage))  # re-raises the first failure
+    with kernel_environment(jobs):
+        run_in_lanes([chains[:-2], chains[-2:]], jobs, out_dir, run_chain)
     bar.close()
     figures = refresh_figures(out_dir / "figures", figures_dir, profile)
     record = run_record(None, None, status="done", profile=profile, experiments=list(experiments),

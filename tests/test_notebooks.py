@@ -372,10 +372,10 @@ def test_reproduce_kernels_start_without_the_tcp_warning(tmp_path, capfd):
     assert printed.strip() == str(ROOT / "avlib" / "__init__.py")  # the kernel imports this checkout
 
 
-def test_a_chain_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
-    """An experiment's notebooks run in one kernel (imports once), each from an empty namespace
+def test_a_lane_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
+    """A lane's notebooks run in one kernel (imports once), each from an empty namespace
     with cells counted from 1, in the output folder."""
-    from avlib.reproduce import NotebookRun, chain_kernel, run_notebook
+    from avlib.reproduce import NotebookRun, lane_kernel, run_notebook
 
     sources = {"first": "import os, sys\nleft_over = 1\nprint(os.getpid(), os.getcwd(), 'left_over' in dir())",
                "second": "import os, sys\nprint(os.getpid(), os.getcwd(), 'left_over' in dir())"}
@@ -385,7 +385,7 @@ def test_a_chain_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
         nbformat.write(notebook, tmp_path / f"{name}.ipynb")
     out = tmp_path / "out"
     out.mkdir()
-    with chain_kernel(out) as kernel:
+    with lane_kernel(out) as kernel:
         for name in sources:
             run_notebook(NotebookRun(name, name), out, notebook_dir=tmp_path, kernel=kernel)
     first, second = (code_cells(out / "notebooks" / f"{name}.ipynb")[0] for name in sources)
@@ -393,7 +393,34 @@ def test_a_chain_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
     assert (cwd, defined) == (str(out), "True")
     assert second.outputs[0].text.split() == [pid, str(out), "False"]  # same kernel, clean namespace
     assert first.execution_count == second.execution_count == 1
-    assert not kernel.has_kernel  # shut down with the chain
+    assert not kernel.has_kernel  # shut down with the lane
+
+
+def test_lanes_run_every_chain_stage_by_stage_and_stop_at_the_first_failure(tmp_path):
+    import threading
+
+    from avlib.reproduce import NotebookRun, run_in_lanes
+
+    stages = [[[NotebookRun(name, name)] for name in "abcd"], [[NotebookRun("e", "e")]]]
+    seen, lock = [], threading.Lock()
+
+    def record(chain, kernel):
+        with lock:
+            seen.append((chain[0].output, id(kernel), kernel.has_kernel))
+
+    run_in_lanes(stages, 2, tmp_path, record)
+    assert sorted(name for name, _, _ in seen[:4]) == list("abcd") and seen[4][0] == "e"  # e after all
+    assert len({kernel for _, kernel, _ in seen}) <= 2 and all(alive for _, _, alive in seen)
+
+    def fail_on_b(chain, kernel):
+        if chain[0].output == "b":
+            raise ValueError("b broke")
+        record(chain, kernel)
+
+    seen.clear()
+    with pytest.raises(ValueError, match="b broke"):  # the failure itself, not the stopped lane's
+        run_in_lanes(stages, 2, tmp_path, fail_on_b)
+    assert "e" not in {name for name, _, _ in seen}
 
 
 def test_summary_says_what_the_profile_runs_and_the_metric_table_notes_small_n():
