@@ -102,39 +102,42 @@ def add_rating(path: str | Path, pair: Pair, choice: str, rater: str) -> Path:
     return write_ratings(path, [*read_ratings(path), rating_row(pair, choice, rater)])
 
 
-def _frames(video: Path, size: tuple[int, int]) -> np.ndarray:
+def distance_to_truth(frames: np.ndarray, truth: np.ndarray) -> float:
+    """Mean squared pixel error between a generated video's uint8 frames (F, h, w, 3), resized to
+    the truth's size, and the true clip's frames (F, H, W, 3) in [0, 1] (frames aligned)."""
     import cv2
 
-    from avlib.media import read_video
-
-    frames = read_video(video)[0]
-    if frames.shape[1:3] != size:
-        frames = np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames])
-    return frames.astype(np.float32) / 255.0
-
-
-def distance_to_truth(video: Path, truth: np.ndarray) -> float:
-    """Mean squared pixel error between a generated video and the true clip's frames (F, H, W, 3)
-    in [0, 1] (frames aligned)."""
-    frames = _frames(video, truth.shape[1:3])
+    if frames.shape[1:3] != truth.shape[1:3]:
+        frames = np.stack([cv2.resize(f, (truth.shape[2], truth.shape[1]), interpolation=cv2.INTER_AREA)
+                           for f in frames])
     n = min(len(frames), len(truth))
-    return float(np.mean((frames[:n] - truth[:n]) ** 2))
+    return float(np.mean((frames[:n].astype(np.float32) / 255.0 - truth[:n]) ** 2))
 
 
 def oracle_ratings(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     """The ground-truth oracle's choice for every pair (ties skipped), clearly labelled.
 
     Every video is decoded once, however many pairs it is in (the demo's six runs give 200 pairs
-    of 280 distinct videos and 120 true clips, which were decoded 800 times)."""
-    from avlib.media import read_video
+    of 280 distinct videos and 120 true clips), a clip at a time (its truth, then its videos not
+    seen yet), many files per ffmpeg process (:func:`avlib.media.iter_videos`)."""
+    from avlib.media import iter_videos
 
-    truth, distance = {}, {}
-    for pair in sorted(pairs, key=lambda pair: pair.clip_id):   # a clip at a time: one truth held
-        if pair.clip_id not in truth:
-            truth = {pair.clip_id: read_video(pair.reference)[0].astype(np.float32) / 255.0}
-        for video in (pair.left, pair.right):
-            if video not in distance:
-                distance[video] = distance_to_truth(video, truth[pair.clip_id])
+    files: list[tuple[Path, bool]] = []               # (video, is the truth of the clips after it)
+    seen: set[Path] = set()
+    for clip_id, group in itertools.groupby(sorted(pairs, key=lambda pair: pair.clip_id),
+                                            key=lambda pair: pair.clip_id):
+        group = list(group)
+        files.append((group[0].reference, True))
+        for video in (video for pair in group for video in (pair.left, pair.right)):
+            if video not in seen:
+                seen.add(video)
+                files.append((video, False))
+    distance, truth = {}, None
+    for (video, is_truth), (frames, _) in zip(files, iter_videos([video for video, _ in files])):
+        if is_truth:
+            truth = frames.astype(np.float32) / 255.0
+        else:
+            distance[video] = distance_to_truth(frames, truth)
     rows = []
     for pair in pairs:
         left, right = distance[pair.left], distance[pair.right]

@@ -1,11 +1,13 @@
-"""Video decoding: :func:`avlib.media.read_video` against imageio-ffmpeg's frame reader, which
-it replaced, in one process that holds what an evaluation holds (torch, diffusers, a UNet).
+"""Video decoding: :func:`avlib.media.read_video` (one file per ffmpeg process) and
+:func:`avlib.media.iter_videos` (16 files per process, what evaluation and the human-eval oracle
+use) against imageio-ffmpeg's frame reader, which they replaced, in one process that holds what
+an evaluation holds (torch, diffusers, a UNet).
 
     .venv/bin/python benchmarks/bench_read_video.py [--videos 40] [--size 32] [--frames 8] [--rounds 3]
 
 Writes ``--videos`` synthetic mp4s (with a soundtrack, as avlib's samples have), then reads them
 all with each reader, alternating, ``--rounds`` times; prints the median seconds per video of
-each and the ratio (imageio-ffmpeg / avlib). Both readers must give the same bytes and fps.
+each and the ratios against imageio-ffmpeg. Every reader must give the same bytes and fps.
 A process that holds more memory forks more slowly: imageio-ffmpeg starts ffmpeg with a
 ``preexec_fn``, which rules out ``vfork``, so its cost grows with the process; ``--ballast-mb``
 adds touched memory to show it (an evaluation kernel holds 1-2 GB).
@@ -30,10 +32,9 @@ def imageio_read(path: Path) -> tuple[np.ndarray, float]:
     return np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader]), meta["fps"]
 
 
-def seconds_per_video(read, videos: list[Path]) -> float:
+def seconds_per_video(read_all, videos: list[Path]) -> float:
     start = time.perf_counter()
-    for video in videos:
-        read(video)
+    read_all(videos)
     return (time.perf_counter() - start) / len(videos)
 
 
@@ -49,7 +50,7 @@ def main() -> None:
     import diffusers  # noqa: F401  (an evaluation kernel's imports)
     import torch
 
-    from avlib.media import read_video, write_video
+    from avlib.media import iter_videos, read_video, write_video
 
     ballast = torch.ones(args.ballast_mb * 2**20, dtype=torch.uint8)  # noqa: F841  (touched memory)
     rng = np.random.default_rng(0)
@@ -58,17 +59,25 @@ def main() -> None:
                               rng.integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8),
                               fps=8, audio=np.zeros(16000 * args.frames // 8, np.float32))
                   for i in range(args.videos)]
-        for video in videos:
+        batched = list(iter_videos(videos))
+        for video, together in zip(videos, batched):
             ours, theirs = read_video(video), imageio_read(video)
             assert np.array_equal(ours[0], theirs[0]) and ours[1] == theirs[1], video
-        times: dict[str, list[float]] = {"imageio-ffmpeg": [], "avlib": []}
+            assert np.array_equal(together[0], theirs[0]) and together[1] == theirs[1], video
+        readers = {"imageio-ffmpeg": lambda paths: [imageio_read(p) for p in paths],
+                   "read_video": lambda paths: [read_video(p) for p in paths],
+                   "iter_videos": lambda paths: list(iter_videos(paths))}
+        times: dict[str, list[float]] = {name: [] for name in readers}
         for _ in range(args.rounds):
-            times["imageio-ffmpeg"].append(seconds_per_video(imageio_read, videos))
-            times["avlib"].append(seconds_per_video(read_video, videos))
-    baseline, ours = (statistics.median(times[name]) for name in ("imageio-ffmpeg", "avlib"))
+            for name, read_all in readers.items():
+                times[name].append(seconds_per_video(read_all, videos))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    baseline = median["imageio-ffmpeg"]
     print(f"{args.videos} videos {args.frames}x{args.size}x{args.size}, {args.ballast_mb} MB ballast, "
-          f"median of {args.rounds} rounds: imageio-ffmpeg {1000 * baseline:.1f} ms/video, "
-          f"avlib {1000 * ours:.1f} ms/video; ratio (imageio-ffmpeg / avlib) {baseline / ours:.2f}x")
+          f"median of {args.rounds} rounds: " + ", ".join(f"{name} {1000 * value:.1f} ms/video"
+                                                          for name, value in median.items()))
+    print("ratio (imageio-ffmpeg / avlib): " + ", ".join(f"{name} {baseline / median[name]:.2f}x"
+                                                         for name in ("read_video", "iter_videos")))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,27 @@ def test_read_video_gives_imageio_ffmpegs_frames_and_rate(tmp_path, fps, size):
     assert np.array_equal(frames, expected) and rate == meta["fps"] == fps
 
 
+def test_many_videos_decode_in_one_process_as_each_alone(tmp_path):
+    """read_videos / iter_videos: mixed sizes, rates and lengths in one ffmpeg process give each
+    file's read_video frames and rate, in order; a bad file in a batch is named."""
+    from avlib.media import iter_videos, read_videos
+
+    rng = np.random.default_rng(1)
+    shapes = [(9, 32, 32, 12.0), (5, 15, 17, 29.97), (12, 24, 40, 12.5), (8, 32, 32, 8.0)] * 2
+    videos = [write_video(tmp_path / f"v{i}.mp4", rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8), fps=fps,
+                          audio=np.zeros(4000, np.float32) if i % 2 else None)
+              for i, (n, h, w, fps) in enumerate(shapes)]
+    alone = [read_video(video) for video in videos]
+    for together in (read_videos(videos), list(iter_videos(videos, per_process=3))):
+        assert len(together) == len(alone)
+        for (frames, fps), (expected, expected_fps) in zip(together, alone):
+            assert np.array_equal(frames, expected) and fps == expected_fps
+    assert [len(frames) for frames, _ in alone] == [n for n, *_ in shapes]
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 broken")
+    with pytest.raises(MediaError, match="cannot decode video .*broken.mp4"):
+        read_videos([videos[0], tmp_path / "broken.mp4", videos[1]])
+
+
 @pytest.mark.parametrize("content,match", [(None, "not found"), (b"\x00\x00\x00\x18ftypmp42 broken", "cannot decode"),
                                            ("audio only", "has no video stream")])
 def test_read_video_errors_name_the_file(tmp_path, content, match):

@@ -314,8 +314,8 @@ def test_the_oracle_prefers_the_video_nearer_the_truth_and_decodes_each_once(tmp
             write_video(tmp_path / run / "reference" / f"{clip}.mp4", np.full((4, 16, 16, 3), 0.45), 4.0)
     pairs = make_pairs([tmp_path / run for run in shades])
     decoded = []
-    read_video = avlib.media.read_video
-    monkeypatch.setattr(avlib.media, "read_video", lambda path: decoded.append(path) or read_video(path))
+    read_videos = avlib.media.read_videos
+    monkeypatch.setattr(avlib.media, "read_videos", lambda paths: decoded.extend(paths) or read_videos(paths))
     rows = oracle_ratings(pairs)
     assert [row["pair_id"] for row in rows] == [pair.pair_id for pair in pairs]  # every pair, in order
     for row, pair in zip(rows, pairs):

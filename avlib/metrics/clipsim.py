@@ -157,12 +157,14 @@ class ClipScorer:
             embeds.append(output.pooler_output.cpu())
         return torch.cat(embeds)
 
-    def score_video(self, video: str | Path, text: str) -> float:
+    def score_video(self, video: str | Path, text: str, frames: np.ndarray | None = None) -> float:
+        """CLIPSIM of ``video`` against ``text``; ``frames``: its RGB frames (F, H, W, 3), already
+        decoded by :func:`avlib.media.read_video` (the ``clip`` protocol's pixels)."""
         if self.protocol == "report":
             from avlib.metrics.av_align import read_bgr_frames  # OpenCV's pixels, as the report
 
             frames, _ = read_bgr_frames(Path(video))
-        else:
+        elif frames is None:
             from avlib.media import read_video
 
             frames, _ = read_video(video)
@@ -181,8 +183,13 @@ def clipsim_videos(videos: Sequence[str | Path], texts: Sequence[str], scorer: C
     """Per-video CLIPSIM, each video against its own text."""
     from tqdm.auto import tqdm
 
+    from avlib.media import iter_videos
+
     pairs = tqdm(list(zip(videos, texts)), desc="CLIPSIM", unit="video", disable=not progress)
-    return [scorer.score_video(video, text) for video, text in pairs]
+    if scorer.protocol == "report":  # OpenCV decodes each video
+        return [scorer.score_video(video, text) for video, text in pairs]
+    return [scorer.score_video(video, text, frames)        # many files per ffmpeg process
+            for (video, text), (frames, _) in zip(pairs, iter_videos(videos))]
 
 
 def summarize(videos: Sequence[str | Path], texts: Sequence[str], scores: Sequence[float],

@@ -243,7 +243,7 @@ def extract_features(videos: Sequence[str | Path], backbone: FeatureBackbone,
     """Features (N, D) of the videos, in order, and how many videos had frames repeated."""
     from tqdm.auto import tqdm
 
-    from avlib.media import read_video
+    from avlib.media import iter_videos
 
     device = device or default_device()
     model = backbone.model.to(device).eval()
@@ -260,14 +260,17 @@ def extract_features(videos: Sequence[str | Path], backbone: FeatureBackbone,
                 cache.save(video, backbone, feature)
         batch.clear()
 
-    for index, video in enumerate(tqdm(videos, desc="I3D features", unit="video",
-                                       disable=not progress)):
-        video = Path(video)
+    uncached = []
+    for index, video in enumerate(map(Path, videos)):
         cached = cache.load(video, backbone) if cache is not None else None
-        if cached is not None:
+        if cached is None:
+            uncached.append((index, video))
+        else:
             features[index] = cached
-            continue
-        x, was_padded = backbone.preprocessing(read_video(video)[0])
+    decoded = iter_videos([video for _, video in uncached])  # many files per ffmpeg process
+    for (index, video), (frames, _) in zip(tqdm(uncached, desc="I3D features", unit="video",
+                                                disable=not progress), decoded):
+        x, was_padded = backbone.preprocessing(frames)
         padded += was_padded
         batch.append((index, video, x))
         if len(batch) == batch_size:
