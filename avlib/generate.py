@@ -12,7 +12,7 @@ from avlib.config import InferenceConfig
 from avlib.data.synthetic import derangement
 from avlib.errors import MediaError
 from avlib.io import run_record, write_json
-from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_video
+from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_videos
 
 MIN_AUDIO_SECONDS = 0.1
 
@@ -102,20 +102,22 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
         clip i's noise and clip i's own audio in its files."""
         video = pipeline(conditioning, config.prompt, settings, audio_window=config.data.audio_window,
                          generator=[torch.Generator().manual_seed(seed + i) for i in batch])
-        for frames, i in zip(video.frames, batch):
-            wave = windows[i].numpy()
-            write_video(folder / f"{rows[i][0]}.mp4", frames, video.fps, audio=wave)
+        waves = [windows[i].numpy() for i in batch]
+        write_videos([folder / f"{rows[i][0]}.mp4" for i in batch], video.frames, video.fps, waves)
+        for wave, i in zip(waves, batch):
             save_audio(folder / f"{rows[i][0]}.wav", wave)
-            bar.update()
+        bar.update(len(batch))
 
     batches = [range(first, min(first + batch_size, count)) for first in range(0, count, batch_size)]
     for batch in batches:                       # clips are read one batch at a time
+        real = []                               # (F, H, W, 3) in [0, 1] per clip
         for i in batch:
             clip = dataset[i]
             windows.append(window.cut(clip["waveform"]))
             rows.append((clip["clip_id"], clip["label"], config.prompt or ""))
-            real = (clip["frames"].permute(0, 2, 3, 1).numpy() + 1) / 2             # (F, H, W, 3) in [0, 1]
-            write_video(run.reference_video(clip["clip_id"]), real, config.data.fps, audio=windows[i].numpy())
+            real.append((clip["frames"].permute(0, 2, 3, 1).numpy() + 1) / 2)
+        write_videos([run.reference_video(rows[i][0]) for i in batch], real, config.data.fps,
+                     [windows[i].numpy() for i in batch])
         write_batch(run.samples_dir, batch, torch.stack([windows[i] for i in batch]))
     for batch in batches if audio_of is not None else ():
         write_batch(run.shuffled_dir, batch, torch.stack([windows[audio_of[i]] for i in batch]))

@@ -17,6 +17,7 @@ shell string) and ``soundfile``:
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import tempfile
@@ -157,43 +158,76 @@ def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RAT
 def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
     """(F, H, W, 3) frames as uint8; floats are taken to be in [0, 1]."""
     frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"expected frames shaped (F, H, W, 3), got {frames.shape}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+        raise ValueError(f"expected frames shaped (F, H, W, 3) with F >= 1, got {frames.shape}")
     if frames.dtype != np.uint8:
         frames = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     return frames
+
+
+VIDEOS_PER_PROCESS = 16   # files one ffmpeg process encodes or decodes (raw frames wait in a temp folder)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float,
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
                 crf: int = 18) -> Path:
     """Encode frames (F, H, W, 3) as an H.264 (yuv420p) mp4, muxing ``audio`` (mono at
-    ``sample_rate``) as AAC when given. The file appears at ``path`` only once complete.
+    ``sample_rate``) as AAC when given. The file appears at ``path`` only once complete
+    (:func:`write_videos` of one)."""
+    return write_videos([path], [frames], fps, [audio], sample_rate, crf)[0]
 
-    One ffmpeg process fed the raw frames and float samples, with moviepy's video settings
-    (the same H.264 stream as :func:`write_clip` writes): moviepy would start two ffmpeg
-    processes, the audio's first, and call Python per frame and per audio chunk, which made
-    writing the demo's small clips 2-3x slower (``benchmarks/bench_write_video.py``)."""
-    frames = to_uint8_frames(frames)
-    n, h, w, _ = frames.shape
-    # yuv420p needs even sizes: pad by one edge pixel rather than fail on odd tiny frames.
-    if h % 2 or w % 2:
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    command = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-vcodec", "rawvideo",
-               "-s", f"{frames.shape[2]}x{frames.shape[1]}", "-pix_fmt", "rgb24", "-r", f"{fps:.6g}",
-               "-i", "-"]
-    with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as scratch:
-        if audio is not None:
-            samples = Path(scratch) / "audio.f32"
-            np.asarray(audio, dtype="<f4").reshape(-1).tofile(samples)
-            command += ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(samples),
-                        "-acodec", "aac", "-b:a", "128k", "-ar", str(sample_rate)]
-        command += ["-vcodec", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-                    "-movflags", "+faststart", str(tmp)]
-        encoded = subprocess.run(command, input=frames.tobytes(), capture_output=True)
-        if encoded.returncode:
-            raise MediaError(f"could not write {path}: {ffmpeg_message(encoded.stderr)}")
-    return Path(path)
+
+def write_videos(paths: Sequence[str | Path], videos: Sequence[np.ndarray], fps: float,
+                 audios: Sequence[np.ndarray | None] | None = None, sample_rate: int = SAMPLE_RATE,
+                 crf: int = 18) -> list[Path]:
+    """:func:`write_video` of each ``videos[i]`` (F, H, W, 3) with ``audios[i]`` to ``paths[i]``,
+    :data:`VIDEOS_PER_PROCESS` files per ffmpeg process fed raw frames and float samples, with
+    moviepy's video settings (the same H.264 stream as :func:`write_clip`). The process's start-up
+    is most of the cost of a small clip: moviepy started two per file and called Python per frame
+    and per audio chunk; one process per file is 1.6x faster than that, 16 files per process 3.8x
+    (``benchmarks/bench_write_video.py``). Each file appears only once complete; when
+    a batch fails, its files are written one by one, so the error names the file at fault."""
+    audios = [None] * len(paths) if audios is None else list(audios)
+    if not len(paths) == len(videos) == len(audios):
+        raise ValueError(f"{len(paths)} paths for {len(videos)} videos and {len(audios)} soundtracks")
+    if len(paths) > VIDEOS_PER_PROCESS:
+        batches = [slice(start, start + VIDEOS_PER_PROCESS) for start in range(0, len(paths), VIDEOS_PER_PROCESS)]
+        return [path for part in batches
+                for path in write_videos(paths[part], videos[part], fps, audios[part], sample_rate, crf)]
+    inputs, outputs, count = [], [], 0                              # count: ffmpeg's inputs so far
+    try:
+        with tempfile.TemporaryDirectory(prefix="avlib-encode-") as scratch, contextlib.ExitStack() as files:
+            for index, (path, frames, audio) in enumerate(zip(paths, videos, audios)):
+                frames = to_uint8_frames(frames)
+                h, w = frames.shape[1:3]
+                # yuv420p needs even sizes: pad by one edge pixel rather than fail on odd tiny frames.
+                if h % 2 or w % 2:
+                    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+                raw = Path(scratch) / f"{index}.rgb"
+                frames.tofile(raw)
+                streams = ["-map", f"{count}:v"]
+                inputs += ["-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{frames.shape[2]}x{frames.shape[1]}",
+                           "-pix_fmt", "rgb24", "-r", f"{fps:.6g}", "-i", str(raw)]
+                count += 1
+                if audio is not None:
+                    samples = Path(scratch) / f"{index}.f32"
+                    np.asarray(audio, dtype="<f4").reshape(-1).tofile(samples)
+                    streams += ["-map", f"{count}:a", "-acodec", "aac", "-b:a", "128k", "-ar", str(sample_rate)]
+                    inputs += ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(samples)]
+                    count += 1
+                outputs += streams + ["-vcodec", "libx264", "-preset", "veryfast", "-crf", str(crf),
+                                      "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+                                      str(files.enter_context(atomic_path(path)))]
+            encoded = subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *inputs, *outputs],
+                                     capture_output=True)
+            if encoded.returncode:  # raised inside: every temporary file is removed
+                raise MediaError(f"could not write {paths[0]}: {ffmpeg_message(encoded.stderr)}")
+    except MediaError:
+        if len(paths) == 1:
+            raise
+        return [write_video(path, frames, fps, audio, sample_rate, crf)
+                for path, frames, audio in zip(paths, videos, audios)]
+    return [Path(path) for path in paths]
 
 
 def write_clip(clip, path: str | Path, fps: float | None = None, crf: int = 18,
@@ -233,16 +267,13 @@ def side_by_side(videos: list[str | Path], path: str | Path, height: int | None 
             clip.close()
 
 
-VIDEOS_PER_DECODER = 16   # files one ffmpeg process decodes (their raw frames wait in a temp folder)
-
-
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
     """Decode a video into uint8 RGB frames (F, H, W, 3) and its frame rate (:func:`read_videos`
     of one file)."""
     return read_videos([path])[0]
 
 
-def iter_videos(paths: Sequence[str | Path], per_process: int = VIDEOS_PER_DECODER
+def iter_videos(paths: Sequence[str | Path], per_process: int = VIDEOS_PER_PROCESS
                 ) -> Iterator[tuple[np.ndarray, float]]:
     """:func:`read_video` of each of ``paths`` in order, ``per_process`` files at a time."""
     paths = list(paths)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 from tqdm.auto import tqdm
 from traitlets.config import Config
 
-from avlib.config import PROFILES
+from avlib.config import PROFILES, load_config
 from avlib.errors import AvlibError, ConfigError
 from avlib.io import atomic_path, run_record, runs_dir, write_json
 from avlib.notebook import HEADLESS_ENV, notebook_parameters
@@ -71,14 +71,17 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
     """Every notebook execution of a reproduction, as chains: each chain runs in order, the
     chains before the last two may run in parallel, and the last two (07, 08) need them all.
 
-    The parallel chains start in list order: the experiments' (three notebooks each) first, then
-    the single notebooks, slowest first, which fill in while the other kernel finishes its last
-    experiment (short jobs last keep the two kernels busy to the end)."""
+    The parallel chains start in list order: the experiments' (three notebooks each) first, those
+    with most classes first (multiclass samples three classes' test clips: the longest chain, which
+    would otherwise finish last alone), then the single notebooks, slowest first, which fill in
+    while the other lane finishes its last experiment (short jobs last keep both lanes busy to
+    the end). Table 2 keeps ``experiments``' order."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
     if not experiments:
         raise ConfigError(f"no experiments given (choose from: {', '.join(DEFAULT_EXPERIMENTS)})")
     parameters = {name: notebook_parameters(name, profile) for name in experiments}  # fails early
+    classes = {name: len(load_config(name, profile).data.classes) for name in experiments}
     figures = str(out_dir / "figures")
     common = {"profile": profile, "figures_dir": figures}
     overrides = dict(overrides or {})
@@ -90,7 +93,7 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
         NotebookRun("05_generate", f"05_generate.{name}",
                     {"run_dir": run_dir, "limit": sample_limit, "figures_dir": figures}),
         NotebookRun("06_evaluate", f"06_evaluate.{name}", {"run_dir": run_dir, "figures_dir": figures}),
-    ] for name, run_dir in zip(experiments, run_dirs)]
+    ] for name, run_dir in sorted(zip(experiments, run_dirs), key=lambda pair: -classes[pair[0]])]
     chains.append([NotebookRun("00_quickstart", "00_quickstart",
                                {**common, "run_dir": str(runs_dir / "quickstart"), "overrides": overrides})])
     chains.append([NotebookRun("09_toy_world", "09_toy_world", {"figures_dir": figures})])  # the shipped record

@@ -1,13 +1,14 @@
-"""Video writing: :func:`avlib.media.write_video` (one ffmpeg process fed raw frames and samples)
-against the moviepy route it replaced (a ``VideoClip`` with a mono ``AudioClip`` through
+"""Video writing: :func:`avlib.media.write_video` (one ffmpeg process per file, fed raw frames and
+samples) and :func:`avlib.media.write_videos` (16 files per process, what sampling and the
+synthetic world use) against the moviepy route they replaced (a ``VideoClip`` with a mono ``AudioClip`` through
 :func:`avlib.media.write_clip`: ffmpeg for the audio, then ffmpeg for the video), in one process
 that holds what a generation kernel holds (torch, diffusers, touched memory).
 
     .venv/bin/python benchmarks/bench_write_video.py [--videos 40] [--size 32] [--frames 8] [--rounds 3]
 
 Writes ``--videos`` clips (random frames, one second of sound each) with each writer, alternating,
-``--rounds`` times; checks that both files decode to the same frames; prints the median seconds
-per video of each and the ratio (moviepy / avlib). ``make demo`` writes about 1,000 such files.
+``--rounds`` times; checks that the files decode to the same frames; prints the median seconds
+per video of each and the ratios against moviepy. ``make demo`` writes about 1,000 such files.
 """
 from __future__ import annotations
 
@@ -41,10 +42,9 @@ def moviepy_write(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray)
     return write_clip(clip, path, fps=fps)
 
 
-def seconds_per_video(write, folder: Path, clips: list[tuple[np.ndarray, np.ndarray]], fps: float) -> float:
+def seconds_per_video(write_all, folder: Path, clips: list[tuple[np.ndarray, np.ndarray]], fps: float) -> float:
     start = time.perf_counter()
-    for i, (frames, audio) in enumerate(clips):
-        write(folder / f"{i}.mp4", frames, fps, audio=audio)
+    write_all([folder / f"{i}.mp4" for i in range(len(clips))], clips, fps)
     return (time.perf_counter() - start) / len(clips)
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     import diffusers  # noqa: F401  (a generation kernel's imports)
     import torch
 
-    from avlib.media import read_video, write_video
+    from avlib.media import read_video, write_video, write_videos
 
     ballast = torch.ones(args.ballast_mb * 2**20, dtype=torch.uint8)  # noqa: F841  (touched memory)
     rng = np.random.default_rng(0)
@@ -68,20 +68,26 @@ def main() -> None:
     clips = [(rng.integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8),
               (0.3 * rng.uniform(-1, 1, round(16000 * args.frames / fps))).astype(np.float32))
              for _ in range(args.videos)]
-    times: dict[str, list[float]] = {"moviepy": [], "avlib": []}
+    writers = {"moviepy": lambda paths, clips, fps: [moviepy_write(p, f, fps, a) for p, (f, a) in zip(paths, clips)],
+               "write_video": lambda paths, clips, fps: [write_video(p, f, fps, audio=a) for p, (f, a) in zip(paths, clips)],
+               "write_videos": lambda paths, clips, fps: write_videos(paths, [f for f, _ in clips], fps,
+                                                                      [a for _, a in clips])}
+    times: dict[str, list[float]] = {name: [] for name in writers}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        theirs, ours = (moviepy_write(folder / "a.mp4", *clips[0][:1], fps, clips[0][1]),
-                        write_video(folder / "b.mp4", *clips[0][:1], fps, audio=clips[0][1]))
-        assert np.array_equal(read_video(theirs)[0], read_video(ours)[0])  # the same H.264 stream
+        written = {name: write_all([folder / f"{name}.mp4"], clips[:1], fps)[0] for name, write_all in writers.items()}
+        decoded = [read_video(path)[0] for path in written.values()]
+        assert all(np.array_equal(decoded[0], frames) for frames in decoded)  # the same H.264 stream
         for _ in range(args.rounds):
-            times["moviepy"].append(seconds_per_video(moviepy_write, folder, clips, fps))
-            times["avlib"].append(seconds_per_video(write_video, folder, clips, fps))
-    baseline, ours = (statistics.median(times[name]) for name in ("moviepy", "avlib"))
+            for name, write_all in writers.items():
+                times[name].append(seconds_per_video(write_all, folder, clips, fps))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    baseline = median["moviepy"]
     print(f"{args.videos} videos {args.frames}x{args.size}x{args.size} with 1 s of sound, {args.ballast_mb} MB "
-          f"ballast, median of {args.rounds} rounds: moviepy {1000 * baseline:.1f} ms/video, "
-          f"avlib {1000 * ours:.1f} ms/video; ratio (moviepy / avlib) {baseline / ours:.2f}x")
-
+          f"ballast, median of {args.rounds} rounds: " + ", ".join(f"{name} {1000 * value:.1f} ms/video"
+                                                                   for name, value in median.items()))
+    print("ratio (moviepy / avlib): " + ", ".join(f"{name} {baseline / median[name]:.2f}x"
+                                                  for name in ("write_video", "write_videos")))
 
 if __name__ == "__main__":
     main()

@@ -38,6 +38,35 @@ def test_mp4_writer_failure_is_one_line_and_leaves_nothing(tmp_path):
     assert "\n" not in str(error.value) and list(tmp_path.iterdir()) == []
 
 
+def test_many_videos_encode_in_one_process_as_each_alone(tmp_path, monkeypatch):
+    """write_videos: the same bytes as write_video file by file (with and without sound, odd
+    sizes); a failing batch is written file by file, so the error names the file at fault."""
+    import avlib.media
+    from avlib.media import write_videos
+
+    rng = np.random.default_rng(2)
+    videos = [rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8) for n, h, w in [(8, 32, 32), (5, 15, 17), (8, 32, 32)]]
+    audios = [rng.uniform(-0.3, 0.3, 8000).astype(np.float32), None, rng.uniform(-0.3, 0.3, 16000).astype(np.float32)]
+    alone = [write_video(tmp_path / f"alone{i}.mp4", v, 8.0, audio=a) for i, (v, a) in enumerate(zip(videos, audios))]
+    together = write_videos([tmp_path / f"together{i}.mp4" for i in range(3)], videos, 8.0, audios)
+    assert [p.read_bytes() for p in together] == [p.read_bytes() for p in alone]
+    with pytest.raises(ValueError, match="F >= 1"):
+        write_video(tmp_path / "empty.mp4", np.zeros((0, 8, 8, 3), np.uint8), 8.0)
+
+    run = avlib.media.subprocess.run
+
+    def refuse_bad(command, **kwargs):  # ffmpeg fails for any command that writes bad.mp4
+        if any(str(word).endswith(".mp4") and ".bad.mp4.tmp" in str(word) for word in command):
+            command = [*command[:-1], "/nonexistent-folder/x.mp4"]
+        return run(command, **kwargs)
+
+    monkeypatch.setattr(avlib.media.subprocess, "run", refuse_bad)
+    out = tmp_path / "batch"
+    with pytest.raises(MediaError, match=r"could not write .*bad\.mp4"):
+        write_videos([out / "good.mp4", out / "bad.mp4"], videos[:2], 8.0, audios[:2])
+    assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]  # complete files only
+
+
 @pytest.mark.parametrize("fps,size", [(12.0, (32, 32)), (29.97, (15, 17)), (12.5, (24, 40))])
 def test_read_video_gives_imageio_ffmpegs_frames_and_rate(tmp_path, fps, size):
     """read_video runs ffmpeg itself (one process, no polling); imageio-ffmpeg's frame reader,

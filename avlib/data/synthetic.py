@@ -38,7 +38,7 @@ from avlib.config import SYNTH_LAYOUTS
 from avlib.data.manifests import ClipRow, write_manifest
 from avlib.errors import ConfigError
 from avlib.io import run_record, write_json
-from avlib.media import SAMPLE_RATE, save_audio, write_video
+from avlib.media import SAMPLE_RATE, save_audio, write_videos
 
 MIN_GAP_S = 0.5      # between events: AV-Align matches within 1/fps, onsets need room
 MAX_GAP_S = 1.0
@@ -371,9 +371,11 @@ def write_synthetic_dataset(out_dir: str | Path, classes: Sequence[str] = CLASSE
                                 shift_s=shift_s, layout=layout) for i in range(clips_per_class)]
             sound_of = (derangement(clips_per_class, [seed, CLASSES.index(label), clips_per_class])
                         if shuffle_pairs else range(clips_per_class))
-            for i, (clip, sound) in enumerate(zip(clips, (clips[j] for j in sound_of))):
-                clip_id = f"synth_{label}_{i:04d}"
-                write_video(out_dir / f"{clip_id}.mp4", clip.frames, fps, audio=sound.wave, crf=SYNTH_CRF)
+            sounds = [clips[j] for j in sound_of]
+            clip_ids = [f"synth_{label}_{i:04d}" for i in range(clips_per_class)]
+            write_videos([out_dir / f"{clip_id}.mp4" for clip_id in clip_ids], [clip.frames for clip in clips],
+                         fps, [sound.wave for sound in sounds], crf=SYNTH_CRF)
+            for i, (clip_id, clip, sound) in enumerate(zip(clip_ids, clips, sounds)):
                 save_audio(out_dir / f"{clip_id}.wav", sound.wave, sound.sample_rate)
                 split = "test" if i >= clips_per_class - num_test else "train"
                 rows.append(ClipRow(clip_id, label, split, "synthetic", 0.0, seconds,
