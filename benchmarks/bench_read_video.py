@@ -14,13 +14,12 @@ adds touched memory to show it (an evaluation kernel holds 1-2 GB).
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from media_bench import kernel_sized, parse_args, seconds_per_video
 
 
 def imageio_read(path: Path) -> tuple[np.ndarray, float]:
@@ -32,27 +31,12 @@ def imageio_read(path: Path) -> tuple[np.ndarray, float]:
     return np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader]), meta["fps"]
 
 
-def seconds_per_video(read_all, videos: list[Path]) -> float:
-    start = time.perf_counter()
-    read_all(videos)
-    return (time.perf_counter() - start) / len(videos)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=40)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--ballast-mb", type=int, default=1024)
-    args = parser.parse_args()
-
-    import diffusers  # noqa: F401  (an evaluation kernel's imports)
-    import torch
+    args = parse_args(__doc__)
+    ballast = kernel_sized(args.ballast_mb)  # noqa: F841  (held while timing)
 
     from avlib.media import iter_videos, read_video, write_video
 
-    ballast = torch.ones(args.ballast_mb * 2**20, dtype=torch.uint8)  # noqa: F841  (touched memory)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         videos = [write_video(Path(folder) / f"v{i}.mp4",

@@ -12,13 +12,12 @@ per video of each and the ratios against moviepy. ``make demo`` writes about 1,0
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from media_bench import kernel_sized, parse_args, seconds_per_video
 
 
 def moviepy_write(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray) -> Path:
@@ -42,27 +41,12 @@ def moviepy_write(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray)
     return write_clip(clip, path, fps=fps)
 
 
-def seconds_per_video(write_all, folder: Path, clips: list[tuple[np.ndarray, np.ndarray]], fps: float) -> float:
-    start = time.perf_counter()
-    write_all([folder / f"{i}.mp4" for i in range(len(clips))], clips, fps)
-    return (time.perf_counter() - start) / len(clips)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=40)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--ballast-mb", type=int, default=1024)
-    args = parser.parse_args()
-
-    import diffusers  # noqa: F401  (a generation kernel's imports)
-    import torch
+    args = parse_args(__doc__)
+    ballast = kernel_sized(args.ballast_mb)  # noqa: F841  (held while timing)
 
     from avlib.media import read_video, write_video, write_videos
 
-    ballast = torch.ones(args.ballast_mb * 2**20, dtype=torch.uint8)  # noqa: F841  (touched memory)
     rng = np.random.default_rng(0)
     fps = 8.0
     clips = [(rng.integers(0, 256, (args.frames, args.size, args.size, 3), dtype=np.uint8),
@@ -80,7 +64,8 @@ def main() -> None:
         assert all(np.array_equal(decoded[0], frames) for frames in decoded)  # the same H.264 stream
         for _ in range(args.rounds):
             for name, write_all in writers.items():
-                times[name].append(seconds_per_video(write_all, folder, clips, fps))
+                times[name].append(seconds_per_video(write_all, [folder / f"{i}.mp4" for i in range(len(clips))],
+                                                      clips, fps))
     median = {name: statistics.median(values) for name, values in times.items()}
     baseline = median["moviepy"]
     print(f"{args.videos} videos {args.frames}x{args.size}x{args.size} with 1 s of sound, {args.ballast_mb} MB "

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder to refresh")
     p.add_argument("--limit", type=int, default=None, help="generate at most this many test clips per run")
     p.add_argument("--jobs", type=int, default=None,
-                   help="notebooks run at once (default: 2 on 2+ CPUs; each kernel gets a share of the threads)")
+                   help="notebooks run at once, each lane of them in one kernel "
+                        "(default: 2 on 2+ CPUs; each kernel gets a share of the threads)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every training run, e.g. --set train.max_steps=5")
     p.set_defaults(func=run)
