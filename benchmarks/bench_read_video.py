@@ -14,12 +14,11 @@ adds touched memory to show it (an evaluation kernel holds 1-2 GB).
 """
 from __future__ import annotations
 
-import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from media_bench import kernel_sized, parse_args, seconds_per_video
+from media_bench import kernel_sized, parse_args, print_medians, seconds_per_video
 
 
 def imageio_read(path: Path) -> tuple[np.ndarray, float]:
@@ -55,14 +54,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, read_all in readers.items():
                 times[name].append(seconds_per_video(read_all, videos))
-    median = {name: statistics.median(values) for name, values in times.items()}
-    baseline = median["imageio-ffmpeg"]
-    print(f"{args.videos} videos {args.frames}x{args.size}x{args.size}, {args.ballast_mb} MB ballast, "
-          f"median of {args.rounds} rounds: " + ", ".join(f"{name} {1000 * value:.1f} ms/video"
-                                                          for name, value in median.items()))
-    print("ratio (imageio-ffmpeg / avlib): " + ", ".join(f"{name} {baseline / median[name]:.2f}x"
-                                                         for name in ("read_video", "iter_videos")))
-
+    print_medians(times, "", args)
 
 if __name__ == "__main__":
     main()

@@ -12,12 +12,11 @@ per video of each and the ratios against moviepy. ``make demo`` writes about 1,0
 """
 from __future__ import annotations
 
-import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from media_bench import kernel_sized, parse_args, seconds_per_video
+from media_bench import kernel_sized, parse_args, print_medians, seconds_per_video
 
 
 def moviepy_write(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray) -> Path:
@@ -66,13 +65,7 @@ def main() -> None:
             for name, write_all in writers.items():
                 times[name].append(seconds_per_video(write_all, [folder / f"{i}.mp4" for i in range(len(clips))],
                                                       clips, fps))
-    median = {name: statistics.median(values) for name, values in times.items()}
-    baseline = median["moviepy"]
-    print(f"{args.videos} videos {args.frames}x{args.size}x{args.size} with 1 s of sound, {args.ballast_mb} MB "
-          f"ballast, median of {args.rounds} rounds: " + ", ".join(f"{name} {1000 * value:.1f} ms/video"
-                                                                   for name, value in median.items()))
-    print("ratio (moviepy / avlib): " + ", ".join(f"{name} {baseline / median[name]:.2f}x"
-                                                  for name in ("write_video", "write_videos")))
+    print_medians(times, " with 1 s of sound", args)
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ more in a bigger process)."""
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 
@@ -31,3 +32,14 @@ def seconds_per_video(run_all, paths: list, *args) -> float:
     start = time.perf_counter()
     run_all(paths, *args)
     return (time.perf_counter() - start) / len(paths)
+
+
+def print_medians(times: dict[str, list[float]], what: str, args: argparse.Namespace) -> None:
+    """Each way's median seconds per video, then the ratio of the first (the baseline) to each other."""
+    median = {name: statistics.median(values) for name, values in times.items()}
+    baseline, *ours = median
+    print(f"{args.videos} videos {args.frames}x{args.size}x{args.size}{what}, {args.ballast_mb} MB ballast, "
+          f"median of {args.rounds} rounds: " + ", ".join(f"{name} {1000 * value:.1f} ms/video"
+                                                          for name, value in median.items()))
+    print(f"ratio ({baseline} / avlib): " + ", ".join(f"{name} {median[baseline] / median[name]:.2f}x"
+                                                      for name in ours))
