@@ -134,11 +134,22 @@ def default_jobs() -> int:
     return min(2, usable_cpus())
 
 
-# Run silently in a lane's kernel before each notebook: an empty namespace, cells counted from
-# 1 again, a new history session; imported modules stay (the point of sharing the kernel). The
-# reset ends with a full garbage collection; what survives it (modules, torch's and diffusers'
-# half a million objects) is frozen out of later collections, which took 0.6 s each.
-FRESH_NAMESPACE = "get_ipython().reset(new_session=True); import gc; gc.freeze(); del gc"
+def fresh_namespace(folder: Path) -> str:
+    """Code run silently in a lane's kernel before each notebook: an empty namespace, cells counted
+    from 1 again, a new history session, the working folder ``folder`` again, and the GPU memory
+    torch cached for the last notebook given back (another lane's kernel may need it); imported
+    modules stay, the point of sharing the kernel. The reset ends with a full garbage collection;
+    what survives it (modules: torch's and diffusers' half a million objects) is frozen out of
+    later collections, which took 0.6 s each."""
+    return "\n".join([
+        "get_ipython().reset(new_session=True)",
+        "import gc, os, sys",
+        f"os.chdir({str(folder)!r})",
+        "if 'torch' in sys.modules and sys.modules['torch'].cuda.is_initialized():",
+        "    sys.modules['torch'].cuda.empty_cache()",
+        "gc.freeze()",
+        "del gc, os, sys",
+    ])
 
 
 @contextlib.contextmanager
@@ -158,16 +169,16 @@ def lane_kernel(out_dir: Path):
             run_sync(kernel.shutdown_kernel)(now=False)
 
 
-def clear_namespace(kernel) -> None:
-    """Run :data:`FRESH_NAMESPACE` in ``kernel`` (an ``AsyncKernelManager``) and wait for it."""
+def clear_namespace(kernel, folder: Path) -> None:
+    """Run :func:`fresh_namespace` in ``kernel`` (an ``AsyncKernelManager``) and wait for it."""
     from jupyter_core.utils import run_sync
 
     client = kernel.client()
     client.start_channels()
     try:
         run_sync(client.wait_for_ready)(timeout=60)
-        reply = run_sync(client.execute_interactive)(FRESH_NAMESPACE, silent=True, store_history=False,
-                                                     timeout=120)
+        reply = run_sync(client.execute_interactive)(fresh_namespace(folder), silent=True,
+                                                     store_history=False, timeout=120)
     finally:
         client.stop_channels()
     if reply["content"]["status"] != "ok":
@@ -221,7 +232,7 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
     started = time.perf_counter()
     try:
         if kernel is not None:
-            clear_namespace(kernel)
+            clear_namespace(kernel, out_dir)
             papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
                                        progress_bar=False, km=kernel)
         else:

@@ -378,7 +378,8 @@ def test_a_lane_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
     with cells counted from 1, in the output folder."""
     from avlib.reproduce import NotebookRun, lane_kernel, run_notebook
 
-    sources = {"first": "import os, sys\nleft_over = 1\nprint(os.getpid(), os.getcwd(), 'left_over' in dir())",
+    sources = {"first": "import os, sys\nleft_over = 1\nprint(os.getpid(), os.getcwd(), 'left_over' in dir())\n"
+                        "os.chdir('/')",
                "second": "import os, sys\nprint(os.getpid(), os.getcwd(), 'left_over' in dir())"}
     for name, source in sources.items():
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
@@ -392,7 +393,7 @@ def test_a_lane_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
     first, second = (code_cells(out / "notebooks" / f"{name}.ipynb")[0] for name in sources)
     pid, cwd, defined = first.outputs[0].text.split()
     assert (cwd, defined) == (str(out), "True")
-    assert second.outputs[0].text.split() == [pid, str(out), "False"]  # same kernel, clean namespace
+    assert second.outputs[0].text.split() == [pid, str(out), "False"]  # same kernel, clean namespace, folder
     assert first.execution_count == second.execution_count == 1
     assert not kernel.has_kernel  # shut down with the lane
 
