@@ -218,8 +218,8 @@ def write_videos(paths: Sequence[str | Path], videos: Sequence[np.ndarray], fps:
                 outputs += streams + ["-vcodec", "libx264", "-preset", "veryfast", "-crf", str(crf),
                                       "-pix_fmt", "yuv420p", "-movflags", "+faststart",
                                       str(files.enter_context(atomic_path(path)))]
-            encoded = subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *inputs, *outputs],
-                                     capture_output=True)
+            encoded = subprocess.run([ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error", *inputs, *outputs],
+                                     stdin=subprocess.DEVNULL, capture_output=True)
             if encoded.returncode:  # raised inside: every temporary file is removed
                 raise MediaError(f"could not write {paths[0]}: {ffmpeg_message(encoded.stderr)}")
     except MediaError:
@@ -267,51 +267,74 @@ def side_by_side(videos: list[str | Path], path: str | Path, height: int | None 
             clip.close()
 
 
+BATCH_BYTES_ON_DISK = 4 * 2**20   # files decoded together: raw frames can be 100x their mp4
+
+
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """Decode a video into uint8 RGB frames (F, H, W, 3) and its frame rate (:func:`read_videos`
-    of one file)."""
-    return read_videos([path])[0]
+    """Decode a video into uint8 RGB frames (F, H, W, 3) and its frame rate: its first video
+    stream that is not an attached picture, through ffmpeg's pipe (imageio-ffmpeg's frame-reader
+    command, the same bytes; ``tests/test_media.py``)."""
+    path = _require_file(path, "video")
+    decoded = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), *_raw_rgb(0), "-"],
+                             capture_output=True)
+    log = decoded.stderr.decode(errors="replace")
+    if decoded.returncode:
+        source = log.partition("Output #0")[0]
+        reason = ("it has no video stream" if "Input #0" in source and "Video:" not in source
+                  else ffmpeg_message(log))
+        raise MediaError(f"cannot decode video {path}: {reason} (is it a valid mp4?)")
+    sections = _log_sections(log)
+    return _raw_frames(path, decoded.stdout, sections.get(("Input", 0), ""), sections.get(("Output", 0), ""))
 
 
 def iter_videos(paths: Sequence[str | Path], per_process: int = VIDEOS_PER_PROCESS
                 ) -> Iterator[tuple[np.ndarray, float]]:
-    """:func:`read_video` of each of ``paths`` in order, ``per_process`` files at a time."""
-    paths = list(paths)
-    for start in range(0, len(paths), per_process):
-        yield from read_videos(paths[start:start + per_process])
+    """:func:`read_video` of each of ``paths`` in order, up to ``per_process`` small files per
+    ffmpeg process (:func:`read_videos`): consecutive files while their size on disk stays under
+    :data:`BATCH_BYTES_ON_DISK`, so that large clips are decoded one at a time."""
+    batch: list[Path] = []
+    size = 0
+    for path in map(Path, paths):
+        path_size = path.stat().st_size if path.is_file() else 0
+        if batch and (len(batch) == per_process or size + path_size > BATCH_BYTES_ON_DISK):
+            yield from read_videos(batch)
+            batch, size = [], 0
+        batch.append(path)
+        size += path_size
+    yield from read_videos(batch)
 
 
 def read_videos(paths: Sequence[str | Path]) -> list[tuple[np.ndarray, float]]:
-    """Decode videos, each into uint8 RGB frames (F, H, W, 3) and its frame rate, in one ffmpeg
-    process: its start-up, not the decoding, is most of the cost of a small clip, so a batch of
-    16 tiny clips decodes 3.7x faster than one process per file (``benchmarks/bench_read_video.py``).
-
-    Each file gets imageio-ffmpeg's frame-reader command (the same bytes; ``tests/test_media.py``)
-    with its raw frames written to a file of their own. When the batch fails, every file is
-    decoded alone, so the error names the file at fault."""
+    """:func:`read_video` of each of ``paths``, in one ffmpeg process: its start-up, not the
+    decoding, is most of the cost of a small clip, so a batch of 16 tiny clips decodes 3.7x faster
+    than one process per file (``benchmarks/bench_read_video.py``). Each file's raw frames wait in
+    a file of their own in a temporary folder, so keep batches small (:func:`iter_videos`). When
+    the batch fails, every file is decoded alone, so the error names the file at fault."""
     paths = [_require_file(path, "video") for path in paths]
-    if not paths:
-        return []
-    with tempfile.TemporaryDirectory(prefix="avlib-frames-") as scratch:
-        raw = [Path(scratch) / f"{index}.rgb" for index in range(len(paths))]
-        command = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
-        for path in paths:
-            command += ["-i", str(path)]
-        for index, out in enumerate(raw):
-            command += ["-map", f"{index}:v:0", "-an", "-pix_fmt", "rgb24", "-vcodec", "rawvideo",
-                        "-f", "rawvideo", str(out)]
-        decoded = subprocess.run(command, capture_output=True)
-        log = decoded.stderr.decode(errors="replace")
-        if decoded.returncode and len(paths) > 1:
-            return [read_video(path) for path in paths]
-        if decoded.returncode:
-            source = log.partition("Output #0")[0]
-            reason = ("it has no video stream" if "Input #0" in source and "Video:" not in source
-                      else ffmpeg_message(log))
-            raise MediaError(f"cannot decode video {paths[0]}: {reason} (is it a valid mp4?)")
-        sections = _log_sections(log)
-        return [_raw_frames(path, out, sections.get(("Input", index), ""), sections.get(("Output", index), ""))
-                for index, (path, out) in enumerate(zip(paths, raw))]
+    if len(paths) < 2:
+        return [read_video(path) for path in paths]
+    try:
+        with tempfile.TemporaryDirectory(prefix="avlib-frames-") as scratch:
+            raw = [Path(scratch) / f"{index}.rgb" for index in range(len(paths))]
+            command = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
+            for path in paths:
+                command += ["-i", str(path)]
+            for index, out in enumerate(raw):
+                command += [*_raw_rgb(index), str(out)]
+            decoded = subprocess.run(command, capture_output=True)
+            if decoded.returncode:
+                raise MediaError(ffmpeg_message(decoded.stderr))
+            sections = _log_sections(decoded.stderr.decode(errors="replace"))
+            return [_raw_frames(path, out.read_bytes(), sections.get(("Input", index), ""),
+                                sections.get(("Output", index), ""))
+                    for index, (path, out) in enumerate(zip(paths, raw))]
+    except (MediaError, OSError):  # a bad file, or no room for the raw frames: one at a time
+        return [read_video(path) for path in paths]
+
+
+def _raw_rgb(index: int) -> list[str]:
+    """ffmpeg's output options for input ``index``: its first real video stream as raw RGB frames."""
+    return ["-map", f"{index}:V:0", "-an", "-pix_fmt", "rgb24", "-vcodec", "rawvideo", "-f", "rawvideo"]
 
 
 def _log_sections(log: str) -> dict[tuple[str, int], str]:
@@ -320,17 +343,18 @@ def _log_sections(log: str) -> dict[tuple[str, int], str]:
     return {(kind, int(number)): text for kind, number, text in zip(parts[1::3], parts[2::3], parts[3::3])}
 
 
-def _raw_frames(path: Path, raw: Path, source: str, output: str) -> tuple[np.ndarray, float]:
+def _raw_frames(path: Path, data: bytes, source: str, output: str) -> tuple[np.ndarray, float]:
+    """Frames (F, H, W, 3) and frame rate from ffmpeg's raw output and its listing of the file."""
     size = re.search(r"Video:.*?, (\d+)x(\d+)[,\s\[]", output)
     fps = re.search(r"Video:.*?([\d.]+) fps", source)
-    data = np.fromfile(raw, dtype=np.uint8) if raw.is_file() else np.zeros(0, np.uint8)
-    if size is None or not data.size:
+    if size is None or not data:
         raise MediaError(f"video {path} has no frames")
     width, height = map(int, size.groups())
-    if data.size % (height * width * 3):
+    if len(data) % (height * width * 3):
         raise MediaError(f"cannot decode video {path}: ffmpeg's frames are not whole {width}x{height} "
                          "RGB images (is it a valid mp4?)")
-    return data.reshape(-1, height, width, 3), float(fps.group(1)) if fps else 0.0
+    frames = np.frombuffer(data, dtype=np.uint8).reshape(-1, height, width, 3)
+    return frames.copy(), float(fps.group(1)) if fps else 0.0  # a writable array, as np.stack gave
 
 
 def _probe_text(path: Path) -> str:

@@ -135,85 +135,126 @@ def default_jobs() -> int:
 
 
 def fresh_namespace(folder: Path) -> str:
-    """Code run silently in a lane's kernel before each notebook: an empty namespace, cells counted
-    from 1 again, a new history session, the working folder ``folder`` again, and the GPU memory
-    torch cached for the last notebook given back (another lane's kernel may need it); imported
-    modules stay, the point of sharing the kernel. The reset ends with a full garbage collection;
-    what survives it (modules: torch's and diffusers' half a million objects) is frozen out of
-    later collections, which took 0.6 s each."""
+    """Code run silently in a lane's kernel before each notebook, so that it starts as in a kernel
+    of its own: an empty namespace, cells counted from 1 again, a new history session, the working
+    folder ``folder`` again, warnings shown anew, the last notebook's garbage collected and the GPU
+    memory torch cached for it given back (another lane's kernel may need it); imported modules
+    stay, the point of sharing the kernel. What survives (modules: torch's and diffusers' half a
+    million objects) is then frozen out of later collections, which took 0.6 s each. (Every
+    notebook seeds what it draws; torch's and numpy's global generators start from fresh entropy
+    in a kernel of its own anyway.)"""
     return "\n".join([
-        "get_ipython().reset(new_session=True)",
-        "import gc, os, sys",
+        "get_ipython().reset(new_session=True)",  # its own collection runs before the namespace is cleared
+        "import gc, os, sys, warnings",
         f"os.chdir({str(folder)!r})",
+        "kept = warnings.filters[:]",
+        "warnings.resetwarnings()",                  # forgets which warnings were shown
+        "warnings.filters[:] = kept",
+        "gc.collect()",
         "if 'torch' in sys.modules and sys.modules['torch'].cuda.is_initialized():",
         "    sys.modules['torch'].cuda.empty_cache()",
         "gc.freeze()",
-        "del gc, os, sys",
+        "del gc, os, sys, warnings, kept",
     ])
+
+
+def lane_kernel_manager():
+    """jupyter_client's ``AsyncKernelManager``, keeping the clients it hands out (papermill's and
+    :func:`clear_namespace`'s) so that :func:`run_notebook` can close them: nbclient leaves a
+    client it did not start the kernel for running (its heartbeat thread and five sockets)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import List
+
+    class LaneKernelManager(AsyncKernelManager):
+        open_clients = List()
+
+        def client(self, **kwargs):
+            client = super().client(**kwargs)
+            self.open_clients.append(client)
+            return client
+
+        def close_clients(self) -> None:
+            while self.open_clients:
+                self.open_clients.pop().stop_channels()
+
+    return LaneKernelManager
 
 
 @contextlib.contextmanager
 def lane_kernel(out_dir: Path):
     """One kernel, started in ``out_dir``, for every notebook a lane runs: torch and diffusers
-    are imported once per lane instead of once per notebook. Each notebook still starts from an
-    empty namespace (:func:`run_notebook`); the kernel is shut down at the end."""
-    from jupyter_client.manager import AsyncKernelManager
+    are imported once per lane instead of once per notebook. Each notebook still starts afresh
+    (:func:`run_notebook`); the kernel is shut down at the end."""
     from jupyter_core.utils import run_sync
 
     with ipc_kernel_config() as config:
-        kernel = AsyncKernelManager(kernel_name=KERNEL, config=config)
+        kernel = lane_kernel_manager()(kernel_name=KERNEL, config=config)
         run_sync(kernel.start_kernel)(cwd=str(out_dir))
         try:
             yield kernel
         finally:
+            kernel.close_clients()
             run_sync(kernel.shutdown_kernel)(now=False)
 
 
 def clear_namespace(kernel, folder: Path) -> None:
-    """Run :func:`fresh_namespace` in ``kernel`` (an ``AsyncKernelManager``) and wait for it."""
+    """Run :func:`fresh_namespace` in ``kernel`` (from :func:`lane_kernel`) and wait for it."""
     from jupyter_core.utils import run_sync
 
     client = kernel.client()
     client.start_channels()
-    try:
-        run_sync(client.wait_for_ready)(timeout=60)
-        reply = run_sync(client.execute_interactive)(fresh_namespace(folder), silent=True,
-                                                     store_history=False, timeout=120)
-    finally:
-        client.stop_channels()
+    run_sync(client.wait_for_ready)(timeout=60)
+    reply = run_sync(client.execute_interactive)(fresh_namespace(folder), silent=True,
+                                                 store_history=False, timeout=120)
+    kernel.close_clients()
     if reply["content"]["status"] != "ok":
         raise AvlibError(f"could not clear the kernel's namespace between notebooks: {reply['content']}")
 
 
 def run_in_lanes(stages: list[list[list[NotebookRun]]], jobs: int, out_dir: Path,
-                 run_chain: Callable[[list[NotebookRun], Any], None]) -> None:
+                 run_step: Callable[[NotebookRun, Any], None]) -> None:
     """Run ``stages`` one after the other, each stage's chains on ``jobs`` lanes: a lane is a
-    thread with one kernel (:func:`lane_kernel`) that takes the next chain in list order until
-    none is left, then waits for the other lanes. The first failure stops every lane and is
-    raised."""
+    thread with one kernel (:func:`lane_kernel`) that takes the next chain in list order and runs
+    its notebooks (``run_step(step, kernel)``) until none is left, then waits for the other lanes.
+    The first failure (or an interrupt) stops every lane before its next notebook and is raised."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from jupyter_core.utils import ensure_event_loop
 
     pending = [list(stage) for stage in stages]
     lock, stage_done = threading.Lock(), threading.Barrier(jobs)
 
+    def next_chain(stage: list) -> list[NotebookRun] | None:
+        with lock:  # none once another lane has failed
+            return stage.pop(0) if stage and not stage_done.broken else None
+
     def lane() -> None:
         try:
             with lane_kernel(out_dir) as kernel:
-                for stage in pending:
-                    while True:
-                        with lock:  # none once another lane has failed
-                            chain = stage.pop(0) if stage and not stage_done.broken else None
-                        if chain is None:
-                            break
-                        run_chain(chain, kernel)
-                    stage_done.wait()
+                try:
+                    for stage in pending:
+                        while (chain := next_chain(stage)) is not None:
+                            for step in chain:
+                                if stage_done.broken:
+                                    raise threading.BrokenBarrierError
+                                run_step(step, kernel)
+                        stage_done.wait()
+                except BaseException:
+                    stage_done.abort()  # before this kernel's shutdown: the others stop at once
+                    raise
         except BaseException:
-            stage_done.abort()  # the other lanes stop at the end of their chain
+            stage_done.abort()  # the kernel did not start
             raise
+        finally:  # the event loop jupyter_client ran in this thread, closed here, not by the collector
+            ensure_event_loop().close()
 
     with ThreadPoolExecutor(jobs) as pool:
         lanes = [pool.submit(lane) for _ in range(jobs)]
-        errors = [error for error in (future.exception() for future in lanes) if error is not None]
+        try:
+            errors = [error for error in (future.exception() for future in lanes) if error is not None]
+        except BaseException:  # Ctrl-C here: the lanes stop after their current notebook
+            stage_done.abort()
+            raise
     if errors:  # the failure itself, not a lane that was stopped because of it
         raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
 
@@ -233,8 +274,11 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
     try:
         if kernel is not None:
             clear_namespace(kernel, out_dir)
-            papermill.execute_notebook(str(source), str(output), parameters=step.parameters, kernel_name=KERNEL,
-                                       progress_bar=False, km=kernel)
+            try:
+                papermill.execute_notebook(str(source), str(output), parameters=step.parameters,
+                                           kernel_name=KERNEL, progress_bar=False, km=kernel)
+            finally:
+                kernel.close_clients()
         else:
             # The kernel starts in out_dir (nbclient's resources path). Not papermill's ``cwd``: that
             # chdirs this whole process, and from parallel threads one run's restore can land
@@ -320,13 +364,12 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
     started = time.perf_counter()
     bar = tqdm(total=sum(map(len, chains)), desc=f"reproduce ({profile})", unit="notebook", disable=not progress)
 
-    def run_chain(chain: list[NotebookRun], kernel) -> None:
-        for step in chain:
-            timings[step.output] = round(run_notebook(step, out_dir, notebook_dir, kernel), 1)
-            bar.update()
+    def run_step(step: NotebookRun, kernel) -> None:
+        timings[step.output] = round(run_notebook(step, out_dir, notebook_dir, kernel), 1)
+        bar.update()
 
     with kernel_environment(jobs):
-        run_in_lanes([chains[:-2], chains[-2:]], jobs, out_dir, run_chain)
+        run_in_lanes([chains[:-2], chains[-2:]], jobs, out_dir, run_step)
     bar.close()
     figures = refresh_figures(out_dir / "figures", figures_dir, profile)
     record = run_record(None, None, status="done", profile=profile, experiments=list(experiments),

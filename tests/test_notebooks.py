@@ -376,6 +376,8 @@ def test_reproduce_kernels_start_without_the_tcp_warning(tmp_path, capfd):
 def test_a_lane_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
     """A lane's notebooks run in one kernel (imports once), each from an empty namespace
     with cells counted from 1, in the output folder."""
+    import threading
+
     from avlib.reproduce import NotebookRun, lane_kernel, run_notebook
 
     sources = {"first": "import os, sys\nleft_over = 1\nprint(os.getpid(), os.getcwd(), 'left_over' in dir())\n"
@@ -396,6 +398,7 @@ def test_a_lane_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):
     assert second.outputs[0].text.split() == [pid, str(out), "False"]  # same kernel, clean namespace, folder
     assert first.execution_count == second.execution_count == 1
     assert not kernel.has_kernel  # shut down with the lane
+    assert not [t for t in threading.enumerate() if type(t).__name__ == "HBChannel"]  # every client closed
 
 
 def test_lanes_run_every_chain_stage_by_stage_and_stop_at_the_first_failure(tmp_path):
@@ -406,18 +409,18 @@ def test_lanes_run_every_chain_stage_by_stage_and_stop_at_the_first_failure(tmp_
     stages = [[[NotebookRun(name, name)] for name in "abcd"], [[NotebookRun("e", "e")]]]
     seen, lock = [], threading.Lock()
 
-    def record(chain, kernel):
+    def record(step, kernel):
         with lock:
-            seen.append((chain[0].output, id(kernel), kernel.has_kernel))
+            seen.append((step.output, id(kernel), kernel.has_kernel))
 
     run_in_lanes(stages, 2, tmp_path, record)
     assert sorted(name for name, _, _ in seen[:4]) == list("abcd") and seen[4][0] == "e"  # e after all
     assert len({kernel for _, kernel, _ in seen}) <= 2 and all(alive for _, _, alive in seen)
 
-    def fail_on_b(chain, kernel):
-        if chain[0].output == "b":
+    def fail_on_b(step, kernel):
+        if step.output == "b":
             raise ValueError("b broke")
-        record(chain, kernel)
+        record(step, kernel)
 
     seen.clear()
     with pytest.raises(ValueError, match="b broke"):  # the failure itself, not the stopped lane's
