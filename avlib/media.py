@@ -5,8 +5,8 @@ clips (:func:`side_by_side`); :mod:`avlib.data.curate` cuts clips with it. What 
 here goes through the ffmpeg binary that ``imageio-ffmpeg`` ships (argument lists, never a
 shell string) and ``soundfile``:
 
-* :func:`write_video`: frames with their audio muxed in, in one ffmpeg process (the generated
-  and synthetic clips, hundreds per demo).
+* :func:`write_video` / :func:`write_videos`: frames with their audio muxed in, many files per
+  ffmpeg process (the generated and synthetic clips, about a thousand per demo).
 * :func:`read_video` / :func:`read_videos` / :func:`iter_videos`: every frame exactly as stored
   (moviepy's reader derives the frame count from duration x fps and can repeat or drop the last
   frame, which the metrics count), many files per ffmpeg process.

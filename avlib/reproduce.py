@@ -72,7 +72,7 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
     chains before the last two may run in parallel, and the last two (07, 08) need them all.
 
     The parallel chains start in list order: the experiments' (three notebooks each) first, those
-    with most classes first (multiclass samples three classes' test clips: the longest chain, which
+    with most classes first (multiclass samples two classes' test clips: the longest chain, which
     would otherwise finish last alone), then the single notebooks, slowest first, which fill in
     while the other lane finishes its last experiment (short jobs last keep both lanes busy to
     the end). Table 2 keeps ``experiments``' order."""
