@@ -10,32 +10,26 @@ DIR/learned_embeds.pth           TempoTokens' released mapper: a plain state dic
 DIR/i3d_pretrained_400.pt        TATS' Kinetics-400 I3D: a plain state dict
 DIR/clip-vit-base-patch32/       a CLIP ViT-B/32 folder in transformers' layout (random weights)
 
-Shapes come from ../shared/fixtures (``AVLIB_SHARED`` overrides), through its deterministic
-``synth_weights.py``; the audio files through the same writers the audio tests use.
+The audio, mapper and I3D files are the layout manifests of tests/fixtures filled by
+:mod:`avlib.standin_weights` (the stand-ins the parity tests load), the audio files through the
+same writers the audio tests use.
 Every file is skipped when present, so a second run costs nothing.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import sys
 from pathlib import Path
 
 import torch
 
+from avlib import standin_weights as weights
+
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("AVLIB_SHARED", REPO.parent / "shared")) / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 sys.path.insert(0, str(REPO / "tests"))
 
 from audio_checkpoints import write_beats_checkpoint, write_cavp_checkpoint  # noqa: E402
-
-
-def synth_weights():
-    spec = importlib.util.spec_from_file_location("synth_weights", FIXTURES / "synth_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_clip(folder: Path) -> None:
@@ -53,7 +47,6 @@ def build_all(out: Path) -> None:
     from avlib.pipeline.clip_vocab import clip_tokenizer
     from avlib.pipeline.tiny import build_random_t2v
 
-    weights = synth_weights()
     files = {
         "zeroscope_v2_576w": lambda p: build_random_t2v(p, "paper", tokenizer=clip_tokenizer(),
                                                         dtype=torch.float16),

@@ -1,31 +1,29 @@
-"""Shared test fixtures: the read-only ../shared folder and its stand-in weight generator."""
+"""Test fixtures shared by the test files: tests/fixtures/ (upstream layouts and reference outputs)
+and the stand-in weight generator those outputs were made with."""
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("AVLIB_SHARED", ROOT.parent / "shared"))
-FIXTURES = SHARED / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {FIXTURES} (set AVLIB_SHARED)")
+    """tests/fixtures: checkpoint layouts, upstream reference cases, AV-Align pairs, manifests."""
     return FIXTURES
 
 
 @pytest.fixture(scope="session")
-def synth_weights(fixtures_dir):
-    """The ``synth_weights`` module from ../shared/fixtures (deterministic stand-in weights)."""
-    spec = importlib.util.spec_from_file_location("synth_weights", fixtures_dir / "synth_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def synth_weights():
+    """Deterministic stand-in weights for a layout manifest (:mod:`avlib.standin_weights`)."""
+    from avlib import standin_weights
+
+    return standin_weights
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -73,10 +71,20 @@ def tempotokens_file(tempotokens_state, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tempotokens_reference(fixtures_dir):
-    """Upstream's outputs for the stand-in weights (tempotokens_mapper_case.npz)."""
+    """Upstream's outputs for the stand-in weights (tempotokens_mapper_case.npz), with each case's
+    ``<case>_input`` regenerated from the recipe its sidecar records instead of stored."""
     import numpy as np
 
-    return dict(np.load(fixtures_dir / "tempotokens_mapper_case.npz"))
+    reference = dict(np.load(fixtures_dir / "tempotokens_mapper_case.npz"))
+    recipes = json.loads((fixtures_dir / "tempotokens_mapper_case.json").read_text())["inputs"]
+    for case, recipe in recipes.items():
+        # float64 straight to float16, as upstream's inputs were rounded (not via float32)
+        draws = np.random.default_rng(recipe["rng_seed"]).standard_normal(recipe["shape"])
+        features = draws.astype(np.float16).astype(np.float32)
+        if hashlib.sha256(features.tobytes()).hexdigest() != recipe["sha256"]:
+            pytest.fail(f"this numpy draws {case}'s input differently from upstream's (sha256 mismatch)")
+        reference[f"{case}_input"] = features
+    return reference
 
 
 @pytest.fixture(scope="session")

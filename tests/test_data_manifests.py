@@ -35,7 +35,7 @@ def test_shipped_manifests_have_the_report_repository_counts(dataset, n_rows, n_
 
 
 def test_shipped_manifests_reproduce_the_report_repository_files(fixtures_dir):
-    originals = fixtures_dir.parent / "data" / "report_repo_manifests"
+    originals = fixtures_dir / "report_repo_manifests"
     for dataset, name in [("volleyball", "vggsound_subset"), ("dog", "dog"), ("thunder", "thunder"),
                           ("multiclass", "mix")]:
         assert read_manifest(default_manifest(dataset)) == convert_report_repo_index(originals / f"{name}.csv")
