@@ -32,7 +32,7 @@ demo: $(STAMP)
 reproduce: demo
 
 # The paper profile end to end on a CPU with full-size random stand-ins (not part of `make test`;
-# measured 28 min and 10.2 GB peak on 2 loaded cores): see benchmarks/paper_smoke.sh.
+# measured 23 min and 10.0 GiB peak on 2 shared cores): see benchmarks/paper_smoke.sh.
 paper-smoke: $(STAMP)
 	bash benchmarks/paper_smoke.sh
 
