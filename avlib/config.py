@@ -154,6 +154,20 @@ class InferenceConfig:
 
 
 @dataclass
+class GenerationSettings(InferenceConfig):
+    """What a pipeline generates with: the inference settings and the audio window
+    (``data.audio_window``) its mapper was trained on. ``AudioToVideoPipeline`` saves them in
+    its folder and uses them unless a call overrides them."""
+
+    audio_window: str = DataConfig.audio_window
+
+    @classmethod
+    def of(cls, config: "ExperimentConfig") -> "GenerationSettings":
+        """A run's settings: ``config.inference`` with ``config.data.audio_window``."""
+        return cls(**dataclasses.asdict(config.inference), audio_window=config.data.audio_window)
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "custom"
     description: str = ""
@@ -358,12 +372,20 @@ def check_windows(config: ExperimentConfig) -> None:
             f"window data.clip_seconds={data.clip_seconds:g}: the mapper was trained on "
             f"{data.num_frames} frames over {data.clip_seconds:g} s of audio; generate from the same "
             f"window length (frames and fps: {data.num_frames} at {data.fps:g})")
-    for key, value in (("data.height", data.height), ("data.width", data.width),
-                       ("inference.height", inference.height), ("inference.width", inference.width)):
-        if value < VAE_FACTOR or value % VAE_FACTOR:
-            lower = max(VAE_FACTOR, value // VAE_FACTOR * VAE_FACTOR)
-            raise ConfigError(f"{key}={value} is not a multiple of {VAE_FACTOR} (the VAE and UNet "
-                              f"downsample by {VAE_FACTOR}): use {lower} or {lower + VAE_FACTOR}")
+    check_frame_size([(f"{key}={value}", value) for key, value in (
+        ("data.height", data.height), ("data.width", data.width),
+        ("inference.height", inference.height), ("inference.width", inference.width))])
+
+
+def check_frame_size(sizes: Iterable[tuple[str, int]], factor: int = VAE_FACTOR) -> None:
+    """Each ``(label, pixels)`` must be a positive multiple of the VAE's downsampling
+    ``factor``: other sizes would come out cropped. ``label`` names the value as the
+    user gave it (``"data.height=30"``, ``"--height 30"``)."""
+    for label, value in sizes:
+        if value < factor or value % factor:
+            lower = max(factor, value // factor * factor)
+            raise ConfigError(f"{label} is not a multiple of {factor} (the VAE and UNet downsample "
+                              f"by {factor}): use {lower} or {lower + factor}")
 
 
 # Range checks, one line each: a value out of range would otherwise crash deep inside a run

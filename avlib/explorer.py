@@ -55,12 +55,10 @@ class Explorer:
         return clip_files(self.clips(run).root, clip_id)[0]
 
     def pipeline(self, run: str):
-        from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+        from avlib.pipeline.audio_to_video import AudioToVideoPipeline  # diffusers: loaded on the first generation
 
         if run not in self._pipelines:
-            config = self.config(run)
-            pipeline = AudioToVideoPipeline.from_pretrained(
-                self.runs[run].pipeline_dir, device=config.model.device, dtype=config.model.dtype)
+            pipeline = AudioToVideoPipeline.from_run(self.runs[run].root)
             pipeline.set_progress_bar_config(disable=True)
             self._pipelines[run] = pipeline
         return self._pipelines[run]
@@ -79,8 +77,7 @@ class Explorer:
         else:
             wave = read_conditioning_audio(audio_file)
             name = Path(audio_file).stem
-        video = self.pipeline(run)(wave, config.prompt, config.inference, audio_window=config.data.audio_window,
-                                   generator=torch.Generator().manual_seed(seed))
+        video = self.pipeline(run)(wave, config.prompt, generator=torch.Generator().manual_seed(seed))
         return video.save(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4")
 
     def compare(self, run: str, clip_id: str, seed: int = 0) -> Path:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from avlib.io import run_record, write_json
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR
-from avlib.toyworld.data import MAX_WORDINGS, ToySpec, reword, toy_clips
+from avlib.toyworld.data import MAX_WORDINGS, ToySpec, reword, toy_clips, toyworld_config
 
 CAVP_WIDTH, CAVP_DIM = 8, 64
 UNCOND_FRACTION = 0.1
@@ -338,7 +338,6 @@ def check_toyworld(weights: str | Path) -> dict:
     from avlib.data.synthetic import synth_clip
     from avlib.errors import CheckpointError
     from avlib.pipeline.assemble import assemble
-    from avlib.toyworld.evaluate import toyworld_config
 
     weights, started = Path(weights), time.perf_counter()
     if not (weights / T2V_SUBDIR).is_dir() or not (weights / CAVP_FILE).is_file():
