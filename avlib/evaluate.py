@@ -23,9 +23,8 @@ import numpy as np
 
 from avlib.errors import AvlibError, CheckpointError, ConfigError
 from avlib.io import run_record
+from avlib.pipeline.model_card import MODEL_INDEX, write_model_card
 from avlib.run import Run
-
-
 
 # The controls a run may hold beside its samples (avlib.generate.sample_test_set), scored alike.
 CONTROLS = {"shuffled": "shuffled audio: the same model fed another test clip's audio, with the same noise"}
@@ -225,4 +224,6 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         "run_record": run_record(config, seed, command="evaluate"),
     }
     run.write_metrics(result)
+    if (run.pipeline_dir / MODEL_INDEX).is_file():
+        write_model_card(run.pipeline_dir)  # the card's metrics table
     return result

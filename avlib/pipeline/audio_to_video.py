@@ -58,12 +58,11 @@ from avlib.errors import CheckpointError, ConfigError
 from avlib.io import read_json, write_json
 from avlib.pipeline.components import AudioEncoderModel, MapperModel
 from avlib.pipeline.conditioning import encode_frame_prompts, encode_text, enable_frame_conditioning
-from avlib.pipeline.model_card import write_model_card
+from avlib.pipeline.model_card import MODEL_INDEX, write_model_card
 from avlib.pipeline.t2v import DTYPES, T2VComponents, load_t2v, vae_scale
 from avlib.run import Run
 
 LEGACY_RECIPE = "pipeline.json"   # what run folders held before the diffusers layout
-MODEL_INDEX = "model_index.json"
 # The frozen networks of the text-to-video model: referenced by t2v_source unless copied.
 FROZEN_T2V = ("unet", "vae", "text_encoder")
 # inference.scheduler names -> diffusers classes (built from the model's scheduler config)

@@ -11,19 +11,18 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from diffusers import DiffusionPipeline
-
 from avlib.io import atomic_path, read_json
 from avlib.run import Run
 
 CARD_FILE = "README.md"
+MODEL_INDEX = "model_index.json"   # diffusers' DiffusionPipeline.config_name
 
 
 def write_model_card(folder: str | Path) -> Path:
     """Write ``folder/README.md`` from the folder's ``model_index.json`` and the run it
     belongs to (when ``folder`` is a run's ``pipeline/``)."""
     folder = Path(folder)
-    index = read_json(folder / DiffusionPipeline.config_name, "pipeline index")
+    index = read_json(folder / MODEL_INDEX, "pipeline index")
     run = Run(folder.parent)
     record = run.config_record() if run.config_file.is_file() else None
     metrics = read_json(run.metrics_file, "metrics file") if run.metrics_file.is_file() else None
