@@ -116,13 +116,11 @@ class ModelConfig:
     dtype: str = "float16"               # float32 | float16 | bfloat16 (CPU always float32)
     device: str = "cuda"
     vae_slicing: bool = True
-    cpu_offload: bool = False
 
 
 @dataclass
 class TrainConfig:
     lr: float = 1e-5
-    lr_grid: list[float] = field(default_factory=lambda: [1e-4, 1e-5, 1e-6])
     weight_decay: float = 0.01
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
@@ -297,6 +295,10 @@ def load_config(experiment: str = "dog", profile: str = "tiny",
     return config
 
 
+# Keys older runs wrote that nothing ever read; dropped when such a run's config is read back.
+RETIRED_KEYS = ("model.cpu_offload", "train.lr_grid")
+
+
 def config_from_record(record: Mapping[str, Any],
                        overrides: Iterable[str] | Mapping[str, Any] | None = None) -> ExperimentConfig:
     """Rebuild the config saved in a result file (``{"config": {...}}``), then apply overrides."""
@@ -304,8 +306,8 @@ def config_from_record(record: Mapping[str, Any],
     if not isinstance(saved, Mapping) or not {"name", "profile"} <= saved.keys():
         raise ConfigError("the run record holds no experiment config (no 'config' with a name and "
                           "profile); pass a config.json written by `avlib train`")
-    return load_config(saved["name"], saved["profile"],
-                       {**_flatten(saved), **parse_overrides(overrides)})
+    kept = {key: value for key, value in _flatten(saved).items() if key not in RETIRED_KEYS}
+    return load_config(saved["name"], saved["profile"], {**kept, **parse_overrides(overrides)})
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -327,8 +329,8 @@ def validate(config: ExperimentConfig) -> None:
         if flat[key] not in allowed:
             raise ConfigError(f"{key}='{flat[key]}' is not one of: {', '.join(allowed)}")
     check_ranges(config)
-    positive = {"train.epochs": config.train.epochs, "train.batch_size": config.train.batch_size,
-                "train.lr": config.train.lr, "inference.num_frames": config.inference.num_frames,
+    check_epochs_and_lr(config.train.epochs, config.train.lr)
+    positive = {"train.batch_size": config.train.batch_size, "inference.num_frames": config.inference.num_frames,
                 "inference.num_inference_steps": config.inference.num_inference_steps,
                 "data.clip_seconds": config.data.clip_seconds}
     for key, value in positive.items():
@@ -344,6 +346,15 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError(f"data.synth_test_clips={data.synth_test_clips} leaves no training clip of "
                           f"data.synth_clips_per_class={data.synth_clips_per_class}: make it smaller")
     check_windows(config)
+
+
+def check_epochs_and_lr(epochs: Any, lr: Any, names: tuple[str, str] = ("train.epochs", "train.lr")) -> None:
+    """A positive whole number of epochs and a positive learning rate (``None``: not given);
+    ``names``: how the caller's user spells them (``("epochs", "lr")`` in notebook 04)."""
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ConfigError(f"{names[0]}={epochs!r} must be a positive whole number (the report trains 5-20)")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise ConfigError(f"{names[1]}={lr!r} must be a positive number (the report's grid: 1e-4, 1e-5, 1e-6)")
 
 
 def check_windows(config: ExperimentConfig) -> None:
