@@ -251,3 +251,11 @@ def test_metrics_rejects_unknown_names(paper_run, value, capsys):
     assert main(["evaluate", "--run", str(paper_run), "--metrics", value]) == 2
     assert "choose from: fvd, clipsim, av-align" in capsys.readouterr().err
     assert not (paper_run / "metrics.json").exists()
+
+
+def test_evaluate_help_says_where_runs_come_from_and_what_scores_tiny_runs(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "`avlib train` and sampled by `avlib sample`" in text and "TOY networks" in text
+    assert "random" not in text and "avlib generate" not in text
