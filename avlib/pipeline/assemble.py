@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from avlib.config import ExperimentConfig, GenerationSettings
+from avlib.mapper import build_mapper
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.pipeline.components import AudioEncoderModel
 from avlib.pipeline.t2v import load_t2v
@@ -26,8 +27,6 @@ def assemble(config: ExperimentConfig, device: str | None = None,
     (default ``model.device``). ``seed``: seed Python's, NumPy's and torch's generators right before
     the mapper is built, after the frozen parts loaded (which may draw random numbers), so
     the mapper's initial weights depend on the seed alone."""
-    from avlib.mapper import build_mapper
-
     device = device or config.model.device
     t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=device)
     encoder = AudioEncoderModel.build(config.encoder).requires_grad_(False).to(device)
