@@ -9,7 +9,7 @@
    for guidance. By default the CLIP text encoder stays as the tiny twin built it (frozen,
    random): the UNet learns to read its outputs. With ``text_encoder_lr`` > 0 it trains with
    the UNet instead, and with ``wordings`` > 1 each frame's caption is drawn among other
-   wordings of its state; either way each batch's captions are encoded per step (#18).
+   wordings of its state; either way each batch's captions are encoded per step.
 3. **CAVP** (:class:`~avlib.audio.cavp.CAVPEncoder` at width 8, 64-d output) pretrained with
    CAVP's objective against a small video encoder (:class:`VideoEncoder`): symmetric InfoNCE
    between time-pooled audio and video embeddings plus an intra-video temporal InfoNCE over
@@ -54,7 +54,7 @@ UNCOND_FRACTION = 0.1
 
 @dataclass
 class BuildConfig:
-    """What ``avlib toyworld build`` trains, and for how long (defaults: ~15 min on 2 cores)."""
+    """What ``avlib toyworld build`` trains, and for how long (steps per stage; the build times are in RESULTS.md)."""
 
     seed: int = 0
     clips_per_class: int = 32
@@ -132,7 +132,7 @@ def perturb_contexts(contexts: torch.Tensor, num_frames: int, scale: float,
                      generator: torch.Generator) -> torch.Tensor:
     """Contexts (B, F*77, D) with each frame's (77, D) context c moved to c + s * rms(c) * n,
     n ~ N(0, I), s ~ U(0, scale) per frame: the UNet learns to draw the caption's frame from
-    contexts around it, out to where an audio mapper's tokens land (RESULTS.md, #18)."""
+    contexts around it, out to where an audio mapper's tokens land (RESULTS.md)."""
     per_frame = contexts.unflatten(1, (num_frames, -1))                       # (B, F, 77, D)
     rms = per_frame.pow(2).mean(dim=(2, 3), keepdim=True).sqrt()              # (B, F, 1, 1)
     relative = scale * torch.rand(rms.shape, generator=generator)            # (B, F, 1, 1)

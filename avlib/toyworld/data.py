@@ -29,7 +29,7 @@ from avlib.errors import ConfigError
 from avlib.named_weights import CAVP_FILE, T2V_SUBDIR
 
 STATE_WORDS = {"dog": "jumps", "thunder": "lightning", "volleyball": "bounces"}
-# Other wordings of each frame state, for `avlib toyworld build --wordings N` (#18): the caption
+# Other wordings of each frame state, for `avlib toyworld build --wordings N`: the caption
 # first, then what the frame shows in other words. Every added word is one token of the tiny
 # tokenizer (tested: some of its listed words, e.g. "grass", "rain", "dark", still split into
 # pieces, and so does "volleyball" of the captions themselves, as "volley" + "ball").

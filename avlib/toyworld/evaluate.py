@@ -38,9 +38,9 @@ from avlib.train import train
 
 CONDITIONS = ("trained", "shuffled", "untrained")
 SHIPPED_EVALUATIONS = Path(__file__).parent / "evaluations"  # {experiment}.json: the runs RESULTS.md reports
-OLD_MAPPER_EVALUATIONS = SHIPPED_EVALUATIONS / "old_mapper"  # the same runs with the mapper before #13
-ROBUST_T2V_EVALUATIONS = SHIPPED_EVALUATIONS / "robust_t2v"  # a t2v trained on noised caption contexts (#18)
-TEXT_ENCODER_EVALUATIONS = SHIPPED_EVALUATIONS / "text_encoder"  # a t2v whose text encoder trained with it (#18)
+OLD_MAPPER_EVALUATIONS = SHIPPED_EVALUATIONS / "old_mapper"  # the same runs with the mapper before the report's
+ROBUST_T2V_EVALUATIONS = SHIPPED_EVALUATIONS / "robust_t2v"  # a t2v trained on noised caption contexts
+TEXT_ENCODER_EVALUATIONS = SHIPPED_EVALUATIONS / "text_encoder"  # a t2v whose text encoder trained with it
 CAPTIONS = "captions"  # the t2v fed the clip's true per-frame captions: the ceiling for a mapper
 REFERENCE = "real"  # the held-out clips themselves: the score a perfect generator gets
 AV_ALIGN_VERSION = "2025"
@@ -102,9 +102,9 @@ def load_evaluation(path: str | Path) -> dict:
 
 def shipped_evaluations(folder: Path = SHIPPED_EVALUATIONS) -> dict[str, dict]:
     """The records of the runs ``RESULTS.md`` reports, by experiment (multiclass first);
-    ``OLD_MAPPER_EVALUATIONS``: those made with the mapper before the report's (#13);
-    ``ROBUST_T2V_EVALUATIONS``: those made with a t2v trained on noised caption contexts (#18);
-    ``TEXT_ENCODER_EVALUATIONS``: with a t2v whose text encoder trained with its UNet (#18)."""
+    ``OLD_MAPPER_EVALUATIONS``: those made with the mapper before the report's;
+    ``ROBUST_T2V_EVALUATIONS``: those made with a t2v trained on noised caption contexts;
+    ``TEXT_ENCODER_EVALUATIONS``: with a t2v whose text encoder trained with its UNet."""
     paths = sorted(folder.glob("*.json"), key=lambda p: (p.stem != "multiclass", p.stem))
     return {path.stem: load_evaluation(path) for path in paths}
 
