@@ -155,7 +155,8 @@ class Scoring:
                  seed: int, progress: bool):
         self.wanted, self.networks, self.skipped = wanted, networks, skipped
         self.references, self.reference_labels, self.per_class = references, reference_labels, per_class
-        self.av_align_version, self.fvd_protocol, self.clipsim_protocol = av_align_version, fvd_protocol, clipsim_protocol
+        self.av_align_version, self.fvd_protocol = av_align_version, fvd_protocol
+        self.clipsim_protocol = clipsim_protocol
         self.workers, self.seed, self.progress = workers, seed, progress
         self.definitions: dict[str, Any] = {}
         if "av_align" in wanted:

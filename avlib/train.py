@@ -356,7 +356,8 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     return finish_run(run, config, accelerator, pipeline, losses, step, features)
 
 
-def trainable_pipeline(config: ExperimentConfig, device: str) -> tuple[AudioToVideoPipeline, dict, torch.optim.Optimizer]:
+def trainable_pipeline(config: ExperimentConfig,
+                       device: str) -> tuple[AudioToVideoPipeline, dict, torch.optim.Optimizer]:
     """The experiment's pipeline on ``device`` (frozen parts in ``model.dtype``, float32 on the
     CPU; a fresh mapper from the seed alone), what trains in it ({"mapper": ..., "unet": ...}
     when ``train.train_unet``) and their AdamW."""
@@ -384,7 +385,8 @@ def resumed_state(run: Run, trainables: dict, optimizer, noise_generator: torch.
     return load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
 
 
-def training_data(config: ExperimentConfig, clips: Dataset, pipeline) -> tuple[FeatureDataset, FrozenFeatures, DataLoader]:
+def training_data(config: ExperimentConfig, clips: Dataset,
+                  pipeline) -> tuple[FeatureDataset, FrozenFeatures, DataLoader]:
     """The windows of ``clips`` (a new start each epoch) over their frozen features (cached
     unless ``train.cache_features`` is off), and their loader in each epoch's seeded order."""
     tcfg = config.train

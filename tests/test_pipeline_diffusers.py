@@ -84,7 +84,8 @@ def test_run_folders_of_the_older_layout_still_load(pipe, tmp_path):
     run.write_config(config, seed=0)
     save_mapper(pipe.mapper.module, run.pipeline_dir / "mapper")
     encoder = dataclasses.asdict(config.encoder)
-    write_json(run.pipeline_dir / "pipeline.json", {"t2v": "tiny", "encoder": encoder, "has_mapper": True, "unet": None})
+    write_json(run.pipeline_dir / "pipeline.json",
+               {"t2v": "tiny", "encoder": encoder, "has_mapper": True, "unet": None})
     loaded = AudioToVideoPipeline.from_pretrained(run.pipeline_dir)
     loaded.set_progress_bar_config(disable=True)
     assert loaded.settings == GenerationSettings.of(config)
@@ -136,7 +137,8 @@ def test_a_run_pipeline_loads_through_diffusers_and_makes_the_runs_videos(run_di
 
 
 def test_from_run_applies_the_run_config_and_overrides(run_dir):
-    loaded = AudioToVideoPipeline.from_run(run_dir, ["inference.guidance_scale=2.5", "inference.scheduler=dpm-multistep"])
+    loaded = AudioToVideoPipeline.from_run(run_dir, ["inference.guidance_scale=2.5",
+                                                     "inference.scheduler=dpm-multistep"])
     assert loaded.settings.guidance_scale == 2.5 and loaded.settings.width == 40
     assert type(loaded.scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert loaded.vae_slicing is False   # the tiny profile's model.vae_slicing

@@ -360,7 +360,8 @@ class AudioToVideoPipeline(DiffusionPipeline):
         if prompt_embeds is not None:
             return "prompt_embeds", prompt_embeds
         if frame_tokens is not None:
-            return "frame_tokens", self.encode_conditioning(None, prompt, num_frames, frame_tokens.shape[0], frame_tokens)
+            return "frame_tokens", self.encode_conditioning(None, prompt, num_frames, frame_tokens.shape[0],
+                                                            frame_tokens)
         if waveform is not None and self.mapper is not None:
             return "audio", self.encode_conditioning(waveform, prompt, num_frames, waveform.shape[0])
         batch = 1 if waveform is None else waveform.shape[0]
