@@ -124,6 +124,9 @@ class AudioToVideoPipeline(DiffusionPipeline):
     @classmethod
     def from_t2v(cls, t2v: T2VComponents, audio_encoder=None, mapper=None, encoder_config=None,
                  settings: InferenceConfig | None = None):
+        """The pipeline over loaded text-to-video parts (referenced by their source when
+        saved), with an audio encoder and mapper if given, generating with ``settings``
+        (``InferenceConfig`` or ``GenerationSettings``; default: ``InferenceConfig``'s)."""
         return cls(t2v.unet, t2v.vae, t2v.text_encoder, t2v.tokenizer, t2v.scheduler, audio_encoder, mapper,
                    t2v_source=t2v.source, encoder_config=encoder_config,
                    settings=dataclasses.asdict(settings) if settings is not None else None)
