@@ -116,13 +116,11 @@ class ModelConfig:
     dtype: str = "float16"               # float32 | float16 | bfloat16 (CPU always float32)
     device: str = "cuda"
     vae_slicing: bool = True
-    cpu_offload: bool = False
 
 
 @dataclass
 class TrainConfig:
     lr: float = 1e-5
-    lr_grid: list[float] = field(default_factory=lambda: [1e-4, 1e-5, 1e-6])
     weight_decay: float = 0.01
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
@@ -151,6 +149,20 @@ class InferenceConfig:
     scheduler: str = "dpm-multistep"     # dpm-multistep (report repo, TempoTokens) | ddim
     negative_prompt: str = ""            # the unconditional branch's text
     seed: int | None = 64                # report Table 1
+
+
+@dataclass
+class GenerationSettings(InferenceConfig):
+    """What a pipeline generates with: the inference settings and the audio window
+    (``data.audio_window``) its mapper was trained on. ``AudioToVideoPipeline`` saves them in
+    its folder and uses them unless a call overrides them."""
+
+    audio_window: str = DataConfig.audio_window
+
+    @classmethod
+    def of(cls, config: "ExperimentConfig") -> "GenerationSettings":
+        """A run's settings: ``config.inference`` with ``config.data.audio_window``."""
+        return cls(**dataclasses.asdict(config.inference), audio_window=config.data.audio_window)
 
 
 @dataclass
@@ -283,6 +295,10 @@ def load_config(experiment: str = "dog", profile: str = "tiny",
     return config
 
 
+# Keys older runs wrote that nothing ever read; dropped when such a run's config is read back.
+RETIRED_KEYS = ("model.cpu_offload", "train.lr_grid")
+
+
 def config_from_record(record: Mapping[str, Any],
                        overrides: Iterable[str] | Mapping[str, Any] | None = None) -> ExperimentConfig:
     """Rebuild the config saved in a result file (``{"config": {...}}``), then apply overrides."""
@@ -290,8 +306,8 @@ def config_from_record(record: Mapping[str, Any],
     if not isinstance(saved, Mapping) or not {"name", "profile"} <= saved.keys():
         raise ConfigError("the run record holds no experiment config (no 'config' with a name and "
                           "profile); pass a config.json written by `avlib train`")
-    return load_config(saved["name"], saved["profile"],
-                       {**_flatten(saved), **parse_overrides(overrides)})
+    kept = {key: value for key, value in _flatten(saved).items() if key not in RETIRED_KEYS}
+    return load_config(saved["name"], saved["profile"], {**kept, **parse_overrides(overrides)})
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -313,8 +329,8 @@ def validate(config: ExperimentConfig) -> None:
         if flat[key] not in allowed:
             raise ConfigError(f"{key}='{flat[key]}' is not one of: {', '.join(allowed)}")
     check_ranges(config)
-    positive = {"train.epochs": config.train.epochs, "train.batch_size": config.train.batch_size,
-                "train.lr": config.train.lr, "inference.num_frames": config.inference.num_frames,
+    check_epochs_and_lr(config.train.epochs, config.train.lr)
+    positive = {"train.batch_size": config.train.batch_size, "inference.num_frames": config.inference.num_frames,
                 "inference.num_inference_steps": config.inference.num_inference_steps,
                 "data.clip_seconds": config.data.clip_seconds}
     for key, value in positive.items():
@@ -330,6 +346,15 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError(f"data.synth_test_clips={data.synth_test_clips} leaves no training clip of "
                           f"data.synth_clips_per_class={data.synth_clips_per_class}: make it smaller")
     check_windows(config)
+
+
+def check_epochs_and_lr(epochs: Any, lr: Any, names: tuple[str, str] = ("train.epochs", "train.lr")) -> None:
+    """A positive whole number of epochs and a positive learning rate (``None``: not given);
+    ``names``: how the caller's user spells them (``("epochs", "lr")`` in notebook 04)."""
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ConfigError(f"{names[0]}={epochs!r} must be a positive whole number (the report trains 5-20)")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise ConfigError(f"{names[1]}={lr!r} must be a positive number (the report's grid: 1e-4, 1e-5, 1e-6)")
 
 
 def check_windows(config: ExperimentConfig) -> None:
@@ -358,12 +383,20 @@ def check_windows(config: ExperimentConfig) -> None:
             f"window data.clip_seconds={data.clip_seconds:g}: the mapper was trained on "
             f"{data.num_frames} frames over {data.clip_seconds:g} s of audio; generate from the same "
             f"window length (frames and fps: {data.num_frames} at {data.fps:g})")
-    for key, value in (("data.height", data.height), ("data.width", data.width),
-                       ("inference.height", inference.height), ("inference.width", inference.width)):
-        if value < VAE_FACTOR or value % VAE_FACTOR:
-            lower = max(VAE_FACTOR, value // VAE_FACTOR * VAE_FACTOR)
-            raise ConfigError(f"{key}={value} is not a multiple of {VAE_FACTOR} (the VAE and UNet "
-                              f"downsample by {VAE_FACTOR}): use {lower} or {lower + VAE_FACTOR}")
+    check_frame_size([(f"{key}={value}", value) for key, value in (
+        ("data.height", data.height), ("data.width", data.width),
+        ("inference.height", inference.height), ("inference.width", inference.width))])
+
+
+def check_frame_size(sizes: Iterable[tuple[str, int]], factor: int = VAE_FACTOR) -> None:
+    """Each ``(label, pixels)`` must be a positive multiple of the VAE's downsampling
+    ``factor``: other sizes would come out cropped. ``label`` names the value as the
+    user gave it (``"data.height=30"``, ``"--height 30"``)."""
+    for label, value in sizes:
+        if value < factor or value % factor:
+            lower = max(factor, value // factor * factor)
+            raise ConfigError(f"{label} is not a multiple of {factor} (the VAE and UNet downsample "
+                              f"by {factor}): use {lower} or {lower + factor}")
 
 
 # Range checks, one line each: a value out of range would otherwise crash deep inside a run

@@ -16,16 +16,18 @@ wherever a number appears.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from avlib.errors import AvlibError, CheckpointError, ConfigError
-from avlib.io import run_record
+from avlib.io import cache_dir, run_record
+from avlib.metrics import av_align, clipsim, fvd
+from avlib.metrics.stats import mean_with_ci
+from avlib.pipeline.model_card import MODEL_INDEX, write_model_card
 from avlib.run import Run
-
-
 
 # The controls a run may hold beside its samples (avlib.generate.sample_test_set), scored alike.
 CONTROLS = {"shuffled": "shuffled audio: the same model fed another test clip's audio, with the same noise"}
@@ -46,8 +48,6 @@ def metric_keys(names: Sequence[str] | None) -> list[str]:
 
 def fvd_backbone(tiny: bool, i3d: str | None, fvd_frames: int | None, protocol: str):
     """The FVD network: the given I3D, else the toy world's TOY I3D in the tiny profile."""
-    from avlib.metrics import fvd
-
     if i3d is not None:
         return fvd.pretrained_backbone(i3d, fvd_frames or 16, protocol)
     if tiny:
@@ -59,8 +59,6 @@ def fvd_backbone(tiny: bool, i3d: str | None, fvd_frames: int | None, protocol: 
 
 def clip_scorer(tiny: bool, clip_model: str | None, protocol: str):
     """The CLIPSIM network: the given CLIP, else the toy world's TOY CLIP (tiny) or the report's CLIP."""
-    from avlib.metrics import clipsim
-
     if clip_model is None and tiny:
         return clipsim.toy_clip_scorer(protocol=protocol)
     return clipsim.ClipScorer.from_pretrained(clip_model or clipsim.DEFAULT_MODEL, protocol=protocol)
@@ -79,18 +77,14 @@ def load_networks(loaders: dict[str, Any]) -> tuple[dict[str, Any], dict[str, st
 
 def _fvd_entry(real: np.ndarray, fake: np.ndarray, seed: int, protocol: str) -> dict[str, Any]:
     """FVD of one group; a group too small for a covariance gets ``None`` and the reason."""
-    from avlib.metrics.fvd import fvd_with_ci, get_protocol
-
     try:
-        result = fvd_with_ci(real, fake, seed, biased=get_protocol(protocol).biased_covariance)
+        result = fvd.fvd_with_ci(real, fake, seed, biased=fvd.get_protocol(protocol).biased_covariance)
     except AvlibError as exc:
         return {"value": None, "ci95": None, "n": len(fake), "n_real": len(real), "error": str(exc)}
     return {"value": result.pop("fvd"), "n": result["n_fake"], **result}
 
 
 def _mean_entry(values: Sequence[float], seed: int, **details: Any) -> dict[str, Any]:
-    from avlib.metrics.stats import mean_with_ci
-
     summary = mean_with_ci(values, seed=seed)
     return {"value": summary.pop("mean"), **summary, **details}
 
@@ -108,11 +102,6 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
     its entries hold ``value: None`` and ``skipped: reason`` and the others are computed.
     The controls (:data:`CONTROLS`) get the same metrics in ``controls[name]``.
     """
-    from functools import partial
-
-    from avlib.io import cache_dir
-    from avlib.metrics import av_align, clipsim, fvd
-
     wanted = metric_keys(metrics)
     run = Run(run_dir)
     config = run.read_config()
@@ -125,91 +114,17 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         raise CheckpointError("no metric could be computed: " + "; ".join(
             f"{key}: {reason}" for key, reason in skipped.items()))
     skipped.update({key: "not requested (--metrics)" for key in METRICS.values() if key not in wanted})
-    definitions: dict[str, Any] = {}
-    if "av_align" in wanted:
-        definitions["av_align"] = av_align.get_version(av_align_version).describe()
-    if "clipsim" in networks:
-        scorer = networks["clipsim"]
-        definitions["clipsim"] = scorer.describe()
-    padded = None
-    if "fvd" in networks:
-        feature_net = networks["fvd"]
-        cache = fvd.FeatureCache(cache_dir() / "fvd_features")
-        real, real_padded = fvd.extract_features(references, feature_net, cache, progress=progress)
-        definitions["fvd"] = {"protocol": fvd.get_protocol(fvd_protocol).describe(),
-                              "backbone": feature_net.describe(),
-                              "preprocessing": feature_net.preprocessing.describe()}
-
-    def score(videos_of: list) -> tuple[list[dict[str, Any]], np.ndarray | None, int]:
-        """Every per-video value of samples ``videos_of``, their FVD features (N, D) and how many
-        were padded to FVD's frame count."""
-        videos = [s.video for s in videos_of]
-        per_video: list[dict[str, Any]] = [{"label": s.label} for s in videos_of]
-        if "av_align" in wanted:
-            for entry, alignment in zip(per_video, av_align.av_align_videos(videos, av_align_version,
-                                                                             workers, progress)):
-                entry.update(alignment.to_json())
-        if "clipsim" in networks:
-            texts = [clipsim.protocol_text(clipsim_protocol, s.label) for s in videos_of]
-            for entry, similarity in zip(per_video, clipsim.clipsim_videos(videos, texts, scorer, progress)):
-                entry["clipsim"] = similarity
-        if "fvd" not in networks:
-            return per_video, None, 0
-        return (per_video, *fvd.extract_features(videos, feature_net, cache, progress=progress))
-
-    def metrics_of(per_video: list[dict[str, Any]], fake: np.ndarray | None, chosen: list[int],
-                   chosen_references: list[int]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key in METRICS.values():
-            if key in skipped:
-                out[key] = {"value": None, "ci95": None, "skipped": skipped[key]}
-            elif key == "fvd":
-                out[key] = {**_fvd_entry(real[chosen_references], fake[chosen], seed, fvd_protocol),
-                            "backbone": feature_net.name, "protocol": fvd_protocol}
-            elif key == "clipsim":
-                out[key] = _mean_entry([per_video[i]["clipsim"] for i in chosen], seed,
-                                       model=scorer.model_id, protocol=clipsim_protocol,
-                                       text="class label" if clipsim_protocol == "clip"
-                                       else "the report's text of the class")
-            else:
-                out[key] = _mean_entry([per_video[i]["score"] for i in chosen], seed,
-                                       version=av_align_version)
-        return out
-
-    def summary(videos_of: list) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], int]:
-        """Metrics of samples ``videos_of`` over all of them, per class where the config asks,
-        their per-video values and how many were padded."""
-        per_video, fake, fake_padded = score(videos_of)
-        per_class = {}
-        if config.eval_per_class:
-            for label in sorted({s.label for s in videos_of}):
-                members = [i for i, s in enumerate(videos_of) if s.label == label]
-                # Each class against its own real clips (all of them when the references are unlabelled).
-                own = [i for i, path in enumerate(references)
-                       if reference_labels is None or reference_labels.get(path.stem) == label]
-                per_class[label] = metrics_of(per_video, fake, members, own)
-        overall = metrics_of(per_video, fake, list(range(len(videos_of))), list(range(len(references))))
-        return overall, per_class, per_video, fake_padded
-
-    overall, per_class, per_video, fake_padded = summary(samples)
-    if "fvd" in networks:
-        padded = (fake_padded, real_padded, feature_net.preprocessing.frames)
+    scoring = Scoring(wanted, networks, skipped, references, reference_labels, config.eval_per_class,
+                      av_align_version, fvd_protocol, clipsim_protocol, workers, seed, progress)
+    overall, per_class, per_video, fake_padded = scoring.summary(samples)
     controls = {}
     shuffled = run.shuffled_samples()
     if shuffled is not None:
-        control, control_per_class, control_videos, _ = summary(shuffled)
+        control, control_per_class, control_videos, _ = scoring.summary(shuffled)
         controls["shuffled"] = {"what": CONTROLS["shuffled"], "metrics": control, "per_class": control_per_class,
                                 "per_video": {s.clip_id: control_videos[i] for i, s in enumerate(shuffled)}}
-
     toy_nets = [metric for key, metric, given in (("fvd", "FVD", i3d), ("clipsim", "CLIPSIM", clip_model))
                 if key in networks and tiny and given is None]
-    notes = [f"tiny profile: {' and '.join(toy_nets)} use TOY networks trained on the synthetic world; "
-             "these numbers only compare toy-world runs, never published values"] if toy_nets else []
-    if per_class and reference_labels is None and "fvd" in networks:
-        notes.append("the reference clips are not labelled by class: each class's FVD uses all of them")
-    if padded and (padded[0] or padded[1]):
-        notes.append(f"{padded[0]} generated and {padded[1]} reference videos had fewer "
-                     f"than {padded[2]} frames (last frame repeated)")
     result = {
         "experiment": config.name,
         "profile": config.profile,
@@ -218,11 +133,106 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         "per_class": per_class,
         "controls": controls,
         "skipped": skipped,
-        "definitions": definitions,
+        "definitions": scoring.definitions,
         "toy_backbones": toy_nets,
-        "notes": notes,
+        "notes": _notes(toy_nets, bool(per_class), reference_labels is None, scoring, fake_padded),
         "per_video": {s.clip_id: per_video[i] for i, s in enumerate(samples)},
         "run_record": run_record(config, seed, command="evaluate"),
     }
     run.write_metrics(result)
+    if (run.pipeline_dir / MODEL_INDEX).is_file():
+        write_model_card(run.pipeline_dir)  # the card's metrics table
     return result
+
+
+class Scoring:
+    """How a run's videos are scored: the metrics wanted, their networks, the real clips (and
+    their FVD features, extracted once), the protocols and the bootstrap seed."""
+
+    def __init__(self, wanted: list[str], networks: dict[str, Any], skipped: dict[str, str],
+                 references: list[Path], reference_labels: dict[str, str] | None, per_class: bool,
+                 av_align_version: str, fvd_protocol: str, clipsim_protocol: str, workers: int | None,
+                 seed: int, progress: bool):
+        self.wanted, self.networks, self.skipped = wanted, networks, skipped
+        self.references, self.reference_labels, self.per_class = references, reference_labels, per_class
+        self.av_align_version, self.fvd_protocol = av_align_version, fvd_protocol
+        self.clipsim_protocol = clipsim_protocol
+        self.workers, self.seed, self.progress = workers, seed, progress
+        self.definitions: dict[str, Any] = {}
+        if "av_align" in wanted:
+            self.definitions["av_align"] = av_align.get_version(av_align_version).describe()
+        if "clipsim" in networks:
+            self.definitions["clipsim"] = networks["clipsim"].describe()
+        self.real = self.real_padded = None
+        if "fvd" in networks:
+            backbone = networks["fvd"]
+            self.cache = fvd.FeatureCache(cache_dir() / "fvd_features")
+            self.real, self.real_padded = fvd.extract_features(references, backbone, self.cache, progress=progress)
+            self.definitions["fvd"] = {"protocol": fvd.get_protocol(fvd_protocol).describe(),
+                                       "backbone": backbone.describe(),
+                                       "preprocessing": backbone.preprocessing.describe()}
+
+    def score(self, videos_of: list) -> tuple[list[dict[str, Any]], np.ndarray | None, int]:
+        """Every per-video value of samples ``videos_of``, their FVD features (N, D) and how many
+        were padded to FVD's frame count."""
+        videos = [s.video for s in videos_of]
+        per_video: list[dict[str, Any]] = [{"label": s.label} for s in videos_of]
+        if "av_align" in self.wanted:
+            alignments = av_align.av_align_videos(videos, self.av_align_version, self.workers, self.progress)
+            for entry, alignment in zip(per_video, alignments):
+                entry.update(alignment.to_json())
+        if "clipsim" in self.networks:
+            texts = [clipsim.protocol_text(self.clipsim_protocol, s.label) for s in videos_of]
+            for entry, similarity in zip(per_video, clipsim.clipsim_videos(videos, texts, self.networks["clipsim"],
+                                                                           self.progress)):
+                entry["clipsim"] = similarity
+        if "fvd" not in self.networks:
+            return per_video, None, 0
+        return (per_video, *fvd.extract_features(videos, self.networks["fvd"], self.cache, progress=self.progress))
+
+    def metrics_of(self, per_video: list[dict[str, Any]], fake: np.ndarray | None, chosen: list[int],
+                   chosen_references: list[int]) -> dict[str, Any]:
+        """Each metric over the videos ``chosen`` (FVD against the references ``chosen_references``)."""
+        out: dict[str, Any] = {}
+        for key in METRICS.values():
+            if key in self.skipped:
+                out[key] = {"value": None, "ci95": None, "skipped": self.skipped[key]}
+            elif key == "fvd":
+                out[key] = {**_fvd_entry(self.real[chosen_references], fake[chosen], self.seed, self.fvd_protocol),
+                            "backbone": self.networks["fvd"].name, "protocol": self.fvd_protocol}
+            elif key == "clipsim":
+                out[key] = _mean_entry([per_video[i]["clipsim"] for i in chosen], self.seed,
+                                       model=self.networks["clipsim"].model_id, protocol=self.clipsim_protocol,
+                                       text="class label" if self.clipsim_protocol == "clip"
+                                       else "the report's text of the class")
+            else:
+                out[key] = _mean_entry([per_video[i]["score"] for i in chosen], self.seed,
+                                       version=self.av_align_version)
+        return out
+
+    def summary(self, videos_of: list) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], int]:
+        """Metrics of samples ``videos_of`` over all of them, per class where the config asks,
+        their per-video values and how many were padded."""
+        per_video, fake, fake_padded = self.score(videos_of)
+        per_class = {}
+        if self.per_class:
+            for label in sorted({s.label for s in videos_of}):
+                members = [i for i, s in enumerate(videos_of) if s.label == label]
+                # Each class against its own real clips (all of them when the references are unlabelled).
+                own = [i for i, path in enumerate(self.references)
+                       if self.reference_labels is None or self.reference_labels.get(path.stem) == label]
+                per_class[label] = self.metrics_of(per_video, fake, members, own)
+        overall = self.metrics_of(per_video, fake, list(range(len(videos_of))), list(range(len(self.references))))
+        return overall, per_class, per_video, fake_padded
+
+
+def _notes(toy_nets: list[str], per_class: bool, unlabelled: bool, scoring: Scoring, fake_padded: int) -> list[str]:
+    """What a reader of the numbers must know: toy networks, shared references, padded videos."""
+    notes = [f"tiny profile: {' and '.join(toy_nets)} use TOY networks trained on the synthetic world; "
+             "these numbers only compare toy-world runs, never published values"] if toy_nets else []
+    if per_class and unlabelled and "fvd" in scoring.networks:
+        notes.append("the reference clips are not labelled by class: each class's FVD uses all of them")
+    if "fvd" in scoring.networks and (fake_padded or scoring.real_padded):
+        notes.append(f"{fake_padded} generated and {scoring.real_padded} reference videos had fewer "
+                     f"than {scoring.networks['fvd'].preprocessing.frames} frames (last frame repeated)")
+    return notes

@@ -13,8 +13,13 @@ from typing import Sequence
 
 import torch
 
+from avlib.data.curate import clip_files
+from avlib.data.splits import load_split
 from avlib.errors import ConfigError
-from avlib.notebook import video_html
+from avlib.generate import read_conditioning_audio
+from avlib.media import side_by_side
+from avlib.notebook import is_headless, video_html
+from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.run import TRAINED, Run
 
 
@@ -40,8 +45,6 @@ class Explorer:
 
     def clips(self, run: str):
         """The test clips of the run's dataset."""
-        from avlib.data.splits import load_split
-
         if run not in self._clips:
             self._clips[run] = load_split(self.config(run), "test")
         return self._clips[run]
@@ -50,17 +53,11 @@ class Explorer:
         return [row.clip_id for row in self.clips(run).rows]
 
     def source_video(self, run: str, clip_id: str) -> Path:
-        from avlib.data.curate import clip_files
-
         return clip_files(self.clips(run).root, clip_id)[0]
 
     def pipeline(self, run: str):
-        from avlib.pipeline.audio_to_video import AudioToVideoPipeline
-
         if run not in self._pipelines:
-            config = self.config(run)
-            pipeline = AudioToVideoPipeline.from_pretrained(
-                self.runs[run].pipeline_dir, device=config.model.device, dtype=config.model.dtype)
+            pipeline = AudioToVideoPipeline.from_run(self.runs[run].root)
             pipeline.set_progress_bar_config(disable=True)
             self._pipelines[run] = pipeline
         return self._pipelines[run]
@@ -68,8 +65,6 @@ class Explorer:
     def generate(self, run: str, clip_id: str | None = None, audio_file: str | Path | None = None,
                  seed: int = 0) -> Path:
         """Generate from a test clip's audio or from an audio file; returns the mp4 written."""
-        from avlib.generate import read_conditioning_audio
-
         if (clip_id is None) == (audio_file is None):
             raise ConfigError("give exactly one of clip_id (a test clip) or audio_file (your audio)")
         config = self.config(run)
@@ -79,16 +74,13 @@ class Explorer:
         else:
             wave = read_conditioning_audio(audio_file)
             name = Path(audio_file).stem
-        video = self.pipeline(run)(wave, config.prompt, config.inference, audio_window=config.data.audio_window,
-                                   generator=torch.Generator().manual_seed(seed))
+        video = self.pipeline(run)(wave, config.prompt, generator=torch.Generator().manual_seed(seed))
         return video.save(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4")
 
     def compare(self, run: str, clip_id: str, seed: int = 0) -> Path:
         """Generate from a test clip's audio and write one comparison clip: the source clip
         (left, with its sound) beside the generated video (right), as long as the generated
         window; returns its path (``..._beside_source.mp4``)."""
-        from avlib.media import side_by_side
-
         generated = self.generate(run, clip_id=clip_id, seed=seed)
         return side_by_side([self.source_video(run, clip_id), generated],
                             generated.with_name(f"{generated.stem}_beside_source.mp4"))
@@ -170,8 +162,6 @@ class ExplorerControls:
 
 def explore(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None):
     """The explorer widget for ``run_dirs`` (None, after a printed note, when headless)."""
-    from avlib.notebook import is_headless
-
     explorer = Explorer(run_dirs, out_dir)
     if is_headless():
         print(f"[headless] the explorer would let you pick one of the runs {', '.join(explorer.runs)}, "

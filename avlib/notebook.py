@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from avlib.config import ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, load_config
+from avlib.config import ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, check_epochs_and_lr, load_config
 from avlib.errors import ConfigError
 from avlib.io import runs_dir, skip_final_collection
 from avlib.run import SAMPLED, SCORED, TRAINED, Run, experiment_run_dir
@@ -60,10 +60,7 @@ def train_config(cls: str = "dog", encoder: str | None = None, text_prompt: str 
 
     Raises :class:`ConfigError` naming the bad parameter and what is allowed.
     """
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-        raise ConfigError(f"epochs={epochs!r} must be a positive whole number (the report trains 5-20)")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-        raise ConfigError(f"lr={lr!r} must be a positive number (the report's grid: 1e-4, 1e-5, 1e-6)")
+    check_epochs_and_lr(epochs, lr, names=("epochs", "lr"))
     if encoder is not None and encoder not in ENCODERS:
         raise ConfigError(f"encoder='{encoder}' is not one of: {', '.join(ENCODERS)}")
     experiment = experiment_name(cls, text_prompt, mapper)

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
+from accelerate import Accelerator
+from diffusers import DDPMScheduler
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
@@ -299,9 +301,6 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     (:class:`avlib.run.Run`) gets its config, losses, checkpoints and, at the end, the trained
     pipeline (loadable by ``avlib generate --mapper``).
     """
-    from accelerate import Accelerator
-    from diffusers import DDPMScheduler
-
     run = Run(run_dir)
     config = resolve_run_paths(config)  # the run must work from any folder (avlib.run)
     if not resume and latest_checkpoint(run.root) is not None:
@@ -309,48 +308,19 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
                          "or choose a new --out folder")
     tcfg = config.train
     accelerator = Accelerator(mixed_precision=tcfg.mixed_precision, cpu=config.model.device == "cpu")
-    # Frozen parts in model.dtype (float32 on the CPU), a fresh mapper from the seed alone.
-    pipeline = assemble(config, device=str(accelerator.device), seed=tcfg.seed)
-    encoder, mapper = pipeline.audio_encoder, pipeline.mapper.module.train()
+    pipeline, trainables, optimizer = trainable_pipeline(config, str(accelerator.device))
+    mapper = trainables["mapper"]
     noise_schedule = DDPMScheduler.from_config(pipeline.scheduler.config)
-    if tcfg.gradient_checkpointing:
-        checkpoint_unet_blocks(pipeline.unet)
-    trainables = {"mapper": mapper}
-    if tcfg.train_unet:  # trained, so in float32 like every trainable and its optimizer state
-        pipeline.unet.float().requires_grad_(True).train()
-        trainables["unet"] = pipeline.unet
-    parameters = [p for module in trainables.values() for p in module.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=tcfg.lr, betas=tuple(tcfg.adam_betas),
-                                  eps=tcfg.adam_eps, weight_decay=tcfg.weight_decay)
     noise_generator = torch.Generator().manual_seed(tcfg.seed)
-
-    step, losses = 0, []
-    if resume:
-        checkpoint = resumable_checkpoint(run.root)
-        if checkpoint is None:
-            raise AvlibError(f"nothing to resume in {run_dir}: no complete {run.checkpoints_dir}/step_* folder "
-                             "(train it again without --resume)")
-        step, losses = load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
+    step, losses = resumed_state(run, trainables, optimizer, noise_generator) if resume else (0, [])
     if accelerator.is_main_process:
         run.write_config(config, seed=tcfg.seed)
-
-    window = AudioFrameWindow.for_training(config.data)
-    features = FrozenFeatures(config, pipeline, encoder,
-                              cache_dir() / "features" if tcfg.cache_features else None,
-                              whole_audio=window.mode == "aligned")
-    windows = FeatureDataset(clips, features, window, tcfg.seed)
-    sampler = EpochPermutation(len(clips), tcfg.seed)
-    loader = DataLoader(windows, batch_size=tcfg.batch_size, sampler=sampler)
+    windows, features, loader = training_data(config, clips, pipeline)
     mapper, optimizer, loader = accelerator.prepare(mapper, optimizer, loader)
-
     # Batches per epoch of this process: with N processes (accelerate launch) each trains on its
     # 1/N shard of every epoch's permutation, so a step is N batches and ``step`` counts per process.
     steps_per_epoch = len(loader)
-    total = tcfg.epochs * steps_per_epoch
-    if tcfg.max_steps is not None:  # 0 = no training: e.g. released weights (tempotokens_baseline)
-        total = min(total, tcfg.max_steps)
-    if tcfg.max_steps != 0 and len(clips) == 0:
-        raise AvlibError("the training set is empty: check data.root and the manifest's train split")
+    total = total_steps(tcfg, steps_per_epoch, len(clips))
     bar = tqdm(total=total, initial=step, desc=f"train {config.name}", disable=not progress)
     while step < total:
         epoch, done_in_epoch = divmod(step, steps_per_epoch)
@@ -377,23 +347,80 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
                            "regulariser": regulariser.item()})
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step % tcfg.checkpoint_every == 0 or step == total:
-                if accelerator.is_main_process:
-                    save_checkpoint(run.checkpoints_dir, step, _unwrapped(accelerator, trainables, mapper),
-                                    optimizer, noise_generator, losses)
+            if (step % tcfg.checkpoint_every == 0 or step == total) and accelerator.is_main_process:
+                save_checkpoint(run.checkpoints_dir, step, _unwrapped(accelerator, trainables, mapper),
+                                optimizer, noise_generator, losses)
             if step >= total:
                 break
     bar.close()
+    return finish_run(run, config, accelerator, pipeline, losses, step, features)
 
+
+def trainable_pipeline(config: ExperimentConfig,
+                       device: str) -> tuple[AudioToVideoPipeline, dict, torch.optim.Optimizer]:
+    """The experiment's pipeline on ``device`` (frozen parts in ``model.dtype``, float32 on the
+    CPU; a fresh mapper from the seed alone), what trains in it ({"mapper": ..., "unet": ...}
+    when ``train.train_unet``) and their AdamW."""
+    tcfg = config.train
+    pipeline = assemble(config, device=device, seed=tcfg.seed)
+    trainables = {"mapper": pipeline.mapper.module.train()}
+    if tcfg.gradient_checkpointing:
+        checkpoint_unet_blocks(pipeline.unet)
+    if tcfg.train_unet:  # trained, so in float32 like every trainable and its optimizer state
+        pipeline.unet.float().requires_grad_(True).train()
+        trainables["unet"] = pipeline.unet
+    parameters = [p for module in trainables.values() for p in module.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=tcfg.lr, betas=tuple(tcfg.adam_betas),
+                                  eps=tcfg.adam_eps, weight_decay=tcfg.weight_decay)
+    return pipeline, trainables, optimizer
+
+
+def resumed_state(run: Run, trainables: dict, optimizer, noise_generator: torch.Generator) -> tuple[int, list]:
+    """Load the run's last complete checkpoint into ``trainables``, ``optimizer`` and the
+    noise generator; returns (step, losses so far)."""
+    checkpoint = resumable_checkpoint(run.root)
+    if checkpoint is None:
+        raise AvlibError(f"nothing to resume in {run.root}: no complete {run.checkpoints_dir}/step_* folder "
+                         "(train it again without --resume)")
+    return load_checkpoint(checkpoint, trainables, optimizer, noise_generator)
+
+
+def training_data(config: ExperimentConfig, clips: Dataset,
+                  pipeline) -> tuple[FeatureDataset, FrozenFeatures, DataLoader]:
+    """The windows of ``clips`` (a new start each epoch) over their frozen features (cached
+    unless ``train.cache_features`` is off), and their loader in each epoch's seeded order."""
+    tcfg = config.train
+    window = AudioFrameWindow.for_training(config.data)
+    features = FrozenFeatures(config, pipeline, pipeline.audio_encoder,
+                              cache_dir() / "features" if tcfg.cache_features else None,
+                              whole_audio=window.mode == "aligned")
+    windows = FeatureDataset(clips, features, window, tcfg.seed)
+    loader = DataLoader(windows, batch_size=tcfg.batch_size, sampler=EpochPermutation(len(clips), tcfg.seed))
+    return windows, features, loader
+
+
+def total_steps(tcfg, steps_per_epoch: int, clips: int) -> int:
+    """Steps the run trains in all: its epochs, or ``train.max_steps`` if fewer."""
+    total = tcfg.epochs * steps_per_epoch
+    if tcfg.max_steps is not None:  # 0 = no training: e.g. released weights (tempotokens_baseline)
+        total = min(total, tcfg.max_steps)
+    if tcfg.max_steps != 0 and clips == 0:
+        raise AvlibError("the training set is empty: check data.root and the manifest's train split")
+    return total
+
+
+def finish_run(run: Run, config: ExperimentConfig, accelerator, pipeline, losses: list, step: int,
+               features: FrozenFeatures) -> dict:
+    """Write the losses, the trained pipeline and the summary (main process); return the summary."""
     if accelerator.is_main_process:
         run.write_losses(losses)
         # pipeline.mapper wraps the module accelerate trained (prepare wraps, never copies)
-        pipeline.save_pretrained(run.pipeline_dir, save_unet=tcfg.train_unet)
+        pipeline.save_pretrained(run.pipeline_dir, save_unet=config.train.train_unet)
     summary = {"steps": step, "final_loss": losses[-1]["loss"] if losses else None,
                "processes": accelerator.num_processes,  # counts below: the main process's
                "cache_hits": features.hits, "cache_misses": features.misses}
     if accelerator.is_main_process:
-        run.write_summary(config, seed=tcfg.seed, **summary)
+        run.write_summary(config, seed=config.train.seed, **summary)
     accelerator.wait_for_everyone()
     return summary
 

@@ -35,6 +35,7 @@ def run_one(args: argparse.Namespace) -> dict:
         from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 
         pipe = AudioToVideoPipeline.from_t2v(T2VComponents(**parts, source=f"random-{args.size}"))
+        pipe.set_settings(scheduler="ddim")   # the sampler TextToVideoSDPipeline uses
         pipe.set_progress_bar_config(disable=True)
         dim = parts["text_encoder"].config.hidden_size
         tokens = torch.randn(1, args.frames, 5, dim, dtype=dtype, device=args.device)

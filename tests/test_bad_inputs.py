@@ -132,7 +132,7 @@ CASES = [
     ("train-num-frames-0", "train --set data.num_frames=0 --out {out}/run", "data.num_frames=0 must be >= 1"),
     ("train-max-steps-negative", "train --set train.max_steps=-5 --out {out}/run", "train.max_steps=-5 must be >= 0"),
     ("train-lr-nan", "train --set train.lr=.nan --out {out}/run", "train.lr=nan is not a finite number"),
-    ("train-lr-0", "train --set train.lr=0 --out {out}/run", "train.lr must be positive"),
+    ("train-lr-0", "train --set train.lr=0 --out {out}/run", "train.lr=0.0 must be a positive number"),
     ("train-fps-0", "train --set data.fps=0 --out {out}/run", "data.fps=0.0 must be > 0"),
     ("train-unknown-experiment", "train --experiment unicorn --out {out}/run", "unknown experiment 'unicorn'"),
     ("train-height-not-vae-multiple", "train --set data.height=30 --out {out}/run", "data.height=30 is not a multiple of 8"),

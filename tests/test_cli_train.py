@@ -147,3 +147,25 @@ def test_released_baseline_needs_no_training(tmp_path, monkeypatch):
                  "--set", f"data.root={no_clips}", "--set", "data.classes=[playing volleyball]"]) == 0
     assert (run / "pipeline" / "model_index.json").is_file()  # the saved pipeline: diffusers' layout (#17)
     assert not (run / "checkpoints").exists()
+
+
+def test_one_noise_rule_for_samples_their_control_and_the_toy_world(trained_run, monkeypatch):
+    """Clip i's noise is clip_noise(seed, i) for its sample, its shuffled-audio control and
+    the toy world's conditions: a control differs from its sample by the audio alone."""
+    from avlib.generate import clip_noise
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.toyworld.data import toy_clips
+    from avlib.toyworld.evaluate import caption_videos
+
+    seeds, generate = [], AudioToVideoPipeline.__call__
+
+    def recording(self, *args, generator=None, **kwargs):
+        seeds.append([g.initial_seed() for g in (generator if isinstance(generator, list) else [generator])])
+        return generate(self, *args, generator=generator, **kwargs)
+
+    monkeypatch.setattr(AudioToVideoPipeline, "__call__", recording)
+    sample_test_set(trained_run, seed=7, progress=False)
+    assert seeds == [[7, 8], [7, 8]]          # the two test clips' samples, then their control
+    seeds.clear()
+    caption_videos(AudioToVideoPipeline.from_run(trained_run), toy_clips(per_class=1, split="test"), seed=7)
+    assert seeds == [[7], [8], [9]] and clip_noise(7, 2).initial_seed() == 9

@@ -17,7 +17,6 @@ def test_paper_profile_carries_table1_hyperparameters(name, epochs):
     assert cfg.train.epochs == epochs
     assert cfg.train.seed == 64 and cfg.train.batch_size == 1
     assert cfg.train.weight_decay == 0.01
-    assert cfg.train.lr_grid == [1e-4, 1e-5, 1e-6]
     assert cfg.inference.num_inference_steps == 25 and cfg.inference.guidance_scale == 25
     assert cfg.model.pretrained == "cerspense/zeroscope_v2_576w"
     assert cfg.encoder.name == "cavp"
@@ -52,7 +51,8 @@ def test_overrides_from_cli_strings_and_aliases():
 @pytest.mark.parametrize("bad,match", [
     (["train.lrr=1"], "unknown config key 'train.lrr'"),
     (["nosuch.key=1"], "unknown config key 'nosuch'"),
-    (["train.epochs=-1"], "train.epochs must be positive"),
+    (["train.epochs=-1"], "train.epochs=-1 must be a positive whole number"),
+    (["train.lr=0"], "train.lr=0.0 must be a positive number"),
     (["train.epochs=abc"], "train.epochs' should be int"),
     (["encoder.name=wav2vec"], "encoder.name='wav2vec' is not one of"),
     (["data.synth_layout=mirrored"], "data.synth_layout='mirrored' is not one of"),
@@ -110,3 +110,37 @@ def test_experiment_settings_follow_the_report_then_its_repository():
     assert load_config("thunder", "paper").train.train_unet is False                    # report over repo
     # 24 frames at 12 fps over 2 s of CAVP: 8 vectors x 3 rows = exactly 24 frames
     assert dog.data.clip_seconds == dog.inference.audio_seconds == 2.0
+
+
+def test_runs_written_with_the_retired_keys_still_read():
+    """model.cpu_offload and train.lr_grid were never read; runs that recorded them load."""
+    from avlib.config import config_from_record
+
+    saved = load_config("dog", "tiny").to_dict()
+    saved["model"]["cpu_offload"], saved["train"]["lr_grid"] = False, [1e-4, 1e-5]
+    assert config_from_record({"config": saved}) == load_config("dog", "tiny")
+    with pytest.raises(ConfigError, match="unknown config key 'train.lr_grid'"):
+        load_config("dog", "tiny", ["train.lr_grid=[0.1]"])
+
+
+@pytest.mark.parametrize("epochs", [0, -2, 2.5, True])
+def test_epochs_and_lr_have_one_rule_named_as_each_caller_spells_them(epochs):
+    from avlib.config import check_epochs_and_lr
+    from avlib.notebook import train_config
+
+    with pytest.raises(ConfigError, match=f"^epochs={epochs!r} must be a positive whole number"):
+        train_config("dog", epochs=epochs)               # notebook 04's parameter
+    with pytest.raises(ConfigError, match=f"^train.epochs={epochs!r} must be a positive whole number"):
+        check_epochs_and_lr(epochs, None)                # what load_config's validation calls
+    with pytest.raises(ConfigError, match="^lr=-1 must be a positive number"):
+        train_config("dog", lr=-1)
+
+
+def test_the_vae_size_rule_serves_config_keys_and_cli_flags():
+    from avlib.config import check_frame_size
+
+    with pytest.raises(ConfigError, match=r"^--height 30 is not a multiple of 4 \(the VAE .*use 28 or 32"):
+        check_frame_size([("--height 30", 30)], 4)
+    check_frame_size([("height", 32)], 4)
+    with pytest.raises(ConfigError, match=r"^inference.width=36 is not a multiple of 8 \(the VAE .*use 32 or 40"):
+        load_config("dog", "tiny", ["inference.width=36"])

@@ -71,6 +71,7 @@ def make_run(root, experiment: str, profile: str = "tiny", shuffled: bool = Fals
 def evaluated(tmp_path_factory):
     """A tiny multiclass run with its shuffled-audio control, evaluated through the CLI."""
     root = make_run(tmp_path_factory.mktemp("run") / "multiclass", "multiclass", shuffled=True)
+    write_json(root / "pipeline" / "model_index.json", {"t2v_source": "tiny", "settings": {"num_frames": FRAMES}})
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AVLIB_CACHE", str(cache))
@@ -95,6 +96,12 @@ def test_metrics_json_has_values_cis_and_provenance(evaluated):
     assert data["definitions"]["fvd"]["preprocessing"]["resolution"] == 32
     assert set(data["per_video"]) == {"s0", "s1", "s2", "s3"}
     assert data["run_record"]["config"]["name"] == "multiclass"
+
+
+def test_evaluation_adds_the_metrics_to_the_pipelines_model_card(evaluated):
+    card = (evaluated / "pipeline" / "README.md").read_text()
+    value = json.loads((evaluated / "metrics.json").read_text())["metrics"]["av_align"]["value"]
+    assert "experiment: `multiclass`" in card and f"| av_align | {value:.4g} |" in card
 
 
 def test_per_class_results_use_each_class_only(evaluated):
@@ -244,3 +251,10 @@ def test_metrics_rejects_unknown_names(paper_run, value, capsys):
     assert main(["evaluate", "--run", str(paper_run), "--metrics", value]) == 2
     assert "choose from: fvd, clipsim, av-align" in capsys.readouterr().err
     assert not (paper_run / "metrics.json").exists()
+
+
+def test_evaluate_help_says_where_runs_come_from_and_what_scores_tiny_runs(capsys):
+    assert main(["evaluate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "`avlib train` and sampled by `avlib sample`" in text and "TOY networks" in text
+    assert "random" not in text and "avlib generate" not in text

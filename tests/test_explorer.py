@@ -74,3 +74,20 @@ def test_headless_explore_writes_nothing(run_dir, monkeypatch, capsys):
     assert sorted(run_dir.rglob("*")) == before
     with pytest.raises(ConfigError, match="no trained run"):
         Explorer([run_dir.parent / "missing"])
+
+
+def test_the_explorer_loads_a_run_as_its_config_says(run_dir, tmp_path):
+    """Through the one run loader: the run's settings, text-to-video source and VAE slicing."""
+    import json
+    import shutil
+
+    from avlib.config import GenerationSettings
+
+    run = shutil.copytree(run_dir, tmp_path / "dog")
+    record = json.loads((run / "config.json").read_text())
+    record["config"]["model"]["vae_slicing"] = True
+    (run / "config.json").write_text(json.dumps(record))
+    explorer = Explorer([run])
+    pipeline, config = explorer.pipeline("dog"), explorer.config("dog")
+    assert pipeline.vae_slicing is True and pipeline.t2v_source == config.model.pretrained
+    assert pipeline.settings == GenerationSettings.of(config)

@@ -80,6 +80,60 @@ def test_the_import_walk_sees_function_level_and_from_imports():
     assert avlib_imports(tree) == [(1, "io"), (3, "toyworld"), (4, "__version__"), (4, "run")]
 
 
+def dotted(path: Path) -> str:
+    """avlib/toyworld/build.py -> "avlib.toyworld.build"; avlib/audio/__init__.py -> "avlib.audio"."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_graph(files: dict[str, str]) -> dict[str, set[str]]:
+    """{module: the avlib modules it imports, at any depth}, over sub-packages' modules too
+    (``from avlib.toyworld import data`` is an edge to ``avlib.toyworld.data``)."""
+    def resolve(name: str) -> str:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for name, source in files.items():
+        targets = []
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                targets += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets += [f"{node.module}.{alias.name}" for alias in node.names]
+        graph[name] = {resolve(t) for t in targets if t.split(".")[0] == "avlib"} - {name, ""}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The modules that reach each other through imports (each group of two or more, sorted)."""
+    reach = {name: set() for name in graph}
+    for start in graph:
+        todo = list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name in graph and name not in reach[start]:
+                reach[start].add(name)
+                todo += graph[name]
+    groups = {tuple(sorted({start} | {n for n in reach[start] if start in reach[n]})) for start in graph}
+    return sorted(list(group) for group in groups if len(group) > 1)
+
+
+def test_no_import_circle_between_any_two_modules():
+    """Floors say which packages may import which; within a package (or a floor) two modules
+    importing each other -- even inside functions -- are a circle this finds."""
+    assert import_cycles(module_graph({dotted(path): path.read_text() for path in sources()})) == []
+
+
+def test_the_circle_check_sees_modules_of_sub_packages():
+    files = {"avlib.toyworld.build": "def f():\n    from avlib.toyworld.evaluate import g\n",
+             "avlib.toyworld.evaluate": "from avlib.toyworld import build\n",
+             "avlib.toyworld": "", "avlib.io": "import avlib.toyworld\n"}
+    assert module_graph(files)["avlib.toyworld.evaluate"] == {"avlib.toyworld.build"}
+    assert import_cycles(module_graph(files)) == [["avlib.toyworld.build", "avlib.toyworld.evaluate"]]
+
+
 RUN_NAMES = {value for key, value in vars(avlib.run).items()
              if re.fullmatch(r"[A-Z_]+_(FILE|DIR)", key) and isinstance(value, str)}
 

@@ -1,13 +1,16 @@
 """AudioToVideoPipeline as a diffusers pipeline: save/load round trips (frozen parts referenced
-or copied, and run folders of the older layout), .to(), CPU offload, progress bars, the output
-record, and precomputed contexts."""
+or copied, and run folders of the older layouts), loading through DiffusionPipeline, the
+settings it owns, the model card, .to(), CPU offload, progress bars, the output record, and
+precomputed contexts."""
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from avlib.config import load_config
+from avlib.config import GenerationSettings, load_config
+from avlib.run import Run
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline, AudioToVideoPipelineOutput
 
 SETTINGS = dict(num_inference_steps=2, guidance_scale=5.0, num_frames=8, height=32, width=32)
@@ -41,7 +44,10 @@ def test_referenced_save_holds_only_what_the_source_does_not(pipe, tmp_path):
     before = _frames(pipe)
     pipe.save_pretrained(tmp_path / "saved")
     index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
-    assert index["_class_name"] == "AudioToVideoPipeline" and index["t2v_source"] == "tiny"
+    assert index["_class_name"] == ["pipeline_audio_to_video", "AudioToVideoPipeline"] and index["t2v_source"] == "tiny"
+    assert "import AudioToVideoPipeline" in (tmp_path / "saved" / "pipeline_audio_to_video.py").read_text()
+    assert index["settings"] == dataclasses.asdict(pipe.settings)
+    assert "## Generation settings" in (tmp_path / "saved" / "README.md").read_text()
     for frozen in ("unet", "vae", "text_encoder", "audio_encoder"):
         assert index[frozen] == [None, None] and not (tmp_path / "saved" / frozen).exists()
     assert index["mapper"] == ["avlib.pipeline.components", "MapperModel"]
@@ -68,19 +74,86 @@ def test_copied_save_reloads_without_its_sources(pipe, tmp_path):
 
 
 def test_run_folders_of_the_older_layout_still_load(pipe, tmp_path):
-    """Before the diffusers layout a run's pipeline/ held pipeline.json and mapper/."""
-    import dataclasses
-
+    """Before the diffusers layout a run's pipeline/ held pipeline.json and mapper/; its
+    settings come from the run's config beside it."""
     from avlib.io import write_json
     from avlib.mapper import save_mapper
 
-    folder = tmp_path / "old_pipeline"
-    save_mapper(pipe.mapper.module, folder / "mapper")
-    encoder = dataclasses.asdict(load_config("dog", "tiny").encoder)
-    write_json(folder / "pipeline.json", {"t2v": "tiny", "encoder": encoder, "has_mapper": True, "unet": None})
-    loaded = AudioToVideoPipeline.from_pretrained(folder)
+    run = Run(tmp_path / "old_run")
+    config = load_config("dog", "tiny", {"model.pretrained": "tiny"})
+    run.write_config(config, seed=0)
+    save_mapper(pipe.mapper.module, run.pipeline_dir / "mapper")
+    encoder = dataclasses.asdict(config.encoder)
+    write_json(run.pipeline_dir / "pipeline.json",
+               {"t2v": "tiny", "encoder": encoder, "has_mapper": True, "unet": None})
+    loaded = AudioToVideoPipeline.from_pretrained(run.pipeline_dir)
     loaded.set_progress_bar_config(disable=True)
+    assert loaded.settings == GenerationSettings.of(config)
     np.testing.assert_array_equal(_frames(loaded), _frames(pipe))
+
+
+def test_folders_saved_before_settings_take_the_runs_or_the_defaults(pipe, tmp_path):
+    run = Run(tmp_path / "run")
+    config = load_config("dog", "tiny", {"model.pretrained": "tiny", "inference.guidance_scale": 3.0})
+    pipe.save_pretrained(run.pipeline_dir)
+    index_file = run.pipeline_dir / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index_file.write_text(json.dumps({key: value for key, value in index.items() if key != "settings"}))
+    assert AudioToVideoPipeline.from_pretrained(run.pipeline_dir).settings == GenerationSettings()
+    run.write_config(config, seed=0)
+    assert AudioToVideoPipeline.from_pretrained(run.pipeline_dir).settings == GenerationSettings.of(config)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder: config.json (settings unlike the defaults: 8 frames of 32x40 at 8 fps)
+    and the pipeline saved as training saves it."""
+    from avlib.pipeline.assemble import assemble
+
+    run = Run(tmp_path_factory.mktemp("runs") / "dog_tiny")
+    config = load_config("dog", "tiny", {"model.pretrained": "tiny", "inference.width": 40})
+    run.write_config(config, seed=0)   # first, as training writes it
+    with torch.random.fork_rng(devices=[]):
+        assemble(config, device="cpu", seed=0).save_pretrained(run.pipeline_dir)
+    return run.root
+
+
+@pytest.mark.parametrize("loader", ["diffusers", "avlib"])
+def test_a_run_pipeline_loads_through_diffusers_and_makes_the_runs_videos(run_dir, loader):
+    from diffusers import DiffusionPipeline
+
+    folder = Run(run_dir).pipeline_dir
+    if loader == "diffusers":   # the hub's convention for a pipeline whose code is not diffusers'
+        loaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+    else:
+        loaded = AudioToVideoPipeline.from_pretrained(folder)
+    assert isinstance(loaded, AudioToVideoPipeline) and loaded.mapper is not None
+    assert type(loaded.scheduler).__name__ == "DDIMScheduler"   # the tiny profile's inference.scheduler
+    loaded.set_progress_bar_config(disable=True)
+    out = loaded(AUDIO)
+    assert out.frames.shape == (1, 8, 32, 40, 3) and out.fps == 8.0
+    assert out.conditioning["source"] == "audio" and out.conditioning["num_inference_steps"] == 4
+    np.testing.assert_array_equal(out.frames, loaded(AUDIO).frames)   # seeded by the run's inference.seed
+
+
+def test_from_run_applies_the_run_config_and_overrides(run_dir):
+    loaded = AudioToVideoPipeline.from_run(run_dir, ["inference.guidance_scale=2.5",
+                                                     "inference.scheduler=dpm-multistep"])
+    assert loaded.settings.guidance_scale == 2.5 and loaded.settings.width == 40
+    assert type(loaded.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert loaded.vae_slicing is False   # the tiny profile's model.vae_slicing
+
+
+def test_the_model_card_names_the_run_and_its_metrics(run_dir):
+    from avlib.pipeline.model_card import write_model_card
+
+    run = Run(run_dir)
+    card = (run.pipeline_dir / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: diffusers") and "experiment: `dog`" in card
+    assert "trust_remote_code=True" in card and "## Metrics" not in card
+    run.write_metrics({"metrics": {"av_align": {"value": 0.25, "ci95": [0.2, 0.3], "n": 4}}, "notes": []})
+    card = write_model_card(run.pipeline_dir).read_text()
+    assert "| av_align | 0.25 | [0.2, 0.3] | 4 |" in card
 
 
 def test_to_moves_every_component(pipe):
@@ -117,9 +190,11 @@ def test_progress_bar_config_is_diffusers_own(pipe, capsys):
 
 
 def test_settings_give_size_fps_window_and_the_record(pipe):
-    settings = load_config("dog", "tiny").inference
+    config = load_config("dog", "tiny", {"model.pretrained": "tiny"})
+    settings = pipe.settings                                        # assemble gives the run's
+    assert settings == GenerationSettings.of(config)
     long_audio = np.tile(AUDIO, 3)                                  # 3 s; the window is 1 s
-    out = pipe(long_audio, "a dog", settings, generator=torch.Generator().manual_seed(0))
+    out = pipe(long_audio, "a dog", generator=torch.Generator().manual_seed(0))
     assert isinstance(out, AudioToVideoPipelineOutput)
     assert out.frames.shape == (1, settings.num_frames, settings.height, settings.width, 3)
     assert out.fps == settings.fps
@@ -128,8 +203,31 @@ def test_settings_give_size_fps_window_and_the_record(pipe):
     assert out.conditioning["source"] == "audio" and out.conditioning["prompt"] == "a dog"
     assert out.conditioning["num_inference_steps"] == settings.num_inference_steps
     assert out.conditioning["scheduler"] == "DDIMScheduler"   # the tiny profile's inference.scheduler
-    # an explicit argument wins over the settings
-    assert pipe(prompt="x", settings=settings, num_frames=4, num_inference_steps=1).frames.shape[1] == 4
+    # a keyword argument overrides a setting for that call only
+    assert pipe(prompt="x", num_frames=4, num_inference_steps=1).frames.shape[1] == 4
+    assert pipe.settings == settings
+
+
+def test_set_settings_switches_the_scheduler_and_calls_do_not(pipe):
+    from avlib.errors import ConfigError
+
+    before = pipe.settings
+    try:
+        chosen = pipe.set_settings(scheduler="dpm-multistep", guidance_scale=2.0)
+        assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+        assert pipe.settings == chosen and chosen.guidance_scale == 2.0 and chosen.num_frames == before.num_frames
+        assert pipe.config.settings["scheduler"] == "dpm-multistep"      # what save_pretrained records
+        with pytest.raises(ConfigError, match="set_settings"):
+            pipe(prompt="x", scheduler="ddim")
+        with pytest.raises(ConfigError, match="unknown generation setting.*framez"):
+            pipe(prompt="x", framez=3)
+        with pytest.raises(ConfigError, match="audio_window='padded'"):
+            pipe.set_settings(audio_window="padded")
+        with pytest.raises(ConfigError, match="height=30 is not a multiple of 4"):
+            pipe(prompt="x", height=30)
+    finally:
+        pipe.set_settings(before)
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler" and pipe.settings == before
 
 
 def test_precomputed_contexts_give_the_audio_path_frames(pipe):
@@ -142,15 +240,6 @@ def test_precomputed_contexts_give_the_audio_path_frames(pipe):
 
     with pytest.raises(ConfigError, match="prompt_embeds must be"):
         pipe(prompt_embeds=context[0], **SETTINGS)
-
-
-def test_output_without_fps_cannot_be_written(pipe, tmp_path):
-    from avlib.errors import ConfigError
-
-    out = pipe(prompt="rain", **SETTINGS)
-    with pytest.raises(ConfigError, match="no fps"):
-        out.save(tmp_path / "x.mp4")
-    assert not (tmp_path / "x.mp4").exists()
 
 
 def test_a_missing_pipeline_is_one_clear_error(tmp_path, monkeypatch):

@@ -3,7 +3,9 @@
 Commands are thin: parse, call the package, report. Bad input of any kind (an invalid
 argument, an :class:`AvlibError`, an unreadable or unwritable file, a full disk, damaged
 JSON) prints one line on stderr and exits with status 2; nothing half-written is left
-behind because every writer in avlib is atomic.
+behind because every writer in avlib is atomic. Commands import what does the work (torch,
+diffusers, the models) inside their functions, on purpose: ``avlib --help`` and a bad
+argument answer without loading them.
 """
 from __future__ import annotations
 

@@ -12,10 +12,13 @@ from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser(
         "evaluate", help="FVD, CLIPSIM and AV-Align of a run folder, written into it",
-        description="Evaluate generated samples against the run's reference clips; every "
-                    "value comes with N and a seeded 95% bootstrap CI. In the tiny profile, "
-                    "unless --i3d/--clip-model are given, FVD and CLIPSIM use random networks.")
-    evaluate.add_argument("--run", required=True, metavar="RUN_DIR", help="folder written by `avlib generate`")
+        description="Evaluate a run's generated samples (and its shuffled-audio control) against its "
+                    "reference clips; every value comes with N and a seeded 95% bootstrap CI. In the "
+                    "tiny profile, unless --i3d/--clip-model are given, FVD and CLIPSIM use the toy "
+                    "world's TOY networks (trained on the synthetic world; their numbers compare "
+                    "toy-world runs only).")
+    evaluate.add_argument("--run", required=True, metavar="RUN_DIR",
+                          help="run folder written by `avlib train` and sampled by `avlib sample`")
     evaluate.add_argument("--metrics", type=metric_list, default=None, metavar="fvd,clipsim,av-align",
                           help="metrics to compute (default: all available; one whose network "
                                "does not load is skipped, with its reason in metrics.json)")

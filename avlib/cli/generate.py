@@ -7,7 +7,7 @@ from pathlib import Path
 
 from avlib.cli.args import (check_device, check_output, nonnegative_float, nonnegative_int,
                             positive_float, positive_int)
-from avlib.config import PROFILES, SCHEDULERS, check_windows, load_config
+from avlib.config import PROFILES, SCHEDULERS, check_frame_size, check_windows, load_config
 from avlib.errors import AvlibError
 from avlib.run import Run
 
@@ -48,15 +48,6 @@ def _run_config(args: argparse.Namespace):
     return load_config("dog", args.profile)
 
 
-def check_frame_size(settings, factor: int) -> None:
-    """The VAE works on blocks of ``factor`` pixels: other sizes would come out cropped."""
-    for flag, value in (("--height", settings.height), ("--width", settings.width)):
-        if value % factor:
-            raise AvlibError(f"{flag} {value} is not a multiple of {factor}, the VAE's downsampling "
-                             f"factor (use {max(factor, value // factor * factor)} or "
-                             f"{(value // factor + 1) * factor})")
-
-
 def run(args: argparse.Namespace) -> int:
     from avlib.generate import generate_file, read_conditioning_audio
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
@@ -78,14 +69,14 @@ def run(args: argparse.Namespace) -> int:
     device = check_device(args.device or config.model.device,
                           "--device" if args.device else f"the {config.profile} profile's device")
     pretrained = args.pretrained or config.model.pretrained
-    check_frame_size(settings, pretrained_vae_scale(pretrained))
+    check_frame_size([(f"--height {settings.height}", settings.height), (f"--width {settings.width}", settings.width)],
+                     pretrained_vae_scale(pretrained))  # before any model loads
     if args.mapper is not None:
-        pipeline = AudioToVideoPipeline.from_pretrained(Run(args.mapper).pipeline_dir, t2v_source=pretrained,
-                                                        device=device, dtype=config.model.dtype)
+        pipeline = AudioToVideoPipeline.from_run(args.mapper, [f"model.pretrained={pretrained}"], device=device)
     else:
         pipeline = AudioToVideoPipeline.from_t2v(load_t2v(pretrained, dtype=config.model.dtype, device=device))
-    pipeline.enable_vae_slicing(config.model.vae_slicing)
-    sidecar = generate_file(pipeline, args.output, settings, prompt=args.prompt,
-                            audio_path=args.audio, config=config)
+        pipeline.enable_vae_slicing(config.model.vae_slicing)
+    pipeline.set_settings(settings)
+    sidecar = generate_file(pipeline, args.output, prompt=args.prompt, audio_path=args.audio, config=config)
     print(f"wrote {args.output} ({settings.num_frames} frames, {sidecar['elapsed_s']} s)")
     return 0

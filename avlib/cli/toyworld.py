@@ -1,8 +1,8 @@
 """``avlib toyworld``: build the toy world's stand-in models, check them, run the acceptance experiment.
 
-    avlib toyworld build --out DIR [--seed N] [--unet-steps N ...]   # ~15 min on 2 cores
+    avlib toyworld build --out DIR [--seed N] [--unet-steps N ...]
     avlib toyworld build --check [--weights DIR]                     # shipped weights load and generate
-    avlib toyworld metrics [--out DIR] [--seed N]                     # toy CLIP + toy video network, ~1.5 min
+    avlib toyworld metrics [--out DIR] [--seed N]                     # toy CLIP + toy video network
     avlib toyworld evaluate --out DIR [--test-per-class N] [--classes C ...] [--set K=V]  # trained vs shuffled vs untrained
 """
 from __future__ import annotations

@@ -13,7 +13,8 @@ import random
 import numpy as np
 import torch
 
-from avlib.config import ExperimentConfig
+from avlib.config import ExperimentConfig, GenerationSettings
+from avlib.mapper import build_mapper
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.pipeline.components import AudioEncoderModel
 from avlib.pipeline.t2v import load_t2v
@@ -21,12 +22,11 @@ from avlib.pipeline.t2v import load_t2v
 
 def assemble(config: ExperimentConfig, device: str | None = None,
              seed: int | None = None) -> AudioToVideoPipeline:
-    """The pipeline of ``config`` with an untrained mapper in eval mode, on ``device``
+    """The pipeline of ``config`` with an untrained mapper in eval mode and the run's generation
+    settings (``inference`` and ``data.audio_window``), on ``device``
     (default ``model.device``). ``seed``: seed Python's, NumPy's and torch's generators right before
     the mapper is built, after the frozen parts loaded (which may draw random numbers), so
     the mapper's initial weights depend on the seed alone."""
-    from avlib.mapper import build_mapper
-
     device = device or config.model.device
     t2v = load_t2v(config.model.pretrained, dtype=config.model.dtype, device=device)
     encoder = AudioEncoderModel.build(config.encoder).requires_grad_(False).to(device)
@@ -35,4 +35,5 @@ def assemble(config: ExperimentConfig, device: str | None = None,
         np.random.seed(seed)
         torch.manual_seed(seed)
     mapper = build_mapper(config.mapper, in_dim=encoder.output_dim).eval().to(device)  # training calls .train()
-    return AudioToVideoPipeline.from_t2v(t2v, encoder, mapper, encoder_config=dataclasses.asdict(config.encoder))
+    return AudioToVideoPipeline.from_t2v(t2v, encoder, mapper, encoder_config=dataclasses.asdict(config.encoder),
+                                         settings=GenerationSettings.of(config))

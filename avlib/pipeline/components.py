@@ -24,7 +24,11 @@ from pathlib import Path
 import torch
 from diffusers import ModelMixin
 
+from avlib.audio import build_audio_encoder
+from avlib.audio.checkpoints import load_saved_encoder, save_encoder
+from avlib.config import EncoderConfig
 from avlib.io import read_json, write_json
+from avlib.mapper import load_mapper, save_mapper
 
 ENCODER_WEIGHTS = "encoder.safetensors"
 ENCODER_CONFIG = "encoder_config.json"
@@ -59,15 +63,11 @@ class MapperModel(_Wrapper):
     """A mapper (:class:`avlib.mapper.base.FrameTokenMapper`) as a pipeline component."""
 
     def save_pretrained(self, save_directory: str | os.PathLike, **_diffusers_options) -> None:
-        from avlib.mapper import save_mapper
-
         save_mapper(self.module, save_directory)  # safetensors whatever diffusers asks
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, torch_dtype: torch.dtype | None = None,
                         **_diffusers_options) -> "MapperModel":
-        from avlib.mapper import load_mapper
-
         mapper = load_mapper(directory)
         return cls(mapper.to(torch_dtype) if torch_dtype is not None else mapper)
 
@@ -83,23 +83,16 @@ class AudioEncoderModel(_Wrapper):
     @classmethod
     def build(cls, config) -> "AudioEncoderModel":
         """Build from an ``EncoderConfig`` (or its dict): its checkpoint, or the tiny random one."""
-        from avlib.audio import build_audio_encoder
-        from avlib.config import EncoderConfig
-
         config = config if isinstance(config, EncoderConfig) else EncoderConfig(**config)
         return cls(build_audio_encoder(config).eval(), dataclasses.asdict(config))
 
     def save_pretrained(self, save_directory: str | os.PathLike, **_diffusers_options) -> None:
-        from avlib.audio.checkpoints import save_encoder
-
         save_encoder(self.module, Path(save_directory) / ENCODER_WEIGHTS)
         write_json(Path(save_directory) / ENCODER_CONFIG, self.encoder_config)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, torch_dtype: torch.dtype | None = None,
                         **_diffusers_options) -> "AudioEncoderModel":
-        from avlib.audio.checkpoints import load_saved_encoder
-
         directory = Path(directory)
         config = read_json(directory / ENCODER_CONFIG, "audio encoder config")
         encoder = load_saved_encoder(directory / ENCODER_WEIGHTS)

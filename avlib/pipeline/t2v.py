@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+from diffusers.utils import CONFIG_NAME
+from diffusers.utils import logging as diffusers_logging
+from transformers import CLIPTextModel, CLIPTokenizer
+from transformers.utils import logging as transformers_logging
 
 from avlib.errors import CheckpointError
+from avlib.io import read_json
 from avlib.named_weights import TINY, t2v_folder, tiny_t2v_folder
+from avlib.pipeline.tiny import build_tiny_t2v
 from avlib.weights import folder_problem
 
 ZEROSCOPE_ID = "cerspense/zeroscope_v2_576w"
@@ -44,10 +52,6 @@ def vae_scale(block_out_channels) -> int:
 
 def pretrained_vae_scale(pretrained: str) -> int:
     """:func:`vae_scale` of a model read from its config alone (no weights loaded)."""
-    from diffusers.utils import CONFIG_NAME
-
-    from avlib.io import read_json
-
     config = read_json(resolve_pretrained(pretrained) / "vae" / CONFIG_NAME, "VAE config")
     return vae_scale(config.get("block_out_channels", [64]))  # diffusers default: one block
 
@@ -62,8 +66,6 @@ def resolve_pretrained(pretrained: str) -> Path:
 
 def ensure_tiny_t2v(seed: int = 0) -> Path:
     """Build the tiny twin into the cache on first use (deterministic for a seed)."""
-    from avlib.pipeline.tiny import build_tiny_t2v
-
     target = tiny_t2v_folder(seed)
     if not (target / "unet").is_dir():
         staging = target.with_name(target.name + f".tmp{os.getpid()}")
@@ -71,8 +73,6 @@ def ensure_tiny_t2v(seed: int = 0) -> Path:
         try:
             staging.rename(target)
         except OSError:  # another process finished first: theirs is identical
-            import shutil
-
             shutil.rmtree(staging, ignore_errors=True)
     return target
 
@@ -89,9 +89,6 @@ def quiet_weight_loading():
     serialization", yet it falls back to the .bin file read with ``weights_only=True``; a real
     failure still raises (and is reported once, by us).
     """
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
     modules = (diffusers_logging, transformers_logging)
     before = [module.is_progress_bar_enabled() for module in modules]
     level = diffusers_logging.get_verbosity()
@@ -109,9 +106,6 @@ def quiet_weight_loading():
 
 def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str = "cpu") -> T2VComponents:
     """Load UNet3D, VAE, CLIP text encoder, tokenizer and scheduler, frozen, in ``dtype``."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
     folder = resolve_pretrained(pretrained)
     if device == "cpu":
         dtype = "float32"  # half precision on CPU is slow and inaccurate

@@ -9,7 +9,7 @@
    for guidance. By default the CLIP text encoder stays as the tiny twin built it (frozen,
    random): the UNet learns to read its outputs. With ``text_encoder_lr`` > 0 it trains with
    the UNet instead, and with ``wordings`` > 1 each frame's caption is drawn among other
-   wordings of its state; either way each batch's captions are encoded per step (#18).
+   wordings of its state; either way each batch's captions are encoded per step.
 3. **CAVP** (:class:`~avlib.audio.cavp.CAVPEncoder` at width 8, 64-d output) pretrained with
    CAVP's objective against a small video encoder (:class:`VideoEncoder`): symmetric InfoNCE
    between time-pooled audio and video embeddings plus an intra-video temporal InfoNCE over
@@ -30,12 +30,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet3DConditionModel
+from diffusers.utils import CONFIG_NAME
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
 
+from avlib.audio.cavp import CAVPEncoder
+from avlib.audio.checkpoints import save_encoder
+from avlib.data.synthetic import synth_clip
+from avlib.errors import CheckpointError, ConfigError
 from avlib.io import run_record, write_json
+from avlib.pipeline.assemble import assemble
+from avlib.pipeline.conditioning import enable_frame_conditioning, encode_text
+from avlib.pipeline.tiny import build_tiny_t2v
+from avlib.train import sample_timesteps
 from avlib.toyworld import CAVP_FILE, T2V_SUBDIR
-from avlib.toyworld.data import MAX_WORDINGS, ToySpec, reword, toy_clips
+from avlib.toyworld.data import MAX_WORDINGS, ToySpec, reword, toy_clips, toyworld_config
 
 CAVP_WIDTH, CAVP_DIM = 8, 64
 UNCOND_FRACTION = 0.1
@@ -43,7 +54,7 @@ UNCOND_FRACTION = 0.1
 
 @dataclass
 class BuildConfig:
-    """What ``avlib toyworld build`` trains, and for how long (defaults: ~15 min on 2 cores)."""
+    """What ``avlib toyworld build`` trains, and for how long (steps per stage; the build times are in RESULTS.md)."""
 
     seed: int = 0
     clips_per_class: int = 32
@@ -59,8 +70,6 @@ class BuildConfig:
     init: str = ""            # continue from this earlier build's weights ("": from scratch)
 
     def __post_init__(self):
-        from avlib.errors import ConfigError
-
         if not (math.isfinite(self.context_noise) and self.context_noise >= 0):
             raise ConfigError(f"context_noise must be a finite number >= 0 (got {self.context_noise}); "
                               "pass e.g. 0.5, or 0 (the default) to train on the captions' contexts alone")
@@ -107,8 +116,6 @@ def encode_frame_captions(text_encoder, tokenizer, captions: list[list[str]]) ->
     """Per-frame contexts (B, F*77, D) of B clips' F captions each, and the empty prompt's
     (F*77, D); every distinct caption is encoded once, in one batch (with gradients, when
     the text encoder trains)."""
-    from avlib.pipeline.conditioning import encode_text
-
     unique = sorted({c for clip in captions for c in clip}) + [""]
     table = dict(zip(unique, encode_text(text_encoder, tokenizer, unique)))   # caption -> (77, D)
     contexts = torch.stack([torch.cat([table[c] for c in clip]) for clip in captions])
@@ -125,7 +132,7 @@ def perturb_contexts(contexts: torch.Tensor, num_frames: int, scale: float,
                      generator: torch.Generator) -> torch.Tensor:
     """Contexts (B, F*77, D) with each frame's (77, D) context c moved to c + s * rms(c) * n,
     n ~ N(0, I), s ~ U(0, scale) per frame: the UNet learns to draw the caption's frame from
-    contexts around it, out to where an audio mapper's tokens land (RESULTS.md, #18)."""
+    contexts around it, out to where an audio mapper's tokens land (RESULTS.md)."""
     per_frame = contexts.unflatten(1, (num_frames, -1))                       # (B, F, 77, D)
     rms = per_frame.pow(2).mean(dim=(2, 3), keepdim=True).sqrt()              # (B, F, 1, 1)
     relative = scale * torch.rand(rms.shape, generator=generator)            # (B, F, 1, 1)
@@ -142,38 +149,21 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
     and uncond None), each batch's captions are encoded per step, reworded when
     ``cfg.wordings`` > 1, and the text encoder trains with the UNet at ``cfg.text_encoder_lr``
     (> 0) or stays frozen (0)."""
-    from diffusers import DDPMScheduler
-
-    from avlib.pipeline.conditioning import enable_frame_conditioning
-    from avlib.train import sample_timesteps
-
     if (text is None) == bool(cfg.text_encoder_lr or cfg.wordings > 1):
         raise ValueError("train_unet needs text=(text_encoder, tokenizer, captions) exactly when "
                          "cfg trains the text encoder or varies the wordings")
     text_encoder, tokenizer, captions = text or (None, None, None)
     noise_schedule = DDPMScheduler.from_config(scheduler_config)
     unet.train().requires_grad_(True)
-    groups = [{"params": list(unet.parameters())}]
-    if cfg.text_encoder_lr:
-        text_encoder.train().requires_grad_(True)
-        groups.append({"params": list(text_encoder.parameters()), "lr": cfg.text_encoder_lr})
     enable_frame_conditioning(unet, tokenizer.model_max_length if text else contexts.shape[1] // latents.shape[2])
-    trained = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01)
-    warmup = max(1, cfg.unet_steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.5 * (1 + math.cos(math.pi * min(s, cfg.unet_steps) / cfg.unet_steps))))
+    optimizer, schedule, trained = unet_optimizer(unet, text_encoder, cfg)
     losses = []
     bar = tqdm(range(cfg.unet_steps), desc="toyworld: UNet", disable=not progress)
     for _ in bar:
         index = torch.randint(len(latents), (cfg.batch_size,), generator=generator)
         x0 = latents[index]                                                   # (B, C, F, h, w)
         if text:  # the wordings, or the encoder, change every step: encode the batch's captions now
-            batch_captions = [captions[i] for i in index]                     # B lists of F strings
-            if cfg.wordings > 1:
-                batch_captions = reword(batch_captions, cfg.wordings, generator)
-            with torch.set_grad_enabled(bool(cfg.text_encoder_lr)):
-                context, uncond = encode_frame_captions(text_encoder, tokenizer, batch_captions)
+            context, uncond = step_contexts(text, [captions[i] for i in index], cfg, generator)
         else:
             context = contexts[index].clone()                                 # (B, F*77, D)
         drop = torch.rand(cfg.batch_size, generator=generator) < UNCOND_FRACTION
@@ -196,6 +186,31 @@ def train_unet(unet, scheduler_config, latents: torch.Tensor, contexts: torch.Te
     if cfg.text_encoder_lr:
         text_encoder.eval().requires_grad_(False)
     return losses
+
+
+def unet_optimizer(unet, text_encoder, cfg: BuildConfig):
+    """AdamW over the UNet (and the text encoder at ``cfg.text_encoder_lr`` when it trains,
+    which it is then set to), its warm-up + cosine schedule, and the trained parameters."""
+    groups = [{"params": list(unet.parameters())}]
+    if cfg.text_encoder_lr:
+        text_encoder.train().requires_grad_(True)
+        groups.append({"params": list(text_encoder.parameters()), "lr": cfg.text_encoder_lr})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01)
+    warmup = max(1, cfg.unet_steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
+        0.5 * (1 + math.cos(math.pi * min(s, cfg.unet_steps) / cfg.unet_steps))))
+    return optimizer, schedule, [p for group in groups for p in group["params"]]
+
+
+def step_contexts(text: tuple, batch_captions: list[list[str]], cfg: BuildConfig,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's contexts (B, F*77, D) of ``batch_captions`` (B lists of F strings), reworded
+    when ``cfg.wordings`` > 1, and the empty prompt's; with gradients when the encoder trains."""
+    text_encoder, tokenizer, _ = text
+    if cfg.wordings > 1:
+        batch_captions = reword(batch_captions, cfg.wordings, generator)
+    with torch.set_grad_enabled(bool(cfg.text_encoder_lr)):
+        return encode_frame_captions(text_encoder, tokenizer, batch_captions)
 
 
 # -- 3. CAVP ---------------------------------------------------------------------------------
@@ -240,8 +255,6 @@ def cavp_loss(audio: torch.Tensor, video: torch.Tensor, temperature: float = 0.1
 def train_cavp(clips: list[dict], cfg: BuildConfig, generator: torch.Generator,
                progress: bool = True) -> tuple[nn.Module, list[float]]:
     """Pretrain a width-8 CAVP encoder against :class:`VideoEncoder`; returns (encoder, losses)."""
-    from avlib.audio.cavp import CAVPEncoder
-
     audio_encoder, video_encoder = CAVPEncoder(width=CAVP_WIDTH, embed_dim=CAVP_DIM), VideoEncoder()
     parameters = [*audio_encoder.parameters(), *video_encoder.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=0.01)
@@ -263,13 +276,6 @@ def train_cavp(clips: list[dict], cfg: BuildConfig, generator: torch.Generator,
 def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progress: bool = True) -> Path:
     """Train the stand-ins and write ``out_dir/t2v`` + ``out_dir/cavp.safetensors`` +
     ``out_dir/build.json``. The folder appears only when complete."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
-    from diffusers.utils import CONFIG_NAME
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from avlib.audio.checkpoints import save_encoder
-    from avlib.pipeline.tiny import build_tiny_t2v
-
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
@@ -280,42 +286,21 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     timings, started = {}, time.perf_counter()
+    lap = lambda name: timings.__setitem__(name, time.perf_counter() - started - sum(timings.values()))
 
     clips = toy_clips(per_class=cfg.clips_per_class, seed=cfg.seed)
-    timings["data_s"] = time.perf_counter() - started
-
-    vae = AutoencoderKL.from_pretrained(t2v_dir, subfolder="vae")
-    frames = torch.cat([c["frames"] for c in clips])                          # (N*F, 3, H, W)
-    vae_losses = train_vae(vae, frames, cfg, generator, progress)
-    latents = encode_latents(vae, clips)
-    scaling = 1.0 / latents.std().item() if vae_losses else vae.config.scaling_factor
-    vae.register_to_config(scaling_factor=scaling)
-    vae.save_pretrained(t2v_dir / "vae")
-    timings["vae_s"] = time.perf_counter() - started - sum(timings.values())
-
-    tokenizer = CLIPTokenizer.from_pretrained(t2v_dir, subfolder="tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(t2v_dir, subfolder="text_encoder").eval()
-    unet = UNet3DConditionModel.from_pretrained(t2v_dir, subfolder="unet")
-    scheduler = DDIMScheduler.from_pretrained(t2v_dir, subfolder="scheduler")
-    if cfg.text_encoder_lr or cfg.wordings > 1:
-        unet_losses = train_unet(unet, scheduler.config, latents * scaling, None, None, cfg, generator, progress,
-                                 text=(text_encoder, tokenizer, [clip["captions"] for clip in clips]))
-        if cfg.text_encoder_lr:
-            text_encoder.save_pretrained(t2v_dir / "text_encoder")
-    else:
-        contexts, uncond = caption_contexts(text_encoder, tokenizer, clips)
-        unet_losses = train_unet(unet, scheduler.config, latents * scaling, contexts, uncond, cfg,
-                                 generator, progress)
-    unet.save_pretrained(t2v_dir / "unet")
-    timings["unet_s"] = time.perf_counter() - started - sum(timings.values())
-
+    lap("data_s")
+    latents, scaling, vae_losses = build_vae(t2v_dir, clips, cfg, generator, progress)
+    lap("vae_s")
+    unet_losses = build_unet(t2v_dir, latents * scaling, clips, cfg, generator, progress)
+    lap("unet_s")
     if cfg.init and not cfg.cavp_steps:
         cavp_losses = []
         shutil.copy(Path(cfg.init) / CAVP_FILE, staging / CAVP_FILE)
     else:
         cavp, cavp_losses = train_cavp(clips, cfg, generator, progress)
         save_encoder(cavp, staging / CAVP_FILE)
-    timings["cavp_s"] = time.perf_counter() - started - sum(timings.values())
+    lap("cavp_s")
 
     summary = lambda losses: {"first": losses[0], "last20_mean": sum(losses[-20:]) / len(losses[-20:])} if losses else None
     write_json(staging / "build.json", run_record(
@@ -333,13 +318,42 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
     return out_dir
 
 
+def build_vae(t2v_dir: Path, clips: list[dict], cfg: BuildConfig, generator: torch.Generator,
+              progress: bool) -> tuple[torch.Tensor, float, list[float]]:
+    """Train the VAE in ``t2v_dir`` on the clips' frames and save it with its latent scaling;
+    returns the clips' latents (N, C, F, h, w), that scaling and the losses."""
+    vae = AutoencoderKL.from_pretrained(t2v_dir, subfolder="vae")
+    frames = torch.cat([c["frames"] for c in clips])                          # (N*F, 3, H, W)
+    vae_losses = train_vae(vae, frames, cfg, generator, progress)
+    latents = encode_latents(vae, clips)
+    scaling = 1.0 / latents.std().item() if vae_losses else vae.config.scaling_factor
+    vae.register_to_config(scaling_factor=scaling)
+    vae.save_pretrained(t2v_dir / "vae")
+    return latents, scaling, vae_losses
+
+
+def build_unet(t2v_dir: Path, latents: torch.Tensor, clips: list[dict], cfg: BuildConfig,
+               generator: torch.Generator, progress: bool) -> list[float]:
+    """Train the UNet in ``t2v_dir`` on the scaled ``latents`` and the clips' captions (the text
+    encoder with it when ``cfg.text_encoder_lr``) and save what trained; returns the losses."""
+    tokenizer = CLIPTokenizer.from_pretrained(t2v_dir, subfolder="tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(t2v_dir, subfolder="text_encoder").eval()
+    unet = UNet3DConditionModel.from_pretrained(t2v_dir, subfolder="unet")
+    scheduler = DDIMScheduler.from_pretrained(t2v_dir, subfolder="scheduler")
+    if cfg.text_encoder_lr or cfg.wordings > 1:
+        unet_losses = train_unet(unet, scheduler.config, latents, None, None, cfg, generator, progress,
+                                 text=(text_encoder, tokenizer, [clip["captions"] for clip in clips]))
+        if cfg.text_encoder_lr:
+            text_encoder.save_pretrained(t2v_dir / "text_encoder")
+    else:
+        contexts, uncond = caption_contexts(text_encoder, tokenizer, clips)
+        unet_losses = train_unet(unet, scheduler.config, latents, contexts, uncond, cfg, generator, progress)
+    unet.save_pretrained(t2v_dir / "unet")
+    return unet_losses
+
+
 def check_toyworld(weights: str | Path) -> dict:
     """Load the toy world from ``weights`` and generate from text and from audio (random mapper)."""
-    from avlib.data.synthetic import synth_clip
-    from avlib.errors import CheckpointError
-    from avlib.pipeline.assemble import assemble
-    from avlib.toyworld.evaluate import toyworld_config
-
     weights, started = Path(weights), time.perf_counter()
     if not (weights / T2V_SUBDIR).is_dir() or not (weights / CAVP_FILE).is_file():
         raise CheckpointError(f"{weights} holds no toy world ({T2V_SUBDIR}/ and {CAVP_FILE}); "

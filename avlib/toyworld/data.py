@@ -18,14 +18,18 @@ an event. Clips are 1 s at 8 fps and 32x32 (the tiny profile), which holds exact
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from avlib.config import load_config
 from avlib.data.synthetic import CLASSES, clip_seed, events_so_far, synth_clip
+from avlib.errors import ConfigError
+from avlib.named_weights import CAVP_FILE, T2V_SUBDIR
 
 STATE_WORDS = {"dog": "jumps", "thunder": "lightning", "volleyball": "bounces"}
-# Other wordings of each frame state, for `avlib toyworld build --wordings N` (#18): the caption
+# Other wordings of each frame state, for `avlib toyworld build --wordings N`: the caption
 # first, then what the frame shows in other words. Every added word is one token of the tiny
 # tokenizer (tested: some of its listed words, e.g. "grass", "rain", "dark", still split into
 # pieces, and so does "volleyball" of the captions themselves, as "volley" + "ball").
@@ -98,3 +102,16 @@ def toy_clips(classes=CLASSES, per_class: int = 32, split: str = "train", seed: 
     offset = TEST_OFFSET if split == "test" else 0
     return [toy_clip(label, offset + i, seed, spec)
             for i in range(per_class) for label in classes]
+
+
+def toyworld_config(weights: Path, overrides: dict | None = None, classes=CLASSES):
+    """The tiny profile of the report's experiment for ``classes`` (one class: that class's
+    experiment; several: multiclass) on the toy world's stand-ins."""
+    classes = list(classes)
+    unknown = sorted(set(classes) - set(CLASSES))
+    if unknown or not classes:
+        raise ConfigError(f"toy world classes must be among {', '.join(CLASSES)} (got {classes or 'none'})")
+    return load_config(classes[0] if len(classes) == 1 else "multiclass", "tiny", {
+        "data.classes": classes, "model.pretrained": str(weights / T2V_SUBDIR),
+        "encoder.name": "cavp", "encoder.checkpoint": str(weights / CAVP_FILE),
+        **(overrides or {})})

@@ -10,8 +10,13 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
+
+from avlib.data.synthetic import CLASSES
+from avlib.io import atomic_path, cache_dir
+from avlib.toyworld.data import toy_clips
 
 
 class FrameClassifier(nn.Module):
@@ -63,12 +68,6 @@ def toy_class_judge(seed: int = 0) -> FrameClassifier:
     """The frame classifier trained on the toy world's training clips of all three classes: what
     names the class a tiny-profile video shows (notebook 05's Figure 2). Seeded; trained once
     (seconds) and kept in avlib's cache folder, so the notebooks of one ``make demo`` share it."""
-    from safetensors.torch import load_file, save_file
-
-    from avlib.data.synthetic import CLASSES
-    from avlib.io import atomic_path, cache_dir
-    from avlib.toyworld.data import toy_clips
-
     path = cache_dir() / "toyworld" / f"frame_classifier_seed{seed}.safetensors"
     if path.is_file():
         model = FrameClassifier(tuple(CLASSES))

@@ -25,11 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from avlib.data.synthetic import CLASSES
-from avlib.metrics.clipsim import toy_clip_scorer
-from avlib.metrics.fvd import toy_backbone
+from avlib.io import run_record, write_json
+from avlib.metrics.clipsim import ClipScorer, frame_averaged_cosine, toy_clip_scorer
+from avlib.metrics.fvd import frechet_distance, toy_backbone
+from avlib.metrics.i3d import tiny_i3d
 from avlib.named_weights import TOY_CLIP_SUBDIR, TOY_VIDEO_FILE
 from avlib.toyworld.data import STATE_WORDS, rgb_frames, toy_clips
 
@@ -78,8 +81,6 @@ def _optimise(parameters, loss_of_step, steps: int, lr: float, desc: str, progre
 
 def train_toy_clip(clips: list[dict], cfg: MetricNetsConfig, progress: bool = True):
     """(ClipScorer of the trained toy CLIP, final loss) from the clips' frames and captions."""
-    from avlib.metrics.clipsim import ClipScorer
-
     scorer = ClipScorer.tiny(cfg.seed)
     model, texts = scorer.model.train(), toy_texts()
     tokens = scorer.tokenizer(texts, padding=True, return_tensors="pt")
@@ -106,8 +107,6 @@ def train_toy_clip(clips: list[dict], cfg: MetricNetsConfig, progress: bool = Tr
 
 def train_toy_video_net(clips: list[dict], cfg: MetricNetsConfig, progress: bool = True):
     """(the trained toy I3D, final loss): class and event frame (or none, for frozen clips)."""
-    from avlib.metrics.i3d import tiny_i3d
-
     num_frames = clips[0]["frames"].shape[0]
     net = tiny_i3d(cfg.seed, num_classes=VIDEO_FEATURES).train()
     heads = torch.nn.ModuleDict({"class": torch.nn.Linear(VIDEO_FEATURES, len(CLASSES)),
@@ -152,9 +151,6 @@ def validity(scorer, backbone, per_class: int = 40, seed: int = 11) -> dict:
     * FVD per class: set A vs set B of the same class, vs each other class, and A frozen (one frame
       repeated) vs B moving.
     """
-    from avlib.metrics.clipsim import frame_averaged_cosine
-    from avlib.metrics.fvd import frechet_distance
-
     a, b = (toy_clips(per_class=per_class, split="test", seed=s) for s in (seed, seed + 1))
     labels = np.array([c["label"] for c in a])
     scores = np.array([[frame_averaged_cosine(scorer.image_embeddings(_uint8(c)), scorer.text_embedding(k))
@@ -174,10 +170,6 @@ def validity(scorer, backbone, per_class: int = 40, seed: int = 11) -> dict:
 def build_metric_nets(out: str | Path, cfg: MetricNetsConfig = MetricNetsConfig(),
                       progress: bool = True) -> Path:
     """Train both networks on training clips of the toy world and write them into ``out``."""
-    from safetensors.torch import save_file
-
-    from avlib.io import run_record, write_json
-
     out = Path(out)
     timings, started = {}, time.perf_counter()
     with torch.random.fork_rng(devices=[]):
