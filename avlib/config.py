@@ -12,8 +12,6 @@ Unknown experiments, profiles and keys raise :class:`ConfigError` listing what e
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -169,12 +167,6 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def fingerprint(self, *sections: str) -> str:
-        """A short hash of some sections (e.g. ``"encoder"``), for cache keys."""
-        data = self.to_dict()
-        picked = {s: data[s] for s in sections} if sections else data
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _read_yaml(*parts: str) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
                  av_align_version: str = "2025", fvd_frames: int | None = None,
                  workers: int | None = None, seed: int = 0, progress: bool = True,
                  fvd_protocol: str = "avlib", clipsim_protocol: str = "clip",
-                 metrics: Sequence[str] | None = None) -> dict[str, Any]:
+                 metrics: Sequence[str] | None = None, use_cache: bool = True) -> dict[str, Any]:
     """Evaluate a run folder and write its metrics (:meth:`avlib.run.Run.write_metrics`);
     returns what was written.
 
@@ -110,7 +110,7 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
     """
     from functools import partial
 
-    from avlib.io import cache_dir
+    from avlib.cache import default_root
     from avlib.metrics import av_align, clipsim, fvd
 
     wanted = metric_keys(metrics)
@@ -134,7 +134,7 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
     padded = None
     if "fvd" in networks:
         feature_net = networks["fvd"]
-        cache = fvd.FeatureCache(cache_dir() / "fvd_features")
+        cache = fvd.FeatureCache(default_root("fvd")) if use_cache else None
         real, real_padded = fvd.extract_features(references, feature_net, cache, progress=progress)
         definitions["fvd"] = {"protocol": fvd.get_protocol(fvd_protocol).describe(),
                               "backbone": feature_net.describe(),

@@ -12,9 +12,10 @@ import errno
 import importlib
 import json
 import sys
+import warnings
 
 from avlib import __version__
-from avlib.errors import AvlibError
+from avlib.errors import AvlibError, AvlibWarning
 from avlib.io import skip_final_collection
 
 # Modules under avlib.cli, in the order their commands appear in --help.
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restores the default display when the command ends
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"avlib {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -94,3 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: the traceback is what a report needs
         print(f"avlib {args.command}: error: {line}", file=sys.stderr)
         return 2
+
+
+def _one_line_warnings(command: str, default):
+    """``warnings.showwarning`` that prints avlib's own warnings as one line, no source line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, AvlibWarning):
+            return default(message, category, filename, lineno, file, line)
+        print(f"avlib {command}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+    return show

@@ -98,7 +98,7 @@ def run_av_align(args) -> int:
 
 
 def run_fvd(args) -> int:
-    from avlib.io import cache_dir
+    from avlib.cache import default_root
     from avlib.metrics import fvd
 
     check_output(args.json)
@@ -109,7 +109,7 @@ def run_fvd(args) -> int:
     backbone = (named[args.i3d](frames=args.frames, protocol=args.protocol, resize=args.resize)
                 if args.i3d in named
                 else fvd.pretrained_backbone(args.i3d, args.frames, args.protocol, args.resize))
-    cache = None if args.no_cache else fvd.FeatureCache(cache_dir() / "fvd_features")
+    cache = None if args.no_cache else fvd.FeatureCache(default_root("fvd"))
     result = fvd.compute_fvd(video_paths(args.real), video_paths(args.fake), backbone, cache,
                              seed=args.seed, progress=not args.quiet, protocol=args.protocol)
     low, high = result["ci95"]
