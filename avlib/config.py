@@ -186,6 +186,9 @@ def _merge(base: dict, update: Mapping, where: str) -> dict:
             raise ConfigError(f"unknown config key '{where}{key}' (valid: {', '.join(sorted(base))})")
         if isinstance(base[key], dict) and isinstance(value, Mapping):
             out[key] = _merge(base[key], value, f"{where}{key}.")
+        elif isinstance(base[key], dict):
+            raise ConfigError(f"'{where}{key}' is a section, not a value: set one of its keys, e.g. "
+                              f"{where}{key}.{next(iter(base[key]), 'key')}=VALUE")
         else:
             out[key] = value
     return out
@@ -239,7 +242,12 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. --set train.lr=1e-5)")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({problem}); quote "
+                              "the whole --set in the shell, e.g. --set 'data.classes=[dog, thunder]'") from None
     return out
 
 

@@ -94,7 +94,7 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
         silent=d / "silent.mp4", manifest=d / "manifest.csv", empty_dir=d / "empty_dir",
         no_config=d / "no_config", run=d / "run", run_cut=d / "run_cut", run_foreign=d / "run_foreign",
         metrics_cut=metrics_cut, metrics_foreign=metrics_foreign, evil_t2v=evil_t2v,
-        half_t2v=d / "half_t2v", evil_clip=evil_clip)
+        half_t2v=d / "half_t2v", evil_clip=evil_clip, dog_manifest=ROOT / "data_manifests" / "dog.csv")
 
 
 # (id, argv with {name} filled from `inputs` and {out} the empty output folder, expected text)
@@ -206,6 +206,30 @@ CASES = [
     ("data-synth-fps-0", "data synth --out {out}/s --clips-per-class 1 --fps 0", "--fps: must be a number > 0"),
     ("data-synth-seconds-negative", "data synth --out {out}/s --clips-per-class 1 --seconds -1", "--seconds: must be"),
     ("data-vggsound-missing-index", "data vggsound --index {dir}/nope.csv --out {out}/m.csv", "not found"),
+    ("data-status-missing-root", "data status --manifest {dog_manifest} --root {dir}/nope", "does not exist"),
+    ("data-status-root-is-file", "data status --manifest {dog_manifest} --root {good}", "is a file"),
+    ("data-synth-shift-beyond-clip", "data synth --out {out}/s --clips-per-class 1 --shift-s 100",
+     "moves every sound out of its 2.0 s clip"),
+    # seeds, counts and texts bounded before any work
+    ("generate-seed-beyond-64-bits", "generate --prompt dog --seed 99999999999999999999999 -o {out}/o.mp4",
+     "--seed: must be a whole number >= 0 and below 2**63"),
+    ("generate-nothing-to-generate-from", "generate -o {out}/o.mp4", "nothing to generate from"),
+    ("generate-blank-prompt-no-audio", "generate --prompt {space} -o {out}/o.mp4", "nothing to generate from"),
+    ("clipsim-blank-text", "metrics clipsim --videos {dir} --text {space} --model tiny --json {out}/c.json",
+     "--text: must not be empty or only spaces"),
+    ("reproduce-limit-0", "reproduce --limit 0 --out {out}/r", "--limit: must be a whole number >= 1"),
+    ("reproduce-jobs-0", "reproduce --jobs 0 --out {out}/r", "--jobs: must be a whole number >= 1"),
+    ("toyworld-build-vae-steps-negative", "toyworld build --vae-steps -1 --out {out}/w", "--vae-steps: must be"),
+    ("toyworld-build-threads-0", "toyworld build --threads 0 --out {out}/w", "--threads: must be a whole number >= 1"),
+    ("toyworld-evaluate-test-per-class-0", "toyworld evaluate --test-per-class 0 --out {out}/e",
+     "--test-per-class: must be a whole number >= 1"),
+    ("toyworld-metrics-clip-steps-0", "toyworld metrics --clip-steps 0 --out {out}/m", "--clip-steps: must be"),
+    ("toyworld-metrics-lr-negative", "toyworld metrics --lr -0.1 --out {out}/m", "--lr: must be a number > 0"),
+    # overrides
+    ("train-set-broken-yaml", "train --set data.classes=[dog --out {out}/run", "is not valid YAML"),
+    ("train-set-section", "train --set train=5 --out {out}/run", "'train' is a section, not a value"),
+    ("train-resume-with-experiment", "train --resume {run} --experiment thunder", "drop --experiment"),
+    ("sample-set-training-setting", "sample --run {run} --set train.lr=5", "--set train.lr: sampling cannot change"),
 ]
 
 
@@ -219,7 +243,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, expected, inputs, tmp_path, caps
     out = tmp_path / "out"
     out.mkdir()
     before = _files(inputs.dir)
-    args = [part.format(out=out, **vars(inputs)) for part in argv.split()]
+    args = [part.format(out=out, space=" ", **vars(inputs)) for part in argv.split()]
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err

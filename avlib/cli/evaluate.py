@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from avlib.cli.args import check_output, nonnegative_int, positive_int
+from avlib.cli.args import check_output, positive_int, seed_int
 from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS
 
 
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
                           help="clip (default): CLIP's preprocessing; report: the report repository's "
                                "CLIP_Score.py (BGR, squash, 0.5/0.5, its texts)")
     evaluate.add_argument("--workers", type=positive_int, default=None, help="AV-Align threads (default: one per CPU)")
-    evaluate.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default: 0)")
+    evaluate.add_argument("--seed", type=seed_int, default=0, help="bootstrap seed (default: 0)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.add_argument("--no-cache", action="store_true", help="do not read or write cached FVD features")
     evaluate.set_defaults(func=run_evaluate)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from avlib.cli.args import check_output, nonnegative_int, positive_int
+from avlib.cli.args import check_output, nonblank_text, positive_int, seed_int
 from avlib.errors import CheckpointError
 from avlib.io import run_record, write_json
 from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS, FVD_RESIZE_MODES, video_paths
@@ -60,7 +60,7 @@ def register(subparsers) -> None:
     clip = metrics.add_parser("clipsim", help="CLIP similarity of each video's frames to a text")
     clip.add_argument("--videos", required=True, nargs="+", metavar="DIR",
                       help="folder(s) or files of .mp4 videos")
-    clip.add_argument("--text", required=True, help="text to compare with (e.g. the class name)")
+    clip.add_argument("--text", required=True, type=nonblank_text, help="text to compare with (e.g. the class name)")
     clip.add_argument("--model", default=None, metavar="ID",
                       help="CLIP hub id or folder (default: openai/clip-vit-base-patch32); "
                            "'toy' for the toy world's TOY CLIP (tiny profile), 'tiny' for a random test network")
@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", required=True, metavar="OUT.json", help="where to write the result")
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from avlib.errors import ConfigError, MediaError
-from avlib.cli.args import check_output
+from avlib.cli.args import check_output, seed_int
 from avlib.io import atomic_path, run_record, write_json
 
 # The encoder each mapper's weights expect: (name, BEATs layers, feature width).
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--upstream-dropout", action="store_true",
                    help="keep upstream's dropout in the class-token attention at inference "
                         "(random audio_token, as TempoTokens samples)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the upstream dropout draw")
+    p.add_argument("--seed", type=seed_int, default=0, help="seeds the upstream dropout draw")
     p.add_argument("-o", "--output", required=True, help="OUT.npz")
     p.set_defaults(func=run)
 
