@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from avlib.errors import AvlibWarning
-from avlib.io import atomic_path, cache_dir
+from avlib.io import as_os_error, atomic_path, cache_dir
 
 CACHE_VERSION = 3  # bump when a front end, network or entry layout changes what an entry holds
 HINT = "the cache is the folder AVLIB_CACHE names; --no-cache runs without it"
@@ -130,7 +130,10 @@ class FeatureCache:
         try:
             with atomic_path(path) as tmp:
                 save_file({"value": array}, str(tmp), metadata=meta)
-        except OSError as exc:
+        except Exception as exc:
+            exc = as_os_error(exc)
+            if not isinstance(exc, OSError):
+                raise
             warnings.warn(f"could not write the cache entry {path} ({exc.strerror or exc}); carrying on "
                           f"without it ({HINT})", CacheWarning, stacklevel=2)
             return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,12 @@ import torch
 
 from avlib.config import InferenceConfig
 from avlib.data.synthetic import derangement
-from avlib.errors import MediaError
+from avlib.errors import AvlibWarning, MediaError
 from avlib.io import run_record, write_json
 from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_videos
 
 MIN_AUDIO_SECONDS = 0.1
+SILENCE = 1e-4  # peak amplitude (-80 dBFS) below which conditioning audio counts as silent
 
 
 def read_conditioning_audio(path: str | Path) -> np.ndarray:
@@ -23,6 +25,9 @@ def read_conditioning_audio(path: str | Path) -> np.ndarray:
     if wave.size < MIN_AUDIO_SECONDS * SAMPLE_RATE:
         raise MediaError(f"audio file {path} is {wave.size / SAMPLE_RATE:.3f} s long; "
                          f"give at least {MIN_AUDIO_SECONDS} s of audio")
+    if not np.abs(wave).max() > SILENCE:
+        warnings.warn(f"audio file {path} is silent (peak below {SILENCE:g}): the video will follow no "
+                      "sound; check the file or its volume", AvlibWarning, stacklevel=2)
     return wave
 
 
@@ -45,7 +50,11 @@ def generate_file(pipeline, output: str | Path, settings: InferenceConfig, promp
         settings=dataclasses.asdict(settings), conditioning=video.conditioning, t2v=pipeline.t2v_source,
         elapsed_s=round(elapsed, 3), output=str(output),
     )
-    write_json(Path(output).with_suffix(".json"), sidecar)
+    try:
+        write_json(Path(output).with_suffix(".json"), sidecar)
+    except BaseException:  # a video without its record is not an output
+        Path(output).unlink(missing_ok=True)
+        raise
     return sidecar
 
 

@@ -34,7 +34,7 @@ from avlib.cache import CachedModel
 from avlib.config import ExperimentConfig
 from avlib.data.window import AudioFrameWindow
 from avlib.errors import AvlibError
-from avlib.io import cache_dir, write_json
+from avlib.io import as_os_error, cache_dir, write_json
 from avlib.pipeline.assemble import assemble
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.run import Run, resolve_run_paths
@@ -164,6 +164,23 @@ def save_checkpoint(folder: Path, step: int, trainables: dict[str, torch.nn.Modu
     staging = folder / f".step_{step:07d}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        _write_checkpoint(staging, step, trainables, optimizer, noise_generator, losses)
+    except BaseException as exc:  # a full disk, Ctrl-C: no half-written folder stays behind
+        shutil.rmtree(staging, ignore_errors=True)
+        error = as_os_error(exc, target)
+        if error is exc:
+            raise
+        raise error from exc
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+def _write_checkpoint(staging: Path, step: int, trainables: dict[str, torch.nn.Module],
+                      optimizer: torch.optim.Optimizer, noise_generator: torch.Generator,
+                      losses: list[dict]) -> None:
     for name, module in trainables.items():
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
                   staging / f"{name}.safetensors")
@@ -177,10 +194,6 @@ def save_checkpoint(folder: Path, step: int, trainables: dict[str, torch.nn.Modu
         "step": step, "param_groups": optim["param_groups"], "losses": losses,
         "python_rng": _jsonable(random.getstate()), "numpy_rng": _jsonable(np.random.get_state()),
     })
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
-    return target
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,18 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
     # A transformers CLIP folder whose weights are a malicious pickle.
     from avlib.metrics.clipsim import ClipScorer
 
+    with open(d / "plain_evil.pt", "wb") as handle:  # a plain pickle (not torch's zip) holding code
+        pickle.dump({"x": Evil()}, handle)
+    np.save(d / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    escape = _run_dir(d / "run_escape")
+    (escape / "samples").mkdir()
+    (escape / "samples" / "index.csv").write_text("clip_id,label,prompt\n../../../etc/passwd,dog,\n")
+    binary_index = _run_dir(d / "run_binary_index")
+    (binary_index / "samples").mkdir()
+    (binary_index / "samples" / "index.csv").write_bytes(bytes(range(128, 256)) * 4)
+    write_video(d / "short_source.mp4", np.zeros((8, 16, 16, 3), np.uint8), 8.0,
+                audio=np.zeros(16000, np.float32))   # 1 s: every dog clip lies beyond its end
+    soundfile.write(d / "silent.wav", np.zeros(16000, np.float32), 16000)
     evil_clip = d / "evil_clip"
     ClipScorer.tiny().model.config.save_pretrained(evil_clip)
     torch.save({"x": Evil()}, evil_clip / "pytorch_model.bin")
@@ -94,7 +108,9 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
         silent=d / "silent.mp4", manifest=d / "manifest.csv", empty_dir=d / "empty_dir",
         no_config=d / "no_config", run=d / "run", run_cut=d / "run_cut", run_foreign=d / "run_foreign",
         metrics_cut=metrics_cut, metrics_foreign=metrics_foreign, evil_t2v=evil_t2v,
-        half_t2v=d / "half_t2v", evil_clip=evil_clip, dog_manifest=ROOT / "data_manifests" / "dog.csv")
+        half_t2v=d / "half_t2v", evil_clip=evil_clip, dog_manifest=ROOT / "data_manifests" / "dog.csv",
+        plain_evil=d / "plain_evil.pt", objects=d / "objects.npy", run_escape=escape,
+        run_binary_index=binary_index, short_source=d / "short_source.mp4", silent_wav=d / "silent.wav")
 
 
 # (id, argv with {name} filled from `inputs` and {out} the empty output folder, expected text)
@@ -229,6 +245,20 @@ CASES = [
     ("train-set-broken-yaml", "train --set data.classes=[dog --out {out}/run", "is not valid YAML"),
     ("train-set-section", "train --set train=5 --out {out}/run", "'train' is a section, not a value"),
     ("train-resume-with-experiment", "train --resume {run} --experiment thunder", "drop --experiment"),
+    ("train-out-is-a-file", "train --out {good}", "tone.wav is a file; give a folder"),
+    # files that hold code or are not what they claim
+    ("fvd-i3d-plain-pickle", "metrics fvd --real {dir} --fake {dir} --i3d {plain_evil} --json {out}/f.json",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("embed-checkpoint-plain-pickle", "embed {good} --encoder cavp --checkpoint {plain_evil} -o {out}/e.npy",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("embed-beats-plain-pickle", "embed {good} --encoder beats --checkpoint {plain_evil} -o {out}/e.npy",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("tokens-checkpoint-plain-pickle", "tokens {features} --checkpoint {plain_evil} -o {out}/t.npz",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("tokens-npy-of-objects", "tokens {objects} --checkpoint {evil} -o {out}/t.npz",
+     "holds pickled Python objects, which avlib never unpickles"),
+    ("evaluate-clip-id-leaves-the-run", "evaluate --run {run_escape}", "which is not a file name inside the run"),
+    ("evaluate-binary-index", "evaluate --run {run_binary_index}", "is binary, not a CSV"),
     ("sample-set-training-setting", "sample --run {run} --set train.lr=5", "--set train.lr: sampling cannot change"),
 ]
 
@@ -251,6 +281,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, expected, inputs, tmp_path, caps
     assert len(lines) == 1, err
     assert expected in lines[0] and "Traceback" not in err
     assert "weights_only" not in err  # torch's advice to unpickle anything is never passed on
+    assert "allow_pickle" not in err and "Warning" not in err  # nor numpy's, nor torch's remarks
     assert _files(out) == set() and _files(inputs.dir) == before  # nothing written, nothing hidden
     assert not (tmp_path / "PWNED").exists() and [p.name for p in tmp_path.iterdir()] == ["out"]
 
@@ -364,3 +395,155 @@ def test_resume_skips_a_truncated_latest_checkpoint_and_ends_as_an_uninterrupted
     assert latest_checkpoint(run).name == "step_0000003"
     for key in straight:  # resumed from step 1: the same weights as never stopping
         assert torch.equal(straight[key], resumed[key]), key
+
+
+# -- faults, leftovers and warnings ------------------------------------------------------------
+
+def _error_line(err: str, command: str) -> str:
+    """The error, which must start a line of its own (not the end of a progress bar's)."""
+    found = re.findall(rf"(?:^|\n)(avlib {command}: error: [^\n]*)", err)
+    assert len(found) == 1 and "Traceback" not in err, err
+    return found[0]
+
+
+def test_curate_that_writes_no_clip_fails_and_leaves_no_folder(inputs, tmp_path, capsys):
+    out = tmp_path / "clips"
+    assert main(["data", "curate", "--manifest", str(inputs.dog_manifest), "--source",
+                 str(inputs.short_source), "--out", str(out)]) == 2
+    assert "no clip of" in _error_line(capsys.readouterr().err, "data")
+    assert not out.exists()
+
+
+def test_a_full_disk_during_a_checkpoint_leaves_no_temp_folder_and_no_run(tmp_path, capsys, monkeypatch):
+    from safetensors import SafetensorError
+
+    import avlib.train
+
+    real_save = avlib.train.save_file
+
+    def full_disk(tensors, path, *args, **kwargs):  # the first file lands, then the disk is full
+        if Path(path).name == "optimizer.safetensors":
+            Path(path).write_bytes(b"\0" * 10)
+            # safetensors reports an OS error only as text, in this form
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                  'message: "No space left on device" })')
+        return real_save(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(avlib.train, "save_file", full_disk)
+    run = tmp_path / "run"
+    assert main(["train", "--set", "train.max_steps=1", "--set", "train.checkpoint_every=1",
+                 "--no-cache", "--out", str(run)]) == 2
+    line = _error_line(capsys.readouterr().err, "train")
+    assert "No space left on device" in line and "step_0000001" in line and "free some disk space" in line
+    assert not run.exists()  # no checkpoint was completed: nothing half-made stays
+
+
+def test_training_on_corrupt_clips_leaves_no_run_and_its_error_on_its_own_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["data", "synth", "--out", str(data), "--clips-per-class", "2", "--classes", "dog",
+                 "--size", "32", "--fps", "8", "--seconds", "1", "--layout", "canonical"]) == 0
+    for clip in [*data.glob("*.mp4"), *data.glob("*.wav")]:
+        clip.write_bytes(b"not a clip")
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert main(["train", "--set", f"data.root={data}", "--set", "train.max_steps=1", "--no-cache",
+                 "--out", str(run)]) == 2
+    assert "cannot decode" in _error_line(capsys.readouterr().err, "train")
+    assert not run.exists()
+
+
+def test_a_full_disk_in_generate_leaves_no_video_without_its_sidecar(tmp_path, capsys, monkeypatch):
+    real_write_text = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.suffix == ".json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["generate", "--prompt", "dog", "--steps", "1", "-o", str(out / "o.mp4")]) == 2
+    line = _error_line(capsys.readouterr().err, "generate")
+    assert f"No space left on device: {out / 'o.json'}" in line and "free some disk space" in line
+    assert list(out.iterdir()) == []  # neither the mp4 nor a hidden temporary file
+
+
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)
+
+
+def test_generate_and_sample_remove_what_a_killed_run_left_when_they_start(inputs, tmp_path, capsys):
+    dead, live = _dead_pid(), os.getpid()
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [out / f".o.mp4.tmp{dead}.k3j2x9ab.mp4", out / f".o.json.tmp{dead}.a1b2c3d4.json"]
+    running = out / f".o.mp4.tmp{live}.zzzzzzzz.mp4"  # a writer still running is never touched
+    for path in [*left, running]:
+        path.write_bytes(b"")
+    assert main(["generate", "-o", str(out / "o.mp4")]) == 2  # refused, but after tidying
+    assert sorted(out.iterdir()) == [running]
+
+    run = _run_dir(tmp_path / "run")
+    for folder in ("samples", "reference", "shuffled"):
+        (run / folder).mkdir()
+        for i in range(3):
+            (run / folder / f".clip{i}.mp4.tmp{dead}.q1w2e3r4.mp4").write_bytes(b"")
+    (run / "samples" / f".clip9.mp4.tmp{live}.q1w2e3r4.mp4").write_bytes(b"")
+    assert main(["sample", "--run", str(run), "--limit", "1"]) == 2  # no pipeline: refused after tidying
+    hidden = sorted(p.name for p in run.rglob(".*"))
+    assert hidden == [f".clip9.mp4.tmp{live}.q1w2e3r4.mp4"]
+
+
+@pytest.fixture(scope="module")
+def fvd_sets(tmp_path_factory):
+    from avlib.media import write_video
+
+    root = tmp_path_factory.mktemp("fvd_sets")
+    sets = {}
+    for name, fps, offset in (("real", 12.0, 0), ("fake", 30.0, 90)):
+        (root / name).mkdir()
+        for i in range(2):
+            frames = np.full((8, 32, 32, 3), 10 + offset + 40 * i, np.uint8)
+            write_video(root / name / f"v{i}.mp4", frames, fps)
+        sets[name] = root / name
+    return sets
+
+
+def test_a_damaged_fvd_cache_is_recomputed_with_one_warning(fvd_sets, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
+    argv = ["metrics", "fvd", "--real", str(fvd_sets["real"]), "--fake", str(fvd_sets["fake"]), "--i3d", "tiny",
+            "--frames", "8", "--quiet", "--json", str(tmp_path / "f.json")]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "f.json").read_text())["fvd"]
+    entries = sorted((tmp_path / "cache").rglob("*.safetensors"))
+    assert len(entries) == 4
+    entries[0].write_bytes(entries[0].read_bytes()[:-4])   # cut short
+    entries[1].write_bytes(pickle.dumps(Evil()))           # replaced by a pickle holding code
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "cache entry" in line]
+    assert len(warned) == 2 and all(line.startswith("avlib metrics: warning: cache entry") for line in warned)
+    assert all("AVLIB_CACHE" in line and "--no-cache" in line for line in warned)
+    assert "allow_pickle" not in err and "Traceback" not in err and not Path("PWNED").exists()
+    assert json.loads((tmp_path / "f.json").read_text())["fvd"] == first
+
+
+def test_fvd_of_sets_at_different_frame_rates_warns(fvd_sets, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
+    assert main(["metrics", "fvd", "--real", str(fvd_sets["real"]), "--fake", str(fvd_sets["fake"]), "--i3d",
+                 "tiny", "--frames", "8", "--quiet", "--no-cache", "--json", str(tmp_path / "f.json")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "fps" in line]
+    assert len(warned) == 1 and "real videos play at 12 fps and the generated ones at 30 fps" in warned[0]
+    assert warned[0].startswith("avlib metrics: warning: ")
+    assert any("30 fps" in w for w in json.loads((tmp_path / "f.json").read_text())["warnings"])
+
+
+def test_silent_conditioning_audio_is_one_warning_line(inputs, tmp_path, capsys):
+    assert main(["generate", "--audio", str(inputs.silent_wav), "--mapper", str(inputs.no_config),
+                 "-o", str(tmp_path / "o.mp4")]) == 2   # warned on reading, then refused for the mapper
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("avlib generate: warning: audio file")
+    assert "is silent" in lines[0] and "is not a training run" in lines[1]

@@ -16,7 +16,7 @@ import warnings
 
 from avlib import __version__
 from avlib.errors import AvlibError, AvlibWarning
-from avlib.io import skip_final_collection
+from avlib.io import as_os_error, skip_final_collection
 
 # Modules under avlib.cli, in the order their commands appear in --help.
 COMMAND_MODULES = ("generate", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld", "reproduce")
@@ -50,11 +50,13 @@ OS_FIXES = {
     errno.EISDIR: "give a file name, not a folder",
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "check the path",
+    errno.EEXIST: "a file stands where avlib needs a folder: choose another path or move the file",
 }
 
 
 def describe_error(exc: BaseException) -> str | None:
     """One line for an error caused by the user's input or machine; None for a bug."""
+    exc = as_os_error(exc)
     if isinstance(exc, AvlibError):
         text = str(exc)
     elif isinstance(exc, OSError):
@@ -95,8 +97,18 @@ def main(argv: list[str] | None = None) -> int:
         line = describe_error(exc)
         if line is None:
             raise  # a bug: the traceback is what a report needs
+        close_progress_bars()  # the error gets a line of its own, not the end of a bar's
         print(f"avlib {args.command}: error: {line}", file=sys.stderr)
         return 2
+
+
+def close_progress_bars() -> None:
+    """Close the tqdm bars an exception left open, so each ends its line."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
 
 
 def _one_line_warnings(command: str, default):

@@ -85,12 +85,15 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_curate(args: argparse.Namespace) -> int:
     rows = manifests.read_manifest(args.manifest)
+    existed = Path(args.out).exists()
     report = curate.curate(rows, args.out, source=args.source, download=args.download)
     print("  ".join(f"{name.replace('_', ' ')} {n}" for name, n in report.counts().items()))
     if report.beyond_source:
         print(f"{len(report.beyond_source)} clips lie beyond the end of {args.source} "
               "(use a longer source video to get them)")
     if rows and not report.written and not report.skipped:
+        if not existed and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
+            Path(args.out).rmdir()  # made for clips that never came
         raise AvlibError(f"no clip of {args.manifest} was written to {args.out} (see the counts above: "
                          "use a source video that covers the manifest's times, or check the network)")
     return 0

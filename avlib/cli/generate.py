@@ -9,6 +9,7 @@ from avlib.cli.args import (check_device, check_output, nonnegative_float, posit
                             positive_int, seed_int)
 from avlib.config import PROFILES, SCHEDULERS, check_windows, load_config
 from avlib.errors import AvlibError
+from avlib.io import remove_orphaned_temps
 from avlib.run import Run
 
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from avlib.pipeline.t2v import load_t2v, pretrained_vae_scale
 
     check_output(args.output, ".mp4")
+    for target in (args.output, args.output.with_suffix(".json")):  # what a killed generate left
+        remove_orphaned_temps(target)
     if args.mapper is not None and args.audio is None:
         raise AvlibError("--mapper needs --audio: the mapper turns audio into the video's conditioning")
     if args.audio is None and not (args.prompt or "").strip():

@@ -43,7 +43,13 @@ def refuse_trained_settings(overrides: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     from avlib.generate import sample_test_set
 
+    from avlib.io import remove_orphaned_temps_in
+    from avlib.run import Run
+
     refuse_trained_settings(args.overrides)
+    run = Run(args.run)
+    for folder in (run.root, run.samples_dir, run.shuffled_dir, run.reference_dir):  # a killed sample's
+        remove_orphaned_temps_in(folder)
     out = sample_test_set(args.run, limit=args.limit, seed=args.seed, overrides=args.overrides,
                           shuffled_control=args.shuffled_control)
     print(f"wrote samples to {out}")

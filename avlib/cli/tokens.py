@@ -88,9 +88,10 @@ def read_features(path: str, mapper: str = "tempotokens") -> np.ndarray:
         raise MediaError(f"features file not found: {path} (write it with `avlib embed`)")
     try:
         features = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise MediaError(f"cannot read {path} as a .npy array ({exc}); "
-                         "write it again with `avlib embed`") from exc
+    except (ValueError, OSError) as exc:  # numpy's own text advises unpickling: never shown
+        what = ("holds pickled Python objects, which avlib never unpickles" if "pickle" in str(exc)
+                else "is not a .npy array (truncated or another format)")
+        raise MediaError(f"cannot read {path}: it {what}; write it again with `avlib embed`") from exc
     if not np.issubdtype(features.dtype, np.number) or not np.all(np.isfinite(features)):
         raise MediaError(f"{path} holds NaN, infinite or non-numeric values; write it again with "
                          "`avlib embed --encoder beats --layers all`")

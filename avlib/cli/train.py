@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -58,7 +59,7 @@ def refuse_changes_on_resume(saved: Mapping[str, Any], asked: Mapping[str, Any])
 
 def run(args: argparse.Namespace) -> int:
     from avlib.data.splits import training_clips
-    from avlib.train import train
+    from avlib.train import latest_checkpoint, train
 
     if args.no_cache:
         args.overrides = [*args.overrides, "train.cache_features=false"]
@@ -75,9 +76,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.experiment or "dog", args.profile or "tiny", args.overrides)
         run_dir = args.out or experiment_run_dir(config)
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file; give a folder for the run (it is created)")
     check_device(config.model.device, "model.device")
     clips = training_clips(config)
-    summary = train(config, clips, run_dir, resume=args.resume is not None)
+    fresh = not run_dir.exists() or not any(run_dir.iterdir())
+    try:
+        summary = train(config, clips, run_dir, resume=args.resume is not None)
+    except BaseException:
+        if fresh and latest_checkpoint(run_dir) is None:  # nothing to resume: leave no half-made run
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     print(f"trained {config.name} ({config.profile}) for {summary['steps']} steps; "
           f"final loss {summary['final_loss']}; run folder {run_dir}")
     return 0

@@ -39,7 +39,7 @@ SPLITS = ("train", "test")
 REPORT_TEST_FRACTION = 0.2          # report 4.1: 400 train + 100 test clips per class
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 SHIPPED_DATASETS = ("volleyball", "thunder", "dog", "multiclass")   # MANIFEST_DIR/{name}.csv
-_CLIP_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]*$")    # a safe file name stem
+CLIP_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]*$")    # a safe file name stem
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def _parse_row(fields: dict[str, str | None], where: str) -> ClipRow:
         raise ConfigError(f"{where}: expected {len(COLUMNS)} comma-separated fields "
                           f"({','.join(COLUMNS)}); quote fields that contain commas")
     clip_id, label, split = fields["clip_id"].strip(), fields["label"].strip(), fields["split"].strip()
-    if not _CLIP_ID.match(clip_id):
+    if not CLIP_ID.match(clip_id):
         raise ConfigError(f"{where}: clip_id '{clip_id}' is not a usable file name "
                           "(use letters, digits, '-', '_' and '.')")
     if not label:

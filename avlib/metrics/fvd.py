@@ -350,6 +350,19 @@ def fvd_with_ci(real: np.ndarray, fake: np.ndarray, seed: int = 0,
     }
 
 
+def frame_rate_mismatch(real_videos: Sequence[str | Path], fake_videos: Sequence[str | Path]) -> str | None:
+    """A warning when the two sets play at different frame rates (judged from each set's first
+    video): FVD takes consecutive frames, so it would compare different spans of time."""
+    from avlib.media import probe
+
+    real_fps, fake_fps = probe(real_videos[0]).fps, probe(fake_videos[0]).fps
+    if real_fps is None or fake_fps is None or math.isclose(real_fps, fake_fps, rel_tol=0.01):
+        return None
+    return (f"the real videos play at {real_fps:g} fps and the generated ones at {fake_fps:g} fps: FVD "
+            "compares frame sequences, so motion is judged at different speeds (resample one set to "
+            "the other's frame rate)")
+
+
 def compute_fvd(real_videos: Sequence[str | Path], fake_videos: Sequence[str | Path],
                 backbone: FeatureBackbone, cache: FeatureCache | None = None, seed: int = 0,
                 n_resamples: int = N_RESAMPLES, device: str | None = None,
@@ -368,6 +381,10 @@ def compute_fvd(real_videos: Sequence[str | Path], fake_videos: Sequence[str | P
     if real_padded or fake_padded:
         message = (f"{real_padded} real and {fake_padded} generated videos are shorter than "
                    f"{backbone.preprocessing.frames} frames; their last frame was repeated")
+        warnings.warn(message, MetricWarning, stacklevel=2)
+        result["warnings"].append(message)
+    message = frame_rate_mismatch(real_videos, fake_videos)
+    if message:
         warnings.warn(message, MetricWarning, stacklevel=2)
         result["warnings"].append(message)
     return {**result, "protocol": conventions.describe(), "backbone": backbone.describe(),
