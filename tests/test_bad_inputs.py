@@ -547,3 +547,18 @@ def test_silent_conditioning_audio_is_one_warning_line(inputs, tmp_path, capsys)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 2 and lines[0].startswith("avlib generate: warning: audio file")
     assert "is silent" in lines[0] and "is not a training run" in lines[1]
+
+
+def test_papermill_limit_below_one_is_our_line_not_a_widget_error(tmp_path, capsys):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    run = tmp_path / "run"
+    assert main(["train", "--set", "train.max_steps=1", "--set", "train.checkpoint_every=1", "--out", str(run)]) == 0
+    with pytest.raises(PapermillExecutionError) as caught:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "05_generate.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"run_dir": str(run), "limit": -1}, kernel_name="python3",
+                                   progress_bar=False, cwd=str(tmp_path))
+    assert caught.value.ename == "ConfigError" and "TraitError" not in str(caught.value)
+    assert caught.value.traceback == ["ConfigError: limit=-1 must be a whole number >= 1 (or None for every test clip)"]
+    assert not (run / "samples").exists()
