@@ -9,6 +9,7 @@ execute whatever the file holds.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from pathlib import Path
@@ -87,6 +88,15 @@ def file_problem(path: Path, exc: BaseException) -> str:
     return "is not a PyTorch checkpoint"
 
 
+@contextlib.contextmanager
+def quiet_unpickler() -> Iterator[None]:
+    """Silence torch's weights-only unpickler's remarks on pickle protocols (a UserWarning per
+    file): whether the file loads or is refused, avlib says so itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._weights_only_unpickler")
+        yield
+
+
 def torch_load_weights(path: str | Path, expected: str) -> Any:
     """``torch.load(path, weights_only=True)``; a failure is one :class:`CheckpointError`
     naming what the file holds and pointing at ``expected`` (e.g. "i3d_pretrained_400.pt")."""
@@ -94,8 +104,7 @@ def torch_load_weights(path: str | Path, expected: str) -> Any:
 
     path = Path(path)
     try:
-        with warnings.catch_warnings():  # torch's remarks on pickle protocols are not the user's concern
-            warnings.simplefilter("ignore", UserWarning)
+        with quiet_unpickler():
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling, zip and EOF errors share no base class
         problem = file_problem(path, exc)
@@ -114,8 +123,14 @@ def folder_problem(folder: str | Path, exc: BaseException) -> str:
             path = Path(named.group(1))
             where = path.relative_to(folder) if path.is_relative_to(folder) else path
             break
-    if not refused and where is not None:
-        refused = plain_pickle_object(where if where.is_absolute() else Path(folder) / where)
+    if not refused:  # a plain pickle, which torch reports without naming what it holds
+        candidates = [where if where.is_absolute() else Path(folder) / where] if where is not None else \
+            sorted(p for suffix in ("bin", "pt", "pth", "ckpt") for p in Path(folder).rglob(f"*.{suffix}"))
+        for candidate in candidates:
+            refused = plain_pickle_object(candidate)
+            if refused:
+                where = where or candidate.relative_to(folder)
+                break
     if refused:
         return f"{where or 'a weight file'} holds the Python object {refused}, which avlib never unpickles"
     for link in _chain(exc):
@@ -124,4 +139,6 @@ def folder_problem(folder: str | Path, exc: BaseException) -> str:
         if _DAMAGED.search(str(link)) or type(link).__name__ == "SafetensorError":
             return f"{where or 'a weight file'} is truncated or damaged"
     first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    if "weights_only" in first:  # torch's advice to unpickle anyway is never passed on
+        return f"{where or 'a weight file'} is not plain tensors, so avlib does not unpickle it"
     return first.strip()[:200]

@@ -102,6 +102,11 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
     evil_clip = d / "evil_clip"
     ClipScorer.tiny().model.config.save_pretrained(evil_clip)
     torch.save({"x": Evil()}, evil_clip / "pytorch_model.bin")
+    plain_t2v, plain_clip = d / "plain_t2v", d / "plain_clip"  # the same, as plain pickles
+    shutil.copytree(evil_t2v, plain_t2v)
+    shutil.copytree(evil_clip, plain_clip)
+    for weights in (plain_t2v / "unet" / "diffusion_pytorch_model.bin", plain_clip / "pytorch_model.bin"):
+        weights.write_bytes(pickle.dumps({"x": Evil()}))
     return SimpleNamespace(
         dir=d, good=good, short=_wav(d / "short.wav", 0.05), cut_wav=cut_wav, evil=d / "evil.pt",
         cut_pt=d / "cut.pt", text_pt=d / "text.pt", nan=d / "nan.npy", features=d / "features.npy", bad_npy=d / "bad.npy",
@@ -110,7 +115,7 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
         metrics_cut=metrics_cut, metrics_foreign=metrics_foreign, evil_t2v=evil_t2v,
         half_t2v=d / "half_t2v", evil_clip=evil_clip, dog_manifest=ROOT / "data_manifests" / "dog.csv",
         plain_evil=d / "plain_evil.pt", objects=d / "objects.npy", run_escape=escape,
-        run_binary_index=binary_index, short_source=d / "short_source.mp4", silent_wav=d / "silent.wav")
+        run_binary_index=binary_index, plain_t2v=plain_t2v, plain_clip=plain_clip, short_source=d / "short_source.mp4", silent_wav=d / "silent.wav")
 
 
 # (id, argv with {name} filled from `inputs` and {out} the empty output folder, expected text)
@@ -255,6 +260,10 @@ CASES = [
      "holds the Python object posix.system, which avlib never unpickles"),
     ("tokens-checkpoint-plain-pickle", "tokens {features} --checkpoint {plain_evil} -o {out}/t.npz",
      "holds the Python object posix.system, which avlib never unpickles"),
+    ("generate-pretrained-plain-pickle", "generate --prompt dog --pretrained {plain_t2v} -o {out}/o.mp4",
+     "unet/diffusion_pytorch_model.bin holds the Python object posix.system, which avlib never unpickles"),
+    ("clipsim-model-plain-pickle", "metrics clipsim --videos {dir} --text dog --model {plain_clip} --json {out}/c.json",
+     "pytorch_model.bin holds the Python object posix.system, which avlib never unpickles"),
     ("tokens-npy-of-objects", "tokens {objects} --checkpoint {evil} -o {out}/t.npz",
      "holds pickled Python objects, which avlib never unpickles"),
     ("evaluate-clip-id-leaves-the-run", "evaluate --run {run_escape}", "which is not a file name inside the run"),
