@@ -227,6 +227,7 @@ CASES = [
     ("data-synth-fps-0", "data synth --out {out}/s --clips-per-class 1 --fps 0", "--fps: must be a number > 0"),
     ("data-synth-seconds-negative", "data synth --out {out}/s --clips-per-class 1 --seconds -1", "--seconds: must be"),
     ("data-vggsound-missing-index", "data vggsound --index {dir}/nope.csv --out {out}/m.csv", "not found"),
+    ("data-vggsound-binary-index", "data vggsound --index {manifest} --out {out}/m.csv", "is binary, not the VGGSound index"),
     ("data-status-missing-root", "data status --manifest {dog_manifest} --root {dir}/nope", "does not exist"),
     ("data-status-root-is-file", "data status --manifest {dog_manifest} --root {good}", "is a file"),
     ("data-synth-shift-beyond-clip", "data synth --out {out}/s --clips-per-class 1 --shift-s 100",

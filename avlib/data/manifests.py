@@ -252,18 +252,21 @@ def vggsound_manifest(index_csv: str | Path, label: str = "playing volleyball"
         raise ConfigError(f"VGGSound index not found: {index_csv} (download vggsound.csv "
                           "from the VGGSound website)")
     rows, total = [], 0
-    with index_csv.open(newline="") as f:
-        for line, fields in enumerate(csv.reader(f), start=1):
-            total += 1
-            if len(fields) != 4:
-                raise ConfigError(f"{index_csv}, line {line}: expected 4 fields ytid,start,label,split")
-            ytid, start, row_label, split = (x.strip() for x in fields)
-            if row_label != label:
-                continue
-            if split not in SPLITS or not start.isdigit():
-                raise ConfigError(f"{index_csv}, line {line}: bad start '{start}' or split '{split}'")
-            rows.append(ClipRow(vggsound_clip_id(ytid, int(start)), label, split, ytid,
-                                float(start), float(start) + VGGSOUND_CLIP_S))
+    try:
+        lines = index_csv.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{index_csv} is binary, not the VGGSound index CSV (check the path)") from None
+    for line, fields in enumerate(csv.reader(lines), start=1):
+        total += 1
+        if len(fields) != 4:
+            raise ConfigError(f"{index_csv}, line {line}: expected 4 fields ytid,start,label,split")
+        ytid, start, row_label, split = (x.strip() for x in fields)
+        if row_label != label:
+            continue
+        if split not in SPLITS or not start.isdigit():
+            raise ConfigError(f"{index_csv}, line {line}: bad start '{start}' or split '{split}'")
+        rows.append(ClipRow(vggsound_clip_id(ytid, int(start)), label, split, ytid,
+                            float(start), float(start) + VGGSOUND_CLIP_S))
     if not rows:
         raise ConfigError(f"no rows labelled '{label}' in {index_csv} (check the label's spelling)")
     counts = {"index_rows": total, "rows": len(rows),
