@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+CLIP_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]*$")  # a clip id is a safe file name stem
+
 TRACKED_PACKAGES = (
     "avlib", "torch", "torchaudio", "diffusers", "transformers", "accelerate",
     "numpy", "scipy", "librosa", "opencv-python-headless", "safetensors",

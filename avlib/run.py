@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from avlib.config import ExperimentConfig, config_from_record
 from avlib.errors import CheckpointError, ConfigError, MediaError
-from avlib.io import atomic_path, read_json, run_record, runs_dir, write_json
+from avlib.io import CLIP_ID, atomic_path, read_json, run_record, runs_dir, write_json
 from avlib.named_weights import BUILT_IN_MODELS, HUB_SEPARATOR, TOYWORLD, resolve_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -234,8 +234,6 @@ class Run:
 
     @staticmethod
     def _indexed(folder: Path, rows: Sequence[Mapping[str, str]]) -> list[Sample]:
-        from avlib.data.manifests import CLIP_ID
-
         samples = []
         for row in rows:
             if not CLIP_ID.match(row["clip_id"]):  # e.g. ../../etc/passwd: never look outside the run

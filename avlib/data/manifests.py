@@ -22,14 +22,13 @@ import csv
 import dataclasses
 import hashlib
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from avlib.config import SPLIT_SCHEMES
 from avlib.errors import ConfigError
-from avlib.io import atomic_path
+from avlib.io import CLIP_ID, atomic_path
 
 MANIFEST_VERSION = 1
 VERSION_LINE = f"# avlib-manifest v{MANIFEST_VERSION}"
@@ -39,7 +38,6 @@ SPLITS = ("train", "test")
 REPORT_TEST_FRACTION = 0.2          # report 4.1: 400 train + 100 test clips per class
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 SHIPPED_DATASETS = ("volleyball", "thunder", "dog", "multiclass")   # MANIFEST_DIR/{name}.csv
-CLIP_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]*$")    # a safe file name stem
 
 
 @dataclass(frozen=True)
