@@ -19,7 +19,9 @@ import pytest
 import soundfile
 import torch
 
+from avlib.cache import CacheWarning
 from avlib.cli import main
+from avlib.metrics import MetricWarning
 from avlib.config import load_config
 from avlib.io import run_record
 
@@ -532,29 +534,34 @@ def test_a_damaged_fvd_cache_is_recomputed_with_one_warning(fvd_sets, tmp_path, 
     entries[0].write_bytes(entries[0].read_bytes()[:-4])   # cut short
     entries[1].write_bytes(pickle.dumps(Evil()))           # replaced by a pickle holding code
     capsys.readouterr()
-    assert main(argv) == 0
-    err = capsys.readouterr().err
-    warned = [line for line in err.splitlines() if "cache entry" in line]
-    assert len(warned) == 2 and all(line.startswith("avlib metrics: warning: cache entry") for line in warned)
+    with pytest.warns(CacheWarning) as caught:
+        assert main(argv) == 0
+    warned = [str(w.message) for w in caught if w.category is CacheWarning]
+    assert len(warned) == 2 and all(line.startswith("cache entry") and "\n" not in line for line in warned)
     assert all("AVLIB_CACHE" in line and "--no-cache" in line for line in warned)
+    err = capsys.readouterr().err
     assert "allow_pickle" not in err and "Traceback" not in err and not Path("PWNED").exists()
     assert json.loads((tmp_path / "f.json").read_text())["fvd"] == first
 
 
 def test_fvd_of_sets_at_different_frame_rates_warns(fvd_sets, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
-    assert main(["metrics", "fvd", "--real", str(fvd_sets["real"]), "--fake", str(fvd_sets["fake"]), "--i3d",
-                 "tiny", "--frames", "8", "--quiet", "--no-cache", "--json", str(tmp_path / "f.json")]) == 0
-    warned = [line for line in capsys.readouterr().err.splitlines() if "fps" in line]
+    with pytest.warns(MetricWarning) as caught:
+        assert main(["metrics", "fvd", "--real", str(fvd_sets["real"]), "--fake", str(fvd_sets["fake"]), "--i3d",
+                     "tiny", "--frames", "8", "--quiet", "--no-cache", "--json", str(tmp_path / "f.json")]) == 0
+    warned = [str(w.message) for w in caught if "fps" in str(w.message)]
     assert len(warned) == 1 and "real videos play at 12 fps and the generated ones at 30 fps" in warned[0]
-    assert warned[0].startswith("avlib metrics: warning: ")
     assert any("30 fps" in w for w in json.loads((tmp_path / "f.json").read_text())["warnings"])
 
 
-def test_silent_conditioning_audio_is_one_warning_line(inputs, tmp_path, capsys):
-    assert main(["generate", "--audio", str(inputs.silent_wav), "--mapper", str(inputs.no_config),
-                 "-o", str(tmp_path / "o.mp4")]) == 2   # warned on reading, then refused for the mapper
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+def test_silent_conditioning_audio_is_one_warning_line(inputs, tmp_path):
+    """In a real process (pytest records warnings instead of showing them): how the CLI shows one."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "avlib", "generate", "--audio", str(inputs.silent_wav), "--mapper",
+                           str(inputs.no_config), "-o", str(tmp_path / "o.mp4")], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 2   # warned on reading, then refused for the mapper
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 2 and lines[0].startswith("avlib generate: warning: audio file")
     assert "is silent" in lines[0] and "is not a training run" in lines[1]
 

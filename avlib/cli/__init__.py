@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with warnings.catch_warnings():  # restores the default display when the command ends
-            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+        with warnings.catch_warnings():  # restores the default format when the command ends
+            warnings.formatwarning = _one_line_warnings(args.command, warnings.formatwarning)
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"avlib {args.command}: interrupted", file=sys.stderr)
@@ -112,9 +112,9 @@ def close_progress_bars() -> None:
 
 
 def _one_line_warnings(command: str, default):
-    """``warnings.showwarning`` that prints avlib's own warnings as one line, no source line."""
-    def show(message, category, filename, lineno, file=None, line=None):
+    """``warnings.formatwarning`` that shows avlib's own warnings as one line, no source line."""
+    def format_warning(message, category, filename, lineno, line=None):
         if not issubclass(category, AvlibWarning):
-            return default(message, category, filename, lineno, file, line)
-        print(f"avlib {command}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
-    return show
+            return default(message, category, filename, lineno, line)
+        return f"avlib {command}: warning: {' '.join(str(message).split())}\n"
+    return format_warning
