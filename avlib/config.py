@@ -306,6 +306,13 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def check_whole_number(name: str, value: Any, minimum: int = 1, note: str = "") -> None:
+    """Refuse a parameter that is not a whole number >= ``minimum`` (papermill and Python callers
+    pass values of any type), naming it: ``limit=-1 must be a whole number >= 1 {note}``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be a whole number >= {minimum}{' ' + note if note else ''}")
+
+
 def validate(config: ExperimentConfig) -> None:
     """Cross-field checks that a typo would otherwise turn into a confusing crash later."""
     flat = _flatten(config.to_dict())

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avlib.config import InferenceConfig
+from avlib.config import InferenceConfig, check_whole_number
 from avlib.data.synthetic import derangement
-from avlib.errors import AvlibWarning, ConfigError, MediaError
+from avlib.errors import AvlibWarning, MediaError
 from avlib.io import run_record, write_json
 from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_videos
 
@@ -89,8 +89,8 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
     from avlib.run import Run
 
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"limit={limit!r} must be a whole number >= 1 (or None for every test clip)")
+    if limit is not None:
+        check_whole_number("limit", limit, note="(or None for every test clip)")
     run = Run(run_dir)
     config = run.read_config(overrides)
     settings = config.inference

@@ -579,3 +579,15 @@ def test_papermill_limit_below_one_is_our_line_not_a_widget_error(tmp_path, caps
     assert caught.value.ename == "ConfigError" and "TraitError" not in str(caught.value)
     assert caught.value.traceback == ["ConfigError: limit=-1 must be a whole number >= 1 (or None for every test clip)"]
     assert not (run / "samples").exists()
+
+
+@pytest.mark.parametrize("value", [-1, "many"])
+def test_papermill_per_class_of_the_wrong_kind_is_our_line(value, tmp_path):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as caught:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "03_audio_features.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"per_class": value}, kernel_name="python3", progress_bar=False,
+                                   cwd=str(tmp_path))
+    assert caught.value.traceback == [f"ConfigError: per_class={value!r} must be a whole number >= 1"]
