@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from avlib.cli.args import nonnegative_float, nonnegative_int, positive_float, positive_int, seed_int
+from avlib.cli.args import nonnegative_int, positive_float, positive_int, seed_int
 
 
 def register(subparsers) -> None:
@@ -67,14 +67,18 @@ def register(subparsers) -> None:
 
 
 def _field_type(field: dataclasses.Field, zero_steps: bool):
-    """The argparse type of a build setting: counts, steps and rates in range, seeds bounded."""
-    if field.name == "seed":
+    """The argparse type of a build setting: seeds, counts, steps and rates in range (the
+    config's own checks cover the rest)."""
+    name = field.name
+    if name == "seed":
         return seed_int
-    if isinstance(field.default, bool) or not isinstance(field.default, (int, float)):
-        return type(field.default)
-    if isinstance(field.default, int):
-        return nonnegative_int if zero_steps and field.name.endswith("_steps") else positive_int
-    return positive_float if field.name in ("lr", "timestep_power") else nonnegative_float
+    if name.endswith("_steps"):
+        return nonnegative_int if zero_steps else positive_int
+    if name.endswith("_per_class") or name == "batch_size":
+        return positive_int
+    if name in ("lr", "timestep_power"):
+        return positive_float
+    return type(field.default)
 
 
 def _common(parser) -> None:
