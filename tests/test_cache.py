@@ -4,6 +4,7 @@ run another dataset's features."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from pathlib import Path
 
@@ -209,3 +210,17 @@ def test_clips_that_reuse_ids_cannot_change_a_seeded_run(tmp_path, monkeypatch, 
     clean = load_file(before / files[0])
     assert any(not torch.equal(poisoned[k], clean[k]) for k in clean)  # the other data did differ
     assert len(_entries(tmp_path / "cache" / "features" / "audio")) >= 6  # both datasets' clips kept
+
+
+def test_the_toy_world_uses_the_cache_and_gets_the_same_mapper(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
+    argv = ["toyworld", "evaluate", "--test-per-class", "1", "--mapper-steps", "2", "--classes", "thunder", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "second")]) == 0
+    capsys.readouterr()
+    assert _entries(tmp_path / "cache" / "features" / "audio") and _entries(tmp_path / "cache" / "features" / "latents")
+    summaries = [json.loads((tmp_path / name / "mapper_run" / "train_summary.json").read_text()) for name in ("first", "second")]
+    assert summaries[0]["cache_misses"] > 0 and summaries[1]["cache_misses"] == 0 and summaries[1]["cache_hits"] > 0
+    first, second = (sorted((tmp_path / name / "mapper_run" / "pipeline" / "mapper").rglob("*.safetensors"))
+                     for name in ("first", "second"))
+    assert first and [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
