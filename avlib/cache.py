@@ -155,8 +155,8 @@ class CachedModel:
         self.kind, self.settings = kind, dict(settings)
         self.entries = FeatureCache(root if root is not None else default_root(kind))
         self.weights = weights_digest(model)
-        first = next(iter(model.state_dict().values()), None)
-        self.dtype = str(first.dtype) if first is not None else "none"
+        floats = (t.dtype for t in model.state_dict().values() if t.is_floating_point())
+        self.dtype = str(next(floats, "none"))  # what it computes in (not an int buffer's type)
 
     def key(self, inputs) -> tuple[str, str]:
         """(cache key, content digest) of one input (array or tensor; dtype and shape count)."""
