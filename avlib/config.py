@@ -12,8 +12,6 @@ Unknown experiments, profiles and keys raise :class:`ConfigError` listing what e
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -182,12 +180,6 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self, *sections: str) -> str:
-        """A short hash of some sections (e.g. ``"encoder"``), for cache keys."""
-        data = self.to_dict()
-        picked = {s: data[s] for s in sections} if sections else data
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
-
 
 def _read_yaml(*parts: str) -> dict[str, Any]:
     text = resources.files("avlib.configs").joinpath(*parts).read_text()
@@ -206,6 +198,9 @@ def _merge(base: dict, update: Mapping, where: str) -> dict:
             raise ConfigError(f"unknown config key '{where}{key}' (valid: {', '.join(sorted(base))})")
         if isinstance(base[key], dict) and isinstance(value, Mapping):
             out[key] = _merge(base[key], value, f"{where}{key}.")
+        elif isinstance(base[key], dict):
+            raise ConfigError(f"'{where}{key}' is a section, not a value: set one of its keys, e.g. "
+                              f"{where}{key}.{next(iter(base[key]), 'key')}=VALUE")
         else:
             out[key] = value
     return out
@@ -259,7 +254,12 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. --set train.lr=1e-5)")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({problem}); quote "
+                              "the whole --set in the shell, e.g. --set 'data.classes=[dog, thunder]'") from None
     return out
 
 
@@ -320,6 +320,13 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def check_whole_number(name: str, value: Any, minimum: int = 1, note: str = "") -> None:
+    """Refuse a parameter that is not a whole number >= ``minimum`` (papermill and Python callers
+    pass values of any type), naming it: ``limit=-1 must be a whole number >= 1 {note}``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be a whole number >= {minimum}{' ' + note if note else ''}")
 
 
 def validate(config: ExperimentConfig) -> None:

@@ -25,3 +25,7 @@ class CheckpointError(AvlibError):
 
 class MediaError(AvlibError):
     """An audio or video file that is missing, unreadable or unusable."""
+
+
+class AvlibWarning(UserWarning):
+    """Something avlib accepted but the user should know: shown as one line by the CLI."""

@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from avlib.errors import AvlibError, CheckpointError, ConfigError
-from avlib.io import cache_dir, run_record
+from avlib.cache import default_root
+from avlib.io import run_record
 from avlib.metrics import av_align, clipsim, fvd
 from avlib.metrics.stats import mean_with_ci
 from avlib.pipeline.model_card import MODEL_INDEX, write_model_card
@@ -93,7 +94,7 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
                  av_align_version: str = "2025", fvd_frames: int | None = None,
                  workers: int | None = None, seed: int = 0, progress: bool = True,
                  fvd_protocol: str = "avlib", clipsim_protocol: str = "clip",
-                 metrics: Sequence[str] | None = None) -> dict[str, Any]:
+                 metrics: Sequence[str] | None = None, use_cache: bool = True) -> dict[str, Any]:
     """Evaluate a run folder and write its metrics (:meth:`avlib.run.Run.write_metrics`);
     returns what was written.
 
@@ -114,8 +115,9 @@ def evaluate_run(run_dir: str | Path, i3d: str | None = None, clip_model: str | 
         raise CheckpointError("no metric could be computed: " + "; ".join(
             f"{key}: {reason}" for key, reason in skipped.items()))
     skipped.update({key: "not requested (--metrics)" for key in METRICS.values() if key not in wanted})
+    fvd_cache = fvd.FeatureCache(default_root("fvd")) if use_cache else None
     scoring = Scoring(wanted, networks, skipped, references, reference_labels, config.eval_per_class,
-                      av_align_version, fvd_protocol, clipsim_protocol, workers, seed, progress)
+                      av_align_version, fvd_protocol, clipsim_protocol, workers, seed, progress, fvd_cache)
     overall, per_class, per_video, fake_padded = scoring.summary(samples)
     controls = {}
     shuffled = run.shuffled_samples()
@@ -152,7 +154,7 @@ class Scoring:
     def __init__(self, wanted: list[str], networks: dict[str, Any], skipped: dict[str, str],
                  references: list[Path], reference_labels: dict[str, str] | None, per_class: bool,
                  av_align_version: str, fvd_protocol: str, clipsim_protocol: str, workers: int | None,
-                 seed: int, progress: bool):
+                 seed: int, progress: bool, fvd_cache: fvd.FeatureCache | None = None):
         self.wanted, self.networks, self.skipped = wanted, networks, skipped
         self.references, self.reference_labels, self.per_class = references, reference_labels, per_class
         self.av_align_version, self.fvd_protocol = av_align_version, fvd_protocol
@@ -166,7 +168,7 @@ class Scoring:
         self.real = self.real_padded = None
         if "fvd" in networks:
             backbone = networks["fvd"]
-            self.cache = fvd.FeatureCache(cache_dir() / "fvd_features")
+            self.cache = fvd_cache
             self.real, self.real_padded = fvd.extract_features(references, backbone, self.cache, progress=progress)
             self.definitions["fvd"] = {"protocol": fvd.get_protocol(fvd_protocol).describe(),
                                        "backbone": backbone.describe(),

@@ -4,22 +4,25 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from avlib.config import check_whole_number
 from avlib.data.splits import load_split
 from avlib.data.synthetic import derangement
 from avlib.data.window import AudioFrameWindow
-from avlib.errors import MediaError
+from avlib.errors import AvlibWarning, MediaError
 from avlib.io import run_record, write_json
 from avlib.media import SAMPLE_RATE, load_audio, save_audio, write_videos
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.run import Run
 
 MIN_AUDIO_SECONDS = 0.1
+SILENCE = 1e-4  # peak amplitude (-80 dBFS) below which conditioning audio counts as silent
 
 
 def read_conditioning_audio(path: str | Path) -> np.ndarray:
@@ -28,6 +31,9 @@ def read_conditioning_audio(path: str | Path) -> np.ndarray:
     if wave.size < MIN_AUDIO_SECONDS * SAMPLE_RATE:
         raise MediaError(f"audio file {path} is {wave.size / SAMPLE_RATE:.3f} s long; "
                          f"give at least {MIN_AUDIO_SECONDS} s of audio")
+    if not np.abs(wave).max() > SILENCE:
+        warnings.warn(f"audio file {path} is silent (peak below {SILENCE:g}): the video will follow no "
+                      "sound; check the file or its volume", AvlibWarning, stacklevel=2)
     return wave
 
 
@@ -49,7 +55,11 @@ def generate_file(pipeline, output: str | Path, prompt: str | None = None,
         settings=dataclasses.asdict(settings), conditioning=video.conditioning, t2v=pipeline.t2v_source,
         elapsed_s=round(elapsed, 3), output=str(output),
     )
-    write_json(Path(output).with_suffix(".json"), sidecar)
+    try:
+        write_json(Path(output).with_suffix(".json"), sidecar)
+    except BaseException:  # a video without its record is not an output
+        Path(output).unlink(missing_ok=True)
+        raise
     return sidecar
 
 
@@ -82,6 +92,8 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     videos what they are. Without it an earlier control is removed, so that evaluation never
     scores a control of other samples.
     """
+    if limit is not None:
+        check_whole_number("limit", limit, note="(or None for every test clip)")
     run = Run(run_dir)
     config = run.read_config(overrides)
     pipeline = AudioToVideoPipeline.from_run(run.root, overrides)

@@ -15,12 +15,15 @@ import glob
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
+
+CLIP_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]*$")  # a clip id is a safe file name stem
 
 TRACKED_PACKAGES = (
     "avlib", "torch", "torchaudio", "diffusers", "transformers", "accelerate",
@@ -81,6 +84,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:
+        if exc.filename not in (None, str(tmp_path), tmp_path):
+            raise
+        # A full disk names no file (or our hidden temporary one): name the output instead.
+        raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -106,6 +114,21 @@ def remove_orphaned_temps(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def remove_orphaned_temps_in(folder: str | os.PathLike) -> list[Path]:
+    """Delete every temporary file in ``folder`` whose writer no longer runs (a killed
+    ``sample`` leaves one per video it was encoding)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for candidate in folder.glob(".*.tmp*"):
+        found = re.fullmatch(r"\.(.+)\.tmp(\d+)\.[^.]+(\..*)?", candidate.name)
+        if found and candidate.is_file() and not _process_alive(int(found.group(2))):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -120,6 +143,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def as_os_error(exc: BaseException, path: str | os.PathLike | None = None) -> BaseException:
+    """``exc``, or the OSError inside a safetensors error (which reports a full disk only as
+    text: ``IoError(Os { code: 28, ... })``), so it is named and explained like any other."""
+    import re
+
+    found = re.search(r"Os \{ code: (\d+)", str(exc)) if type(exc).__name__ == "SafetensorError" else None
+    if found is None:
+        return exc
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), None if path is None else str(path))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -268,8 +268,10 @@ def shipped_manifests() -> dict[str, list]:
 
 def synthetic_examples(config: ExperimentConfig, classes=None, per_class: int = 1, seed: int = 0) -> list:
     """Synthetic clips (:class:`~avlib.data.synthetic.SynthClip`) at ``config``'s data sizes."""
+    from avlib.config import check_whole_number
     from avlib.data.synthetic import CLASSES, clip_seed, synth_clip
 
+    check_whole_number("per_class", per_class)
     data = config.data
     seconds = max(data.clip_seconds, data.num_frames / data.fps)
     return [synth_clip(label, clip_seed(seed, label, i), seconds=seconds, fps=data.fps,

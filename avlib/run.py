@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from avlib.config import ExperimentConfig, config_from_record
 from avlib.errors import CheckpointError, ConfigError, MediaError
-from avlib.io import atomic_path, read_json, run_record, runs_dir, write_json
+from avlib.io import CLIP_ID, atomic_path, read_json, run_record, runs_dir, write_json
 from avlib.named_weights import BUILT_IN_MODELS, HUB_SEPARATOR, TOYWORLD, resolve_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -113,8 +113,11 @@ class Sample:
 
 
 def _read_csv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except UnicodeDecodeError:
+        raise MediaError(f"{path} is binary, not a CSV; write it again with `avlib sample`") from None
     missing = [c for c in columns if rows and c not in rows[0]]
     if not rows or missing:
         raise MediaError(f"{path} must be a CSV with columns {','.join(columns)} and one row "
@@ -233,6 +236,9 @@ class Run:
     def _indexed(folder: Path, rows: Sequence[Mapping[str, str]]) -> list[Sample]:
         samples = []
         for row in rows:
+            if not CLIP_ID.match(row["clip_id"]):  # e.g. ../../etc/passwd: never look outside the run
+                raise MediaError(f"{folder / INDEX_FILE} lists the clip id {row['clip_id']!r}, which is not a "
+                                 "file name inside the run folder; write the index again with `avlib sample`")
             video = folder / f"{row['clip_id']}.mp4"
             if not video.is_file():
                 raise MediaError(f"{folder.name}/{INDEX_FILE} lists {row['clip_id']} but {video} is "

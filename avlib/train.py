@@ -31,11 +31,12 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from avlib.audio.cache import EmbeddingCache, encoder_cache_key
+from avlib.audio.cache import EmbeddingCache
+from avlib.cache import CachedModel
 from avlib.config import ExperimentConfig
 from avlib.data.window import AudioFrameWindow
 from avlib.errors import AvlibError
-from avlib.io import cache_dir, write_json
+from avlib.io import as_os_error, cache_dir, write_json
 from avlib.pipeline.assemble import assemble
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.run import Run, resolve_run_paths
@@ -59,10 +60,10 @@ class FrozenFeatures:
         self.t2v, self.encoder, self.whole_audio = t2v, encoder, whole_audio
         self.hits = self.misses = 0
         self.audio_cache = self.latent_cache = None
-        if cache_root is not None:
-            self.audio_cache = EmbeddingCache(cache_root, encoder_cache_key(config.encoder))
-            latent_key = "latents-" + _hash({"vae": config.model.pretrained, "data": dataclasses.asdict(config.data)})
-            self.latent_cache = EmbeddingCache(cache_root, latent_key)
+        if cache_root is not None:  # entries named by content, weights and settings (avlib.cache)
+            self.audio_cache = EmbeddingCache(encoder, dataclasses.asdict(config.encoder), cache_root / "audio")
+            self.latent_cache = CachedModel("latents", t2v.vae, {"scaling_factor": t2v.vae.config.scaling_factor},
+                                            cache_root / "latents")
 
     @torch.no_grad()
     def encode_audio(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -80,20 +81,17 @@ class FrozenFeatures:
 
     def __call__(self, clip: dict) -> tuple[torch.Tensor | None, torch.Tensor]:
         """One whole clip -> (audio features (T', D_audio) or None, latents (C, N, h, w))."""
-        clip_id = str(clip["clip_id"])
-        caches = [self.latent_cache] + ([self.audio_cache] if self.whole_audio else [])
-        if self.latent_cache is not None and all(clip_id in cache for cache in caches):
-            self.hits += 1
-            audio = torch.from_numpy(self.audio_cache.load(clip_id)) if self.whole_audio else None
-            return audio, torch.from_numpy(self.latent_cache.load(clip_id))
-        self.misses += 1
-        audio = self.encode_audio(clip["waveform"]) if self.whole_audio else None
-        latents = self.encode_frames(clip["frames"])
-        if self.latent_cache is not None:
-            self.latent_cache.save(clip_id, latents.numpy())
-            if audio is not None:
-                self.audio_cache.save(clip_id, audio.numpy())
-        return audio, latents
+        if self.latent_cache is None:
+            self.misses += 1
+            audio = self.encode_audio(clip["waveform"]) if self.whole_audio else None
+            return audio, self.encode_frames(clip["frames"])
+        latents, hit = self.latent_cache.get(clip["frames"], self.encode_frames)
+        audio = None
+        if self.whole_audio:
+            audio, audio_hit = self.audio_cache.get(clip["waveform"], self.encode_audio)
+            hit = hit and audio_hit
+        self.hits, self.misses = self.hits + hit, self.misses + (not hit)
+        return (None if audio is None else torch.from_numpy(audio)), torch.from_numpy(latents)
 
 
 class FeatureDataset(Dataset):
@@ -168,6 +166,23 @@ def save_checkpoint(folder: Path, step: int, trainables: dict[str, torch.nn.Modu
     staging = folder / f".step_{step:07d}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        _write_checkpoint(staging, step, trainables, optimizer, noise_generator, losses)
+    except BaseException as exc:  # a full disk, Ctrl-C: no half-written folder stays behind
+        shutil.rmtree(staging, ignore_errors=True)
+        error = as_os_error(exc, target)
+        if error is exc:
+            raise
+        raise error from exc
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+def _write_checkpoint(staging: Path, step: int, trainables: dict[str, torch.nn.Module],
+                      optimizer: torch.optim.Optimizer, noise_generator: torch.Generator,
+                      losses: list[dict]) -> None:
     for name, module in trainables.items():
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
                   staging / f"{name}.safetensors")
@@ -181,10 +196,6 @@ def save_checkpoint(folder: Path, step: int, trainables: dict[str, torch.nn.Modu
         "step": step, "param_groups": optim["param_groups"], "losses": losses,
         "python_rng": _jsonable(random.getstate()), "numpy_rng": _jsonable(np.random.get_state()),
     })
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
-    return target
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -427,12 +438,6 @@ def finish_run(run: Run, config: ExperimentConfig, accelerator, pipeline, losses
 
 def _unwrapped(accelerator, trainables: dict, mapper) -> dict:
     return {**trainables, "mapper": accelerator.unwrap_model(mapper)}
-
-
-def _hash(obj) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _jsonable(obj):

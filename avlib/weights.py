@@ -9,7 +9,9 @@ execute whatever the file holds.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -42,9 +44,35 @@ def pickled_object(exc: BaseException) -> str | None:
     return None
 
 
+def plain_pickle_object(path: Path, limit: int = 1 << 26) -> str | None:
+    """The first Python object a plain (non-zip) pickle names, read by listing its opcodes
+    (:func:`pickletools.genops` executes nothing); None when it names none or is no pickle.
+
+    torch reports such a file only as an "unsupported operand", which names nothing.
+    """
+    import pickletools
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit)
+        if not data.startswith(b"\x80"):
+            return None
+        strings: list[str] = []
+        for opcode, argument, _ in pickletools.genops(data):
+            if opcode.name in ("GLOBAL", "INST"):
+                return str(argument).replace(" ", ".")
+            if opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return f"{strings[-2]}.{strings[-1]}"
+            if isinstance(argument, str):
+                strings.append(argument)
+    except Exception:  # cut short or not a pickle: the caller says so
+        return None
+    return None
+
+
 def file_problem(path: Path, exc: BaseException) -> str:
     """What is wrong with a weight file that failed to load: a phrase after its name."""
-    refused = pickled_object(exc)
+    refused = pickled_object(exc) or plain_pickle_object(path)
     if refused:
         return f"holds the Python object {refused}, which avlib never unpickles"
     try:
@@ -60,6 +88,15 @@ def file_problem(path: Path, exc: BaseException) -> str:
     return "is not a PyTorch checkpoint"
 
 
+@contextlib.contextmanager
+def quiet_unpickler() -> Iterator[None]:
+    """Silence torch's weights-only unpickler's remarks on pickle protocols (a UserWarning per
+    file): whether the file loads or is refused, avlib says so itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._weights_only_unpickler")
+        yield
+
+
 def torch_load_weights(path: str | Path, expected: str) -> Any:
     """``torch.load(path, weights_only=True)``; a failure is one :class:`CheckpointError`
     naming what the file holds and pointing at ``expected`` (e.g. "i3d_pretrained_400.pt")."""
@@ -67,11 +104,12 @@ def torch_load_weights(path: str | Path, expected: str) -> Any:
 
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with quiet_unpickler():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling, zip and EOF errors share no base class
         problem = file_problem(path, exc)
         fix = ("re-save only its tensors (torch.save(model.state_dict())) or check it is the right file"
-               if pickled_object(exc) else f"pass {expected}")
+               if "Python object" in problem else f"pass {expected}")
         raise CheckpointError(f"cannot load {path}: it {problem} ({fix})") from exc
 
 
@@ -85,6 +123,14 @@ def folder_problem(folder: str | Path, exc: BaseException) -> str:
             path = Path(named.group(1))
             where = path.relative_to(folder) if path.is_relative_to(folder) else path
             break
+    if not refused:  # a plain pickle, which torch reports without naming what it holds
+        candidates = [where if where.is_absolute() else Path(folder) / where] if where is not None else \
+            sorted(p for suffix in ("bin", "pt", "pth", "ckpt") for p in Path(folder).rglob(f"*.{suffix}"))
+        for candidate in candidates:
+            refused = plain_pickle_object(candidate)
+            if refused:
+                where = where or candidate.relative_to(folder)
+                break
     if refused:
         return f"{where or 'a weight file'} holds the Python object {refused}, which avlib never unpickles"
     for link in _chain(exc):
@@ -93,4 +139,6 @@ def folder_problem(folder: str | Path, exc: BaseException) -> str:
         if _DAMAGED.search(str(link)) or type(link).__name__ == "SafetensorError":
             return f"{where or 'a weight file'} is truncated or damaged"
     first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    if "weights_only" in first:  # torch's advice to unpickle anyway is never passed on
+        return f"{where or 'a weight file'} is not plain tensors, so avlib does not unpickle it"
     return first.strip()[:200]

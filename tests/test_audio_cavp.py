@@ -1,6 +1,8 @@
 """CAVP: front end and network against Diff-Foley's outputs, loaders, lengths, tiny variant."""
 from __future__ import annotations
 
+import dataclasses
+
 import librosa
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import torch
 from audio_checkpoints import noise, write_cavp_checkpoint, write_float_wav
 
 from avlib.audio import (CAVPEncoder, CAVPMelSpectrogram, EmbeddingCache, build_audio_encoder,
-                         encoder_cache_key, load_encoder, load_official_cavp, resolve_checkpoint,
+                         load_encoder, load_official_cavp, resolve_checkpoint,
                          save_encoder, tiny_encoder)
 from avlib.config import EncoderConfig
 from avlib.errors import CheckpointError
@@ -178,12 +180,15 @@ def test_embedding_cache_encodes_each_clip_once(tmp_path):
     encoder = build_audio_encoder(config)
     clips = {f"clip{i}": write_float_wav(tmp_path / f"clip{i}.wav", noise(seconds, seed=i))
              for i, seconds in enumerate([1.0, 1.0, 0.5])}
-    cache = EmbeddingCache(tmp_path / "cache", encoder_cache_key(config))
+    cache = EmbeddingCache(encoder, dataclasses.asdict(config), tmp_path / "cache")
     assert cache.fill(encoder, clips, batch_size=3) == 3
     for clip_id, path in clips.items():
         expected = encoder.encode(load_audio(path)[None])[0].numpy()
-        np.testing.assert_allclose(cache.load(clip_id), expected, atol=1e-6, rtol=0)
-    assert cache.load("clip2").shape == (2, 32)
+        np.testing.assert_allclose(cache.entries.load(*cache.key(load_audio(path))), expected, atol=1e-6, rtol=0)
+    assert cache.entries.load(*cache.key(load_audio(clips["clip2"]))).shape == (2, 32)
     assert cache.fill(encoder, clips) == 0  # all cached
-    assert encoder_cache_key(EncoderConfig(name="cavp", width=8)) != encoder_cache_key(config)
-    assert sorted(p.name for p in cache.folder.iterdir()) == ["clip0.npy", "clip1.npy", "clip2.npy"]
+    assert cache.fill(encoder, {"renamed": clips["clip0"]}) == 0  # keyed by the samples, not the id
+    wider = EncoderConfig(name="cavp", width=8)
+    other = EmbeddingCache(build_audio_encoder(wider), dataclasses.asdict(wider), tmp_path / "cache")
+    assert other.key(load_audio(clips["clip0"])) != cache.key(load_audio(clips["clip0"]))
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3

@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,9 @@ import pytest
 import soundfile
 import torch
 
+from avlib.cache import CacheWarning
 from avlib.cli import main
+from avlib.metrics import MetricWarning
 from avlib.config import load_config
 from avlib.io import run_record
 
@@ -85,16 +89,35 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
     # A transformers CLIP folder whose weights are a malicious pickle.
     from avlib.metrics.clipsim import ClipScorer
 
+    with open(d / "plain_evil.pt", "wb") as handle:  # a plain pickle (not torch's zip) holding code
+        pickle.dump({"x": Evil()}, handle)
+    np.save(d / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    escape = _run_dir(d / "run_escape")
+    (escape / "samples").mkdir()
+    (escape / "samples" / "index.csv").write_text("clip_id,label,prompt\n../../../etc/passwd,dog,\n")
+    binary_index = _run_dir(d / "run_binary_index")
+    (binary_index / "samples").mkdir()
+    (binary_index / "samples" / "index.csv").write_bytes(bytes(range(128, 256)) * 4)
+    write_video(d / "short_source.mp4", np.zeros((8, 16, 16, 3), np.uint8), 8.0,
+                audio=np.zeros(16000, np.float32))   # 1 s: every dog clip lies beyond its end
+    soundfile.write(d / "silent.wav", np.zeros(16000, np.float32), 16000)
     evil_clip = d / "evil_clip"
     ClipScorer.tiny().model.config.save_pretrained(evil_clip)
     torch.save({"x": Evil()}, evil_clip / "pytorch_model.bin")
+    plain_t2v, plain_clip = d / "plain_t2v", d / "plain_clip"  # the same, as plain pickles
+    shutil.copytree(evil_t2v, plain_t2v)
+    shutil.copytree(evil_clip, plain_clip)
+    for weights in (plain_t2v / "unet" / "diffusion_pytorch_model.bin", plain_clip / "pytorch_model.bin"):
+        weights.write_bytes(pickle.dumps({"x": Evil()}))
     return SimpleNamespace(
         dir=d, good=good, short=_wav(d / "short.wav", 0.05), cut_wav=cut_wav, evil=d / "evil.pt",
         cut_pt=d / "cut.pt", text_pt=d / "text.pt", nan=d / "nan.npy", features=d / "features.npy", bad_npy=d / "bad.npy",
         silent=d / "silent.mp4", manifest=d / "manifest.csv", empty_dir=d / "empty_dir",
         no_config=d / "no_config", run=d / "run", run_cut=d / "run_cut", run_foreign=d / "run_foreign",
         metrics_cut=metrics_cut, metrics_foreign=metrics_foreign, evil_t2v=evil_t2v,
-        half_t2v=d / "half_t2v", evil_clip=evil_clip)
+        half_t2v=d / "half_t2v", evil_clip=evil_clip, dog_manifest=ROOT / "data_manifests" / "dog.csv",
+        plain_evil=d / "plain_evil.pt", objects=d / "objects.npy", run_escape=escape,
+        run_binary_index=binary_index, plain_t2v=plain_t2v, plain_clip=plain_clip, short_source=d / "short_source.mp4", silent_wav=d / "silent.wav")
 
 
 # (id, argv with {name} filled from `inputs` and {out} the empty output folder, expected text)
@@ -206,6 +229,49 @@ CASES = [
     ("data-synth-fps-0", "data synth --out {out}/s --clips-per-class 1 --fps 0", "--fps: must be a number > 0"),
     ("data-synth-seconds-negative", "data synth --out {out}/s --clips-per-class 1 --seconds -1", "--seconds: must be"),
     ("data-vggsound-missing-index", "data vggsound --index {dir}/nope.csv --out {out}/m.csv", "not found"),
+    ("data-vggsound-binary-index", "data vggsound --index {manifest} --out {out}/m.csv", "is binary, not the VGGSound index"),
+    ("data-status-missing-root", "data status --manifest {dog_manifest} --root {dir}/nope", "does not exist"),
+    ("data-status-root-is-file", "data status --manifest {dog_manifest} --root {good}", "is a file"),
+    ("data-synth-shift-beyond-clip", "data synth --out {out}/s --clips-per-class 1 --shift-s 100",
+     "moves every sound out of its 2.0 s clip"),
+    # seeds, counts and texts bounded before any work
+    ("generate-seed-beyond-64-bits", "generate --prompt dog --seed 99999999999999999999999 -o {out}/o.mp4",
+     "--seed: must be a whole number >= 0 and below 2**63"),
+    ("generate-nothing-to-generate-from", "generate -o {out}/o.mp4", "nothing to generate from"),
+    ("generate-blank-prompt-no-audio", "generate --prompt {space} -o {out}/o.mp4", "nothing to generate from"),
+    ("clipsim-blank-text", "metrics clipsim --videos {dir} --text {space} --model tiny --json {out}/c.json",
+     "--text: must not be empty or only spaces"),
+    ("reproduce-limit-0", "reproduce --limit 0 --out {out}/r", "--limit: must be a whole number >= 1"),
+    ("reproduce-jobs-0", "reproduce --jobs 0 --out {out}/r", "--jobs: must be a whole number >= 1"),
+    ("toyworld-build-vae-steps-negative", "toyworld build --vae-steps -1 --out {out}/w", "--vae-steps: must be"),
+    ("toyworld-build-threads-0", "toyworld build --threads 0 --out {out}/w", "--threads: must be a whole number >= 1"),
+    ("toyworld-evaluate-test-per-class-0", "toyworld evaluate --test-per-class 0 --out {out}/e",
+     "--test-per-class: must be a whole number >= 1"),
+    ("toyworld-metrics-clip-steps-0", "toyworld metrics --clip-steps 0 --out {out}/m", "--clip-steps: must be"),
+    ("toyworld-metrics-lr-negative", "toyworld metrics --lr -0.1 --out {out}/m", "--lr: must be a number > 0"),
+    # overrides
+    ("train-set-broken-yaml", "train --set data.classes=[dog --out {out}/run", "is not valid YAML"),
+    ("train-set-section", "train --set train=5 --out {out}/run", "'train' is a section, not a value"),
+    ("train-resume-with-experiment", "train --resume {run} --experiment thunder", "drop --experiment"),
+    ("train-out-is-a-file", "train --out {good}", "tone.wav is a file; give a folder"),
+    # files that hold code or are not what they claim
+    ("fvd-i3d-plain-pickle", "metrics fvd --real {dir} --fake {dir} --i3d {plain_evil} --json {out}/f.json",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("embed-checkpoint-plain-pickle", "embed {good} --encoder cavp --checkpoint {plain_evil} -o {out}/e.npy",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("embed-beats-plain-pickle", "embed {good} --encoder beats --checkpoint {plain_evil} -o {out}/e.npy",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("tokens-checkpoint-plain-pickle", "tokens {features} --checkpoint {plain_evil} -o {out}/t.npz",
+     "holds the Python object posix.system, which avlib never unpickles"),
+    ("generate-pretrained-plain-pickle", "generate --prompt dog --pretrained {plain_t2v} -o {out}/o.mp4",
+     "unet/diffusion_pytorch_model.bin holds the Python object posix.system, which avlib never unpickles"),
+    ("clipsim-model-plain-pickle", "metrics clipsim --videos {dir} --text dog --model {plain_clip} --json {out}/c.json",
+     "pytorch_model.bin holds the Python object posix.system, which avlib never unpickles"),
+    ("tokens-npy-of-objects", "tokens {objects} --checkpoint {evil} -o {out}/t.npz",
+     "holds pickled Python objects, which avlib never unpickles"),
+    ("evaluate-clip-id-leaves-the-run", "evaluate --run {run_escape}", "which is not a file name inside the run"),
+    ("evaluate-binary-index", "evaluate --run {run_binary_index}", "is binary, not a CSV"),
+    ("sample-set-training-setting", "sample --run {run} --set train.lr=5", "--set train.lr: sampling cannot change"),
 ]
 
 
@@ -219,7 +285,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, expected, inputs, tmp_path, caps
     out = tmp_path / "out"
     out.mkdir()
     before = _files(inputs.dir)
-    args = [part.format(out=out, **vars(inputs)) for part in argv.split()]
+    args = [part.format(out=out, space=" ", **vars(inputs)) for part in argv.split()]
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -227,6 +293,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, expected, inputs, tmp_path, caps
     assert len(lines) == 1, err
     assert expected in lines[0] and "Traceback" not in err
     assert "weights_only" not in err  # torch's advice to unpickle anything is never passed on
+    assert "allow_pickle" not in err and "Warning" not in err  # nor numpy's, nor torch's remarks
     assert _files(out) == set() and _files(inputs.dir) == before  # nothing written, nothing hidden
     assert not (tmp_path / "PWNED").exists() and [p.name for p in tmp_path.iterdir()] == ["out"]
 
@@ -340,3 +407,187 @@ def test_resume_skips_a_truncated_latest_checkpoint_and_ends_as_an_uninterrupted
     assert latest_checkpoint(run).name == "step_0000003"
     for key in straight:  # resumed from step 1: the same weights as never stopping
         assert torch.equal(straight[key], resumed[key]), key
+
+
+# -- faults, leftovers and warnings ------------------------------------------------------------
+
+def _error_line(err: str, command: str) -> str:
+    """The error, which must start a line of its own (not the end of a progress bar's)."""
+    found = re.findall(rf"(?:^|\n)(avlib {command}: error: [^\n]*)", err)
+    assert len(found) == 1 and "Traceback" not in err, err
+    return found[0]
+
+
+def test_curate_that_writes_no_clip_fails_and_leaves_no_folder(inputs, tmp_path, capsys):
+    out = tmp_path / "clips"
+    assert main(["data", "curate", "--manifest", str(inputs.dog_manifest), "--source",
+                 str(inputs.short_source), "--out", str(out)]) == 2
+    assert "no clip of" in _error_line(capsys.readouterr().err, "data")
+    assert not out.exists()
+
+
+def test_a_full_disk_during_a_checkpoint_leaves_no_temp_folder_and_no_run(tmp_path, capsys, monkeypatch):
+    from safetensors import SafetensorError
+
+    import avlib.train
+
+    real_save = avlib.train.save_file
+
+    def full_disk(tensors, path, *args, **kwargs):  # the first file lands, then the disk is full
+        if Path(path).name == "optimizer.safetensors":
+            Path(path).write_bytes(b"\0" * 10)
+            # safetensors reports an OS error only as text, in this form
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                  'message: "No space left on device" })')
+        return real_save(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(avlib.train, "save_file", full_disk)
+    run = tmp_path / "run"
+    assert main(["train", "--set", "train.max_steps=1", "--set", "train.checkpoint_every=1",
+                 "--no-cache", "--out", str(run)]) == 2
+    line = _error_line(capsys.readouterr().err, "train")
+    assert "No space left on device" in line and "step_0000001" in line and "free some disk space" in line
+    assert not run.exists()  # no checkpoint was completed: nothing half-made stays
+
+
+def test_training_on_corrupt_clips_leaves_no_run_and_its_error_on_its_own_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["data", "synth", "--out", str(data), "--clips-per-class", "2", "--classes", "dog",
+                 "--size", "32", "--fps", "8", "--seconds", "1", "--layout", "canonical"]) == 0
+    for clip in [*data.glob("*.mp4"), *data.glob("*.wav")]:
+        clip.write_bytes(b"not a clip")
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert main(["train", "--set", f"data.root={data}", "--set", "train.max_steps=1", "--no-cache",
+                 "--out", str(run)]) == 2
+    assert "cannot decode" in _error_line(capsys.readouterr().err, "train")
+    assert not run.exists()
+
+
+def test_a_full_disk_in_generate_leaves_no_video_without_its_sidecar(tmp_path, capsys, monkeypatch):
+    real_write_text = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.suffix == ".json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["generate", "--prompt", "dog", "--steps", "1", "-o", str(out / "o.mp4")]) == 2
+    line = _error_line(capsys.readouterr().err, "generate")
+    assert f"No space left on device: {out / 'o.json'}" in line and "free some disk space" in line
+    assert list(out.iterdir()) == []  # neither the mp4 nor a hidden temporary file
+
+
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)
+
+
+def test_generate_and_sample_remove_what_a_killed_run_left_when_they_start(inputs, tmp_path, capsys):
+    dead, live = _dead_pid(), os.getpid()
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [out / f".o.mp4.tmp{dead}.k3j2x9ab.mp4", out / f".o.json.tmp{dead}.a1b2c3d4.json"]
+    running = out / f".o.mp4.tmp{live}.zzzzzzzz.mp4"  # a writer still running is never touched
+    for path in [*left, running]:
+        path.write_bytes(b"")
+    assert main(["generate", "-o", str(out / "o.mp4")]) == 2  # refused, but after tidying
+    assert sorted(out.iterdir()) == [running]
+
+    run = _run_dir(tmp_path / "run")
+    for folder in ("samples", "reference", "shuffled"):
+        (run / folder).mkdir()
+        for i in range(3):
+            (run / folder / f".clip{i}.mp4.tmp{dead}.q1w2e3r4.mp4").write_bytes(b"")
+    (run / "samples" / f".clip9.mp4.tmp{live}.q1w2e3r4.mp4").write_bytes(b"")
+    assert main(["sample", "--run", str(run), "--limit", "1"]) == 2  # no pipeline: refused after tidying
+    hidden = sorted(p.name for p in run.rglob(".*"))
+    assert hidden == [f".clip9.mp4.tmp{live}.q1w2e3r4.mp4"]
+
+
+@pytest.fixture(scope="module")
+def fvd_sets(tmp_path_factory):
+    from avlib.media import write_video
+
+    root = tmp_path_factory.mktemp("fvd_sets")
+    sets = {}
+    for name, fps, offset in (("real", 12.0, 0), ("fake", 30.0, 90)):
+        (root / name).mkdir()
+        for i in range(2):
+            frames = np.full((8, 32, 32, 3), 10 + offset + 40 * i, np.uint8)
+            write_video(root / name / f"v{i}.mp4", frames, fps)
+        sets[name] = root / name
+    return sets
+
+
+def test_a_damaged_fvd_cache_is_recomputed_with_one_warning(fvd_sets, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
+    argv = ["metrics", "fvd", "--real", str(fvd_sets["real"]), "--fake", str(fvd_sets["fake"]), "--i3d", "tiny",
+            "--frames", "8", "--quiet", "--json", str(tmp_path / "f.json")]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "f.json").read_text())["fvd"]
+    entries = sorted((tmp_path / "cache").rglob("*.safetensors"))
+    assert len(entries) == 4
+    entries[0].write_bytes(entries[0].read_bytes()[:-4])   # cut short
+    entries[1].write_bytes(pickle.dumps(Evil()))           # replaced by a pickle holding code
+    capsys.readouterr()
+    with pytest.warns(CacheWarning) as caught:
+        assert main(argv) == 0
+    warned = [str(w.message) for w in caught if w.category is CacheWarning]
+    assert len(warned) == 2 and all(line.startswith("cache entry") and "\n" not in line for line in warned)
+    assert all("AVLIB_CACHE" in line and "--no-cache" in line for line in warned)
+    err = capsys.readouterr().err
+    assert "allow_pickle" not in err and "Traceback" not in err and not Path("PWNED").exists()
+    assert json.loads((tmp_path / "f.json").read_text())["fvd"] == first
+
+
+def test_fvd_of_sets_at_different_frame_rates_warns(fvd_sets, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(MetricWarning) as caught:
+        assert main(["metrics", "fvd", "--real", str(fvd_sets["real"]), "--fake", str(fvd_sets["fake"]), "--i3d",
+                     "tiny", "--frames", "8", "--quiet", "--no-cache", "--json", str(tmp_path / "f.json")]) == 0
+    warned = [str(w.message) for w in caught if "fps" in str(w.message)]
+    assert len(warned) == 1 and "real videos play at 12 fps and the generated ones at 30 fps" in warned[0]
+    assert any("30 fps" in w for w in json.loads((tmp_path / "f.json").read_text())["warnings"])
+
+
+def test_silent_conditioning_audio_is_one_warning_line(inputs, tmp_path):
+    """In a real process (pytest records warnings instead of showing them): how the CLI shows one."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "avlib", "generate", "--audio", str(inputs.silent_wav), "--mapper",
+                           str(inputs.no_config), "-o", str(tmp_path / "o.mp4")], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 2   # warned on reading, then refused for the mapper
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("avlib generate: warning: audio file")
+    assert "is silent" in lines[0] and "is not a training run" in lines[1]
+
+
+def test_papermill_limit_below_one_is_our_line_not_a_widget_error(tmp_path, capsys):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    run = tmp_path / "run"
+    assert main(["train", "--set", "train.max_steps=1", "--set", "train.checkpoint_every=1", "--out", str(run)]) == 0
+    with pytest.raises(PapermillExecutionError) as caught:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "05_generate.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"run_dir": str(run), "limit": -1}, kernel_name="python3",
+                                   progress_bar=False, cwd=str(tmp_path))
+    assert caught.value.ename == "ConfigError" and "TraitError" not in str(caught.value)
+    assert caught.value.traceback == ["ConfigError: limit=-1 must be a whole number >= 1 (or None for every test clip)"]
+    assert not (run / "samples").exists()
+
+
+@pytest.mark.parametrize("value", [-1, "many"])
+def test_papermill_per_class_of_the_wrong_kind_is_our_line(value, tmp_path):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as caught:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "03_audio_features.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"per_class": value}, kernel_name="python3", progress_bar=False,
+                                   cwd=str(tmp_path))
+    assert caught.value.traceback == [f"ConfigError: per_class={value!r} must be a whole number >= 1"]

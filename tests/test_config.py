@@ -1,6 +1,6 @@
 import pytest
 
-from avlib.config import ExperimentConfig, list_experiments, load_config, parse_overrides
+from avlib.config import list_experiments, load_config, parse_overrides
 from avlib.errors import ConfigError
 
 TABLE2 = {"volleyball": 10, "thunder": 15, "dog": 20, "dog_text": 20, "multiclass": 20}
@@ -69,13 +69,6 @@ def test_unknown_experiment_and_profile_list_the_choices():
         load_config("cat")
     with pytest.raises(ConfigError, match="unknown profile 'huge'"):
         load_config("dog", "huge")
-
-
-def test_fingerprint_tracks_the_sections_asked_for():
-    a, b = load_config("dog", "tiny"), load_config("dog", "tiny", ["train.lr=0.5"])
-    assert a.fingerprint("encoder") == b.fingerprint("encoder")
-    assert a.fingerprint("train") != b.fingerprint("train")
-    assert isinstance(a, ExperimentConfig)
 
 
 @pytest.mark.parametrize("overrides, message", [

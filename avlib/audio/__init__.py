@@ -14,7 +14,7 @@ official checkpoint files::
 """
 from avlib.audio.beats import BEATsConfig, BEATsEncoder
 from avlib.audio.build import build_audio_encoder, tiny_encoder
-from avlib.audio.cache import EmbeddingCache, encoder_cache_key
+from avlib.audio.cache import EmbeddingCache
 from avlib.audio.cavp import CAVPEncoder
 from avlib.audio.checkpoints import (
     load_encoder,
@@ -30,6 +30,6 @@ from avlib.audio.frontends import FRONTENDS, BEATsFbank, CAVPMelSpectrogram
 __all__ = [
     "FRONTENDS", "AudioEncoder", "BEATsConfig", "BEATsEncoder", "BEATsFbank", "CAVPEncoder",
     "CAVPMelSpectrogram", "EmbeddingCache", "build_audio_encoder", "embed_file", "embed_waveform",
-    "encoder_cache_key", "iter_embeddings", "load_encoder", "load_official_beats",
+    "iter_embeddings", "load_encoder", "load_official_beats",
     "load_official_cavp", "resolve_checkpoint", "save_encoder", "tiny_encoder",
 ]

@@ -14,10 +14,11 @@ import errno
 import importlib
 import json
 import sys
+import warnings
 
 from avlib import __version__
-from avlib.errors import AvlibError
-from avlib.io import skip_final_collection
+from avlib.errors import AvlibError, AvlibWarning
+from avlib.io import as_os_error, skip_final_collection
 
 # Modules under avlib.cli, in the order their commands appear in --help.
 COMMAND_MODULES = ("generate", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld", "reproduce")
@@ -51,11 +52,13 @@ OS_FIXES = {
     errno.EISDIR: "give a file name, not a folder",
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "check the path",
+    errno.EEXIST: "a file stands where avlib needs a folder: choose another path or move the file",
 }
 
 
 def describe_error(exc: BaseException) -> str | None:
     """One line for an error caused by the user's input or machine; None for a bug."""
+    exc = as_os_error(exc)
     if isinstance(exc, AvlibError):
         text = str(exc)
     elif isinstance(exc, OSError):
@@ -86,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restores the default format when the command ends
+            warnings.formatwarning = _one_line_warnings(args.command, warnings.formatwarning)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"avlib {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -94,5 +99,24 @@ def main(argv: list[str] | None = None) -> int:
         line = describe_error(exc)
         if line is None:
             raise  # a bug: the traceback is what a report needs
+        close_progress_bars()  # the error gets a line of its own, not the end of a bar's
         print(f"avlib {args.command}: error: {line}", file=sys.stderr)
         return 2
+
+
+def close_progress_bars() -> None:
+    """Close the tqdm bars an exception left open, so each ends its line."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+
+
+def _one_line_warnings(command: str, default):
+    """``warnings.formatwarning`` that shows avlib's own warnings as one line, no source line."""
+    def format_warning(message, category, filename, lineno, line=None):
+        if not issubclass(category, AvlibWarning):
+            return default(message, category, filename, lineno, line)
+        return f"avlib {command}: warning: {' '.join(str(message).split())}\n"
+    return format_warning

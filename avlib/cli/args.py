@@ -35,6 +35,15 @@ nonnegative_int = _bounded(int, lambda v: v >= 0, "a whole number >= 0")
 positive_float = _bounded(float, lambda v: v > 0, "a number > 0")
 nonnegative_float = _bounded(float, lambda v: v >= 0, "a number >= 0")
 finite_float = _bounded(float, lambda v: True, "a finite number")
+# Seeds reach torch.Generator.manual_seed and numpy, which take at most 64 bits.
+seed_int = _bounded(int, lambda v: 0 <= v < 2**63, "a whole number >= 0 and below 2**63")
+
+
+def nonblank_text(text: str) -> str:
+    """An argparse ``type`` for text that must say something."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty or only spaces")
+    return text
 
 
 def check_device(device: str, what: str = "--device") -> str:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from avlib.cli.args import check_output, finite_float, nonnegative_int, positive_float, positive_int
+from avlib.cli.args import check_output, finite_float, positive_float, positive_int, seed_int
 from avlib.config import SYNTH_LAYOUTS
 from avlib.data import curate, manifests, synthetic
+from avlib.errors import AvlibError
 from avlib.io import run_record, write_json
 
 
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
     synth.add_argument("--clips-per-class", type=positive_int, required=True, metavar="N")
     synth.add_argument("--classes", nargs="+", default=list(synthetic.CLASSES),
                        choices=synthetic.CLASSES, help="default: all three")
-    synth.add_argument("--seed", type=nonnegative_int, default=0, help="default: 0")
+    synth.add_argument("--seed", type=seed_int, default=0, help="default: 0")
     synth.add_argument("--size", type=positive_int, default=64, help="frame height = width in pixels (default: 64)")
     synth.add_argument("--fps", type=positive_float, default=12.0, help="default: 12")
     synth.add_argument("--seconds", type=positive_float, default=2.0, help="clip length (default: 2)")
@@ -71,6 +73,9 @@ def register(subparsers) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    if abs(args.shift_s) >= args.seconds:
+        raise AvlibError(f"--shift-s {args.shift_s} moves every sound out of its {args.seconds} s clip "
+                         f"(give a shift shorter than --seconds)")
     path = synthetic.write_synthetic_dataset(
         args.out, args.classes, args.clips_per_class, seed=args.seed, seconds=args.seconds,
         fps=args.fps, size=args.size, shift_s=args.shift_s, layout=args.layout, shuffle_pairs=args.shuffle_pairs)
@@ -80,11 +85,17 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_curate(args: argparse.Namespace) -> int:
     rows = manifests.read_manifest(args.manifest)
+    existed = Path(args.out).exists()
     report = curate.curate(rows, args.out, source=args.source, download=args.download)
     print("  ".join(f"{name.replace('_', ' ')} {n}" for name, n in report.counts().items()))
     if report.beyond_source:
         print(f"{len(report.beyond_source)} clips lie beyond the end of {args.source} "
               "(use a longer source video to get them)")
+    if rows and not report.written and not report.skipped:
+        if not existed and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
+            Path(args.out).rmdir()  # made for clips that never came
+        raise AvlibError(f"no clip of {args.manifest} was written to {args.out} (see the counts above: "
+                         "use a source video that covers the manifest's times, or check the network)")
     return 0
 
 
@@ -92,7 +103,11 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         check_output(args.json)
     rows = manifests.read_manifest(args.manifest)
-    statuses = curate.dataset_status(rows, args.root)
+    root = Path(args.root)
+    if not root.is_dir():
+        raise AvlibError(f"dataset folder {root} {'is a file' if root.exists() else 'does not exist'} "
+                         "(pass --root the folder `avlib data curate --out` wrote)")
+    statuses = curate.dataset_status(rows, root)
     counts = curate.count_states(statuses)
     print("  ".join(f"{state} {n}" for state, n in counts.items()) + f"  (of {len(statuses)} clips)")
     for status in statuses:

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from avlib.cli.args import check_output, nonnegative_int, positive_int
+from avlib.cli.args import check_output, positive_int, seed_int
 from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS
 
 
@@ -36,8 +36,9 @@ def register(subparsers) -> None:
                           help="clip (default): CLIP's preprocessing; report: the report repository's "
                                "CLIP_Score.py (BGR, squash, 0.5/0.5, its texts)")
     evaluate.add_argument("--workers", type=positive_int, default=None, help="AV-Align threads (default: one per CPU)")
-    evaluate.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default: 0)")
+    evaluate.add_argument("--seed", type=seed_int, default=0, help="bootstrap seed (default: 0)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--no-cache", action="store_true", help="do not read or write cached FVD features")
     evaluate.set_defaults(func=run_evaluate)
 
     report = subparsers.add_parser(
@@ -74,7 +75,7 @@ def run_evaluate(args) -> int:
                           av_align_version=args.av_align_version, fvd_frames=args.fvd_frames,
                           workers=args.workers, seed=args.seed, progress=not args.quiet,
                           fvd_protocol=args.fvd_protocol, clipsim_protocol=args.clipsim_protocol,
-                          metrics=args.metrics)
+                          metrics=args.metrics, use_cache=not args.no_cache)
     values = ", ".join(f"{name} {entry['value']:.4g}" for name, entry in result["metrics"].items()
                        if entry["value"] is not None)
     print(f"{result['experiment']}: {values} -> {Run(args.run).metrics_file}")

@@ -5,10 +5,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from avlib.cli.args import (check_device, check_output, nonnegative_float, nonnegative_int,
-                            positive_float, positive_int)
+from avlib.cli.args import (check_device, check_output, nonnegative_float,
+                            positive_float, positive_int, seed_int)
 from avlib.config import PROFILES, SCHEDULERS, check_frame_size, check_windows, load_config
 from avlib.errors import AvlibError
+from avlib.io import remove_orphaned_temps
 from avlib.run import Run
 
 
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--pretrained", default=None, help="text-to-video weights: hub id or local folder")
     p.add_argument("--steps", type=positive_int, default=None, help="denoising steps (paper: 25)")
     p.add_argument("--guidance", type=nonnegative_float, default=None, help="guidance scale (paper: 25)")
-    p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed (default 64)")
+    p.add_argument("--seed", type=seed_int, default=None, help="random seed (default 64)")
     p.add_argument("--frames", type=positive_int, default=None, help="number of frames (paper: 24)")
     p.add_argument("--fps", type=positive_float, default=None,
                    help="frame rate (default: the run's or profile's inference.fps); the audio "
@@ -54,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from avlib.pipeline.t2v import load_t2v, pretrained_vae_scale
 
     check_output(args.output, ".mp4")
+    for target in (args.output, args.output.with_suffix(".json")):  # what a killed generate left
+        remove_orphaned_temps(target)
     if args.mapper is not None and args.audio is None:
         raise AvlibError("--mapper needs --audio: the mapper turns audio into the video's conditioning")
+    if args.audio is None and not (args.prompt or "").strip():
+        raise AvlibError("nothing to generate from: give --prompt TEXT, or --audio FILE with --mapper RUN")
     if args.audio is not None:
         read_conditioning_audio(args.audio)  # fail on bad audio before loading any model
     config = _run_config(args)

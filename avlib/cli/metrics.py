@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from avlib.cli.args import check_output, nonnegative_int, positive_int
+from avlib.cli.args import check_output, nonblank_text, positive_int, seed_int
 from avlib.errors import CheckpointError
 from avlib.io import run_record, write_json
 from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS, FVD_RESIZE_MODES, video_paths
@@ -60,7 +60,7 @@ def register(subparsers) -> None:
     clip = metrics.add_parser("clipsim", help="CLIP similarity of each video's frames to a text")
     clip.add_argument("--videos", required=True, nargs="+", metavar="DIR",
                       help="folder(s) or files of .mp4 videos")
-    clip.add_argument("--text", required=True, help="text to compare with (e.g. the class name)")
+    clip.add_argument("--text", required=True, type=nonblank_text, help="text to compare with (e.g. the class name)")
     clip.add_argument("--model", default=None, metavar="ID",
                       help="CLIP hub id or folder (default: openai/clip-vit-base-patch32); "
                            "'toy' for the toy world's TOY CLIP (tiny profile), 'tiny' for a random test network")
@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", required=True, metavar="OUT.json", help="where to write the result")
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -98,7 +98,7 @@ def run_av_align(args) -> int:
 
 
 def run_fvd(args) -> int:
-    from avlib.io import cache_dir
+    from avlib.cache import default_root
     from avlib.metrics import fvd
 
     check_output(args.json)
@@ -109,7 +109,7 @@ def run_fvd(args) -> int:
     backbone = (named[args.i3d](frames=args.frames, protocol=args.protocol, resize=args.resize)
                 if args.i3d in named
                 else fvd.pretrained_backbone(args.i3d, args.frames, args.protocol, args.resize))
-    cache = None if args.no_cache else fvd.FeatureCache(cache_dir() / "fvd_features")
+    cache = None if args.no_cache else fvd.FeatureCache(default_root("fvd"))
     result = fvd.compute_fvd(video_paths(args.real), video_paths(args.fake), backbone, cache,
                              seed=args.seed, progress=not args.quiet, protocol=args.protocol)
     low, high = result["ci95"]

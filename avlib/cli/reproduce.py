@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avlib.cli.args import positive_int
 from avlib.config import PROFILES, parse_overrides
 
 
@@ -20,8 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: runs/reproduce_PROFILE at the checkout root, or $AVLIB_RUNS)")
     p.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder to refresh")
-    p.add_argument("--limit", type=int, default=None, help="generate at most this many test clips per run")
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None, help="generate at most this many test clips per run")
+    p.add_argument("--jobs", type=positive_int, default=None,
                    help="notebooks run at once, each lane of them in one kernel "
                         "(default: 2 on 2+ CPUs; each kernel gets a share of the threads)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from avlib.errors import ConfigError, MediaError
-from avlib.cli.args import check_output
+from avlib.cli.args import check_output, seed_int
 from avlib.io import atomic_path, run_record, write_json
 
 # The encoder each mapper's weights expect: (name, BEATs layers, feature width).
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--upstream-dropout", action="store_true",
                    help="keep upstream's dropout in the class-token attention at inference "
                         "(random audio_token, as TempoTokens samples)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the upstream dropout draw")
+    p.add_argument("--seed", type=seed_int, default=0, help="seeds the upstream dropout draw")
     p.add_argument("-o", "--output", required=True, help="OUT.npz")
     p.set_defaults(func=run)
 
@@ -88,9 +88,10 @@ def read_features(path: str, mapper: str = "tempotokens") -> np.ndarray:
         raise MediaError(f"features file not found: {path} (write it with `avlib embed`)")
     try:
         features = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise MediaError(f"cannot read {path} as a .npy array ({exc}); "
-                         "write it again with `avlib embed`") from exc
+    except (ValueError, OSError) as exc:  # numpy's own text advises unpickling: never shown
+        what = ("holds pickled Python objects, which avlib never unpickles" if "pickle" in str(exc)
+                else "is not a .npy array (truncated or another format)")
+        raise MediaError(f"cannot read {path}: it {what}; write it again with `avlib embed`") from exc
     if not np.issubdtype(features.dtype, np.number) or not np.all(np.isfinite(features)):
         raise MediaError(f"{path} holds NaN, infinite or non-numeric values; write it again with "
                          "`avlib embed --encoder beats --layers all`")

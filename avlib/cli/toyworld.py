@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from avlib.cli.args import nonnegative_int, positive_float, positive_int, seed_int
+
 
 def register(subparsers) -> None:
     from avlib.toyworld import METRIC_NETS_DIR, WEIGHTS_DIR
@@ -28,9 +30,9 @@ def register(subparsers) -> None:
     build.add_argument("--check", action="store_true",
                        help="instead of building: load --weights and generate one video from text and one from audio")
     build.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="weights to --check (default: shipped)")
-    for field in dataclasses.fields(BuildConfig):
-        build.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
-                           help=f"(default: {field.default})")
+    for field in dataclasses.fields(BuildConfig):  # 0 steps: keep that part as --init left it
+        build.add_argument(f"--{field.name.replace('_', '-')}", type=_field_type(field, zero_steps=True),
+                           default=field.default, help=f"(default: {field.default})")
     _common(build)
     build.set_defaults(func=run_build)
 
@@ -40,8 +42,8 @@ def register(subparsers) -> None:
     metrics.add_argument("--out", type=Path, default=METRIC_NETS_DIR,
                          help=f"output folder (default: the shipped {METRIC_NETS_DIR})")
     for field in dataclasses.fields(MetricNetsConfig):
-        metrics.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
-                             help=f"(default: {field.default})")
+        metrics.add_argument(f"--{field.name.replace('_', '-')}", type=_field_type(field, zero_steps=False),
+                             default=field.default, help=f"(default: {field.default})")
     _common(metrics)
     metrics.set_defaults(func=run_metrics)
 
@@ -52,20 +54,35 @@ def register(subparsers) -> None:
                     "Writes OUT/toyworld_eval.json.")
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
     evaluate.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="toy world weights (default: shipped)")
-    evaluate.add_argument("--test-per-class", type=int, default=10, help="held-out clips per class (default: 10)")
-    evaluate.add_argument("--mapper-steps", type=int, default=1000, help="mapper training steps (default: 1000)")
+    evaluate.add_argument("--test-per-class", type=positive_int, default=10, help="held-out clips per class (default: 10)")
+    evaluate.add_argument("--mapper-steps", type=positive_int, default=1000, help="mapper training steps (default: 1000)")
     evaluate.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
                           help="dog / thunder / volleyball: one class trains that class's experiment "
                                "(default: all three, the multiclass mapper)")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=seed_int, default=0)
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="override a config value, e.g. --set mapper.frame_attention=true (repeatable)")
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
 
+def _field_type(field: dataclasses.Field, zero_steps: bool):
+    """The argparse type of a build setting: seeds, counts, steps and rates in range (the
+    config's own checks cover the rest)."""
+    name = field.name
+    if name == "seed":
+        return seed_int
+    if name.endswith("_steps"):
+        return nonnegative_int if zero_steps else positive_int
+    if name.endswith("_per_class") or name == "batch_size":
+        return positive_int
+    if name in ("lr", "timestep_power"):
+        return positive_float
+    return type(field.default)
+
+
 def _common(parser) -> None:
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1: on a small shared CPU, more threads "
                              "spend their time waiting for each other)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -74,7 +91,7 @@ def _common(parser) -> None:
 def _set_threads(args) -> None:
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
 
 
 def run_build(args) -> int:

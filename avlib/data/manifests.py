@@ -22,14 +22,13 @@ import csv
 import dataclasses
 import hashlib
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from avlib.config import SPLIT_SCHEMES
 from avlib.errors import ConfigError
-from avlib.io import atomic_path
+from avlib.io import CLIP_ID, atomic_path
 
 MANIFEST_VERSION = 1
 VERSION_LINE = f"# avlib-manifest v{MANIFEST_VERSION}"
@@ -39,7 +38,6 @@ SPLITS = ("train", "test")
 REPORT_TEST_FRACTION = 0.2          # report 4.1: 400 train + 100 test clips per class
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 SHIPPED_DATASETS = ("volleyball", "thunder", "dog", "multiclass")   # MANIFEST_DIR/{name}.csv
-_CLIP_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]*$")    # a safe file name stem
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ def _parse_row(fields: dict[str, str | None], where: str) -> ClipRow:
         raise ConfigError(f"{where}: expected {len(COLUMNS)} comma-separated fields "
                           f"({','.join(COLUMNS)}); quote fields that contain commas")
     clip_id, label, split = fields["clip_id"].strip(), fields["label"].strip(), fields["split"].strip()
-    if not _CLIP_ID.match(clip_id):
+    if not CLIP_ID.match(clip_id):
         raise ConfigError(f"{where}: clip_id '{clip_id}' is not a usable file name "
                           "(use letters, digits, '-', '_' and '.')")
     if not label:
@@ -252,18 +250,21 @@ def vggsound_manifest(index_csv: str | Path, label: str = "playing volleyball"
         raise ConfigError(f"VGGSound index not found: {index_csv} (download vggsound.csv "
                           "from the VGGSound website)")
     rows, total = [], 0
-    with index_csv.open(newline="") as f:
-        for line, fields in enumerate(csv.reader(f), start=1):
-            total += 1
-            if len(fields) != 4:
-                raise ConfigError(f"{index_csv}, line {line}: expected 4 fields ytid,start,label,split")
-            ytid, start, row_label, split = (x.strip() for x in fields)
-            if row_label != label:
-                continue
-            if split not in SPLITS or not start.isdigit():
-                raise ConfigError(f"{index_csv}, line {line}: bad start '{start}' or split '{split}'")
-            rows.append(ClipRow(vggsound_clip_id(ytid, int(start)), label, split, ytid,
-                                float(start), float(start) + VGGSOUND_CLIP_S))
+    try:
+        lines = index_csv.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{index_csv} is binary, not the VGGSound index CSV (check the path)") from None
+    for line, fields in enumerate(csv.reader(lines), start=1):
+        total += 1
+        if len(fields) != 4:
+            raise ConfigError(f"{index_csv}, line {line}: expected 4 fields ytid,start,label,split")
+        ytid, start, row_label, split = (x.strip() for x in fields)
+        if row_label != label:
+            continue
+        if split not in SPLITS or not start.isdigit():
+            raise ConfigError(f"{index_csv}, line {line}: bad start '{start}' or split '{split}'")
+        rows.append(ClipRow(vggsound_clip_id(ytid, int(start)), label, split, ytid,
+                            float(start), float(start) + VGGSOUND_CLIP_S))
     if not rows:
         raise ConfigError(f"no rows labelled '{label}' in {index_csv} (check the label's spelling)")
     counts = {"index_rows": total, "rows": len(rows),

@@ -17,7 +17,10 @@ FVD_RESIZE_MODES = ("short-side", "squash", "crop-squash")
 CLIPSIM_PROTOCOLS = ("clip", "report")                   # avlib.metrics.clipsim.PROTOCOLS
 
 
-class MetricWarning(UserWarning):
+from avlib.errors import AvlibWarning
+
+
+class MetricWarning(AvlibWarning):
     """A metric value that is defined but deserves a second look (no peaks, few samples)."""
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from avlib.errors import CheckpointError, ConfigError
 from avlib.metrics.stats import mean_with_ci
 from avlib.named_weights import METRIC_NETS_DIR, TOY_CLIP_SUBDIR
-from avlib.weights import folder_problem
+from avlib.weights import folder_problem, quiet_unpickler
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 PROTOCOLS = {
@@ -97,7 +97,8 @@ class ClipScorer:
         from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 
         try:
-            model = CLIPModel.from_pretrained(model_id)
+            with quiet_unpickler():
+                model = CLIPModel.from_pretrained(model_id)
             tokenizer = AutoTokenizer.from_pretrained(model_id)
             # The PIL processor: the default one would need torchvision.
             image_processor = CLIPImageProcessorPil.from_pretrained(model_id)

@@ -32,11 +32,11 @@ implementations named use ``scipy.linalg.sqrtm`` (StyleGAN-V, cd-fvd) or TF-GAN'
 SVD square roots (VideoGPT, TATS), which give the same number up to their round-off
 (measured within 2e-4 relative) wherever they are well defined. Bilinear interpolation
 without antialiasing and values 2 x / 255 - 1 are common to all. Everything that can change
-the number is recorded in the output. Features are cached per video.
+the number is recorded in the output. Features are cached per video file content
+(:mod:`avlib.cache`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -51,7 +51,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from avlib.errors import AvlibError, ConfigError
-from avlib.io import atomic_path
+from avlib.cache import FeatureCache, cache_key, file_digest, weights_digest
 from avlib.io import cache_dir
 from avlib.metrics import FVD_RESIZE_MODES, MetricWarning, i3d
 from avlib.metrics.stats import bootstrap_replicates, percentile_interval
@@ -173,16 +173,8 @@ def pretrained_backbone(path_or_url: str | Path, frames: int = 16, protocol: str
     path = i3d.fetch_weights(path_or_url, cache_dir())
     model = i3d.load_i3d(path)
     return FeatureBackbone(model, name=f"Kinetics-400 I3D ({path.name})",
-                           fingerprint=i3d.sha256_file(path),
+                           fingerprint=file_digest(path),
                            preprocessing=get_protocol(protocol).preprocessing(frames, 224, resize))
-
-
-def weights_fingerprint(model: nn.Module) -> str:
-    """A hash of the weights themselves, so a changed network invalidates cached features."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode() + tensor.cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def tiny_backbone(seed: int = 0, frames: int = 8, protocol: str = DEFAULT_PROTOCOL,
@@ -190,7 +182,7 @@ def tiny_backbone(seed: int = 0, frames: int = 8, protocol: str = DEFAULT_PROTOC
     """A seeded random I3D at 32x32 for the tiny profile; its FVDs only compare tiny runs."""
     model = i3d.tiny_i3d(seed)
     return FeatureBackbone(model, name=f"TINY RANDOM I3D (seed {seed}; not Kinetics-400, "
-                           "not comparable to published FVD)", fingerprint=weights_fingerprint(model),
+                           "not comparable to published FVD)", fingerprint=weights_digest(model),
                            preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
 
@@ -206,30 +198,15 @@ def toy_backbone(frames: int = 8, protocol: str = DEFAULT_PROTOCOL, resize: str 
         config = json.loads(handle.metadata()["config"])
     model = i3d.InceptionI3d(**config)
     model.load_state_dict(load_file(str(path)))
-    return FeatureBackbone(model.eval(), name=TOY_I3D_NAME, fingerprint=weights_fingerprint(model),
+    return FeatureBackbone(model.eval(), name=TOY_I3D_NAME, fingerprint=weights_digest(model),
                            preprocessing=get_protocol(protocol).preprocessing(frames, 32, resize))
 
-class FeatureCache:
-    """One ``.npy`` per (video file, backbone, preprocessing); a changed file gets a new key."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def path_for(self, video: Path, backbone: FeatureBackbone) -> Path:
-        stat = video.stat()
-        identity = {"video": str(video.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                    "backbone": backbone.fingerprint,
-                    "preprocessing": asdict(backbone.preprocessing)}
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        return self.root / key[:2] / f"{key}.npy"
-
-    def load(self, video: Path, backbone: FeatureBackbone) -> np.ndarray | None:
-        path = self.path_for(video, backbone)
-        return np.load(path) if path.is_file() else None
-
-    def save(self, video: Path, backbone: FeatureBackbone, feature: np.ndarray) -> None:
-        with atomic_path(self.path_for(video, backbone)) as tmp:
-            np.save(tmp, feature)
+def feature_key(video: Path, backbone: FeatureBackbone) -> tuple[str, str]:
+    """(cache key, content digest) of a video's features: its file's bytes, not its path."""
+    content = file_digest(video)
+    dtype = next(backbone.model.parameters()).dtype
+    return cache_key("fvd", content=content, weights=backbone.fingerprint,
+                     settings=asdict(backbone.preprocessing), dtype=str(dtype)), content
 
 
 def default_device() -> str:
@@ -254,15 +231,16 @@ def extract_features(videos: Sequence[str | Path], backbone: FeatureBackbone,
     def run_batch() -> None:
         inputs = torch.stack([x for _, _, x in batch]).to(device)   # (B, 3, T, R, R)
         outputs = model(inputs).double().cpu().numpy()               # (B, D)
-        for (index, video, _), feature in zip(batch, outputs):
+        for (index, _, _), feature in zip(batch, outputs):
             features[index] = feature
             if cache is not None:
-                cache.save(video, backbone, feature)
+                cache.save(*keys[index], feature)
         batch.clear()
 
+    keys = {index: feature_key(Path(video), backbone) for index, video in enumerate(videos)} if cache is not None else {}
     uncached = []
     for index, video in enumerate(map(Path, videos)):
-        cached = cache.load(video, backbone) if cache is not None else None
+        cached = cache.load(*keys[index]) if cache is not None else None
         if cached is None:
             uncached.append((index, video))
         else:
@@ -372,6 +350,19 @@ def fvd_with_ci(real: np.ndarray, fake: np.ndarray, seed: int = 0,
     }
 
 
+def frame_rate_mismatch(real_videos: Sequence[str | Path], fake_videos: Sequence[str | Path]) -> str | None:
+    """A warning when the two sets play at different frame rates (judged from each set's first
+    video): FVD takes consecutive frames, so it would compare different spans of time."""
+    from avlib.media import probe
+
+    real_fps, fake_fps = probe(real_videos[0]).fps, probe(fake_videos[0]).fps
+    if real_fps is None or fake_fps is None or math.isclose(real_fps, fake_fps, rel_tol=0.01):
+        return None
+    return (f"the real videos play at {real_fps:g} fps and the generated ones at {fake_fps:g} fps: FVD "
+            "compares frame sequences, so motion is judged at different speeds (resample one set to "
+            "the other's frame rate)")
+
+
 def compute_fvd(real_videos: Sequence[str | Path], fake_videos: Sequence[str | Path],
                 backbone: FeatureBackbone, cache: FeatureCache | None = None, seed: int = 0,
                 n_resamples: int = N_RESAMPLES, device: str | None = None,
@@ -390,6 +381,10 @@ def compute_fvd(real_videos: Sequence[str | Path], fake_videos: Sequence[str | P
     if real_padded or fake_padded:
         message = (f"{real_padded} real and {fake_padded} generated videos are shorter than "
                    f"{backbone.preprocessing.frames} frames; their last frame was repeated")
+        warnings.warn(message, MetricWarning, stacklevel=2)
+        result["warnings"].append(message)
+    message = frame_rate_mismatch(real_videos, fake_videos)
+    if message:
         warnings.warn(message, MetricWarning, stacklevel=2)
         result["warnings"].append(message)
     return {**result, "protocol": conventions.describe(), "backbone": backbone.describe(),

@@ -17,7 +17,6 @@ and the tests from the same class; the official layout is ``width=1, final_pool=
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 import zipfile
@@ -254,14 +253,6 @@ def load_i3d(path: Path) -> nn.Module:
     except RuntimeError as exc:
         raise CheckpointError(f"cannot load TorchScript I3D {path}: {exc}") from exc
     return TorchScriptI3d(detector).eval()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe(model: nn.Module) -> dict:

@@ -26,7 +26,7 @@ from avlib.errors import CheckpointError
 from avlib.io import read_json
 from avlib.named_weights import TINY, t2v_folder, tiny_t2v_folder
 from avlib.pipeline.tiny import build_tiny_t2v
-from avlib.weights import folder_problem
+from avlib.weights import folder_problem, quiet_unpickler
 
 ZEROSCOPE_ID = "cerspense/zeroscope_v2_576w"
 
@@ -111,7 +111,7 @@ def load_t2v(pretrained: str = ZEROSCOPE_ID, dtype: str = "float32", device: str
         dtype = "float32"  # half precision on CPU is slow and inaccurate
     torch_dtype = DTYPES[dtype]
     try:
-        with quiet_weight_loading():
+        with quiet_weight_loading(), quiet_unpickler():
             unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
             vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
             text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype)

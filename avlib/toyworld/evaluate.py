@@ -150,9 +150,8 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     The frame classifier always learns all three classes, so the class match's chance is 1/3.
     """
     out_dir, weights = Path(out_dir), Path(weights)
-    # No feature cache: its keys name the weights' path, and a rebuilt toy world keeps the path.
     config = toyworld_config(weights, {"train.max_steps": mapper_steps, "train.epochs": 10_000,
-                                       "train.checkpoint_every": mapper_steps, "train.cache_features": False,
+                                       "train.checkpoint_every": mapper_steps,
                                        **(overrides or {})}, classes)
     timings, started = {}, time.perf_counter()
     lap = lambda name: timings.__setitem__(name, time.perf_counter() - started - sum(timings.values()))
