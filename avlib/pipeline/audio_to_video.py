@@ -318,6 +318,21 @@ class AudioToVideoPipeline(DiffusionPipeline):
         return AudioToVideoPipelineOutput(frames=frames, fps=chosen["fps"],
                                           audio=None if heard is None else heard.numpy(), conditioning=record)
 
+    def generate_long(self, audio: np.ndarray, prompt: str | None = None, settings=None,
+                      **options) -> AudioToVideoPipelineOutput:
+        """A video as long as ``audio`` (samples,), windows denoised together
+        (:func:`avlib.pipeline.long_video.long_video_output`; ``long_mode``, ``audio_window``, ``seed``)."""
+        from avlib.pipeline.long_video import long_video_output
+
+        return long_video_output(self, audio, prompt, settings, **options)
+
+    def stream(self, audio_chunks, prompt: str | None = None, settings=None, **options):
+        """Frames (H, W, 3) in order as audio chunks arrive: the frames of :meth:`generate_long`
+        (:func:`avlib.pipeline.long_video.stream`; ``on_audio`` sees each window's audio)."""
+        from avlib.pipeline.long_video import stream
+
+        return stream(self, audio_chunks, prompt, settings, **options)
+
     def _conditional_context(self, waveform, prompt, frame_tokens, prompt_embeds,
                              num_frames: int) -> tuple[str, torch.Tensor]:
         """Which conditioning applies, and its context (B, F*77, D) or (B, 77, D)."""

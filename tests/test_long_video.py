@@ -1,0 +1,113 @@
+"""Whole-audio generation and streaming (avlib.pipeline.long_video) on the tiny profile."""
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from avlib.cli import main
+from avlib.media import SAMPLE_RATE, load_audio, probe, read_video
+
+FAST = ["--set", "train.max_steps=2", "--set", "data.synth_clips_per_class=4", "--set", "data.synth_test_clips=2"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "thunder"
+    assert main(["train", "--experiment", "thunder", "--profile", "tiny", "--out", str(run), *FAST]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def pipeline(trained_run):
+    from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+    from avlib.run import Run
+
+    pipe = AudioToVideoPipeline.from_pretrained(Run(trained_run).pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def settings(trained_run):
+    from avlib.run import Run
+
+    return Run(trained_run).read_config().inference
+
+
+def noisy_audio(seconds: float, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.1, round(seconds * SAMPLE_RATE)).astype(np.float32)
+
+
+def test_per_frame_timesteps_equal_the_unets_own_for_one_timestep(tiny_t2v):
+    """The hooked time embedding reproduces the UNet's when every frame has the same timestep,
+    and changes the output when they differ."""
+    from avlib.pipeline.long_video import frame_time_embedding, frame_timesteps
+
+    unet = tiny_t2v.unet
+    x = torch.randn(2, 4, 6, 8, 8, generator=torch.Generator().manual_seed(0))
+    context = torch.randn(2, 77, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = unet(x, torch.tensor(500), encoder_hidden_states=context).sample
+        same = frame_time_embedding(unet, torch.full((6,), 500)).repeat(2, 1)
+        with frame_timesteps(unet, same):
+            hooked = unet(x, torch.tensor(10), encoder_hidden_states=context).sample
+        mixed = frame_time_embedding(unet, torch.tensor([900, 900, 500, 500, 100, 100])).repeat(2, 1)
+        with frame_timesteps(unet, mixed):
+            varied = unet(x, torch.tensor(500), encoder_hidden_states=context).sample
+    torch.testing.assert_close(hooked, plain, atol=1e-5, rtol=1e-5)
+    assert (varied[:, :, :2] - plain[:, :, :2]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("mode", ["diagonal", "independent"])
+def test_stream_gives_the_whole_audio_frames_in_order(pipeline, settings, mode):
+    audio = noisy_audio(3.3)
+    whole = pipeline.generate_long(audio, None, settings, long_mode=mode)
+    assert whole.frames.shape == (1, round(3.3 * settings.fps), 32, 32, 3)
+    chunks = iter([audio[i:i + 1234] for i in range(0, audio.size, 1234)])
+    streamed = np.stack(list(pipeline.stream(lambda: next(chunks, None), None, settings, long_mode=mode)))
+    np.testing.assert_array_equal(streamed, whole.frames[0])
+
+
+def test_modes_differ_and_a_seed_reproduces(pipeline, settings):
+    audio = noisy_audio(2.0)
+    diagonal = pipeline.generate_long(audio, None, settings).frames
+    again = pipeline.generate_long(audio, None, settings).frames
+    independent = pipeline.generate_long(audio, None, settings, long_mode="independent").frames
+    other_seed = pipeline.generate_long(audio, None, settings, seed=5).frames
+    np.testing.assert_array_equal(diagonal, again)
+    assert np.abs(diagonal - independent).max() > 0.01 and np.abs(diagonal - other_seed).max() > 0.01
+
+
+def test_generate_makes_a_video_as_long_as_the_audio(trained_run, tmp_path):
+    wav = tmp_path / "long.wav"
+    soundfile.write(wav, noisy_audio(9.5), SAMPLE_RATE)
+    out = tmp_path / "long.mp4"
+    assert main(["generate", "--mapper", str(trained_run), "--audio", str(wav), "-o", str(out)]) == 0
+    frames, fps = read_video(out)
+    assert abs(frames.shape[0] - 9.5 * fps) <= 1 and fps == pytest.approx(8.0)
+    assert load_audio(out).size / SAMPLE_RATE == pytest.approx(9.5, abs=0.05)   # the whole audio track
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["conditioning"]["long_mode"] == "diagonal" and sidecar["audio_conditioned"] is True
+    assert sidecar["audio_seconds"] == pytest.approx(9.5)
+
+
+def test_start_and_seconds_cut_the_audio(trained_run, tmp_path):
+    wav = tmp_path / "long.wav"
+    soundfile.write(wav, noisy_audio(5.0), SAMPLE_RATE)
+    out = tmp_path / "cut.mp4"
+    assert main(["generate", "--mapper", str(trained_run), "--audio", str(wav), "-o", str(out),
+                 "--start", "1.5", "--seconds", "2.5", "--long-mode", "independent"]) == 0
+    frames, _ = read_video(out)
+    assert frames.shape[0] == 20 and probe(out).duration_s == pytest.approx(2.5, abs=0.1)
+    np.testing.assert_allclose(load_audio(out).size / SAMPLE_RATE, 2.5, atol=0.05)
+    assert json.loads(out.with_suffix(".json").read_text())["conditioning"]["long_mode"] == "independent"
+
+
+def test_start_past_the_end_is_refused(trained_run, tmp_path, capsys):
+    wav = tmp_path / "short.wav"
+    soundfile.write(wav, noisy_audio(2.0), SAMPLE_RATE)
+    out = tmp_path / "o.mp4"
+    assert main(["generate", "--mapper", str(trained_run), "--audio", str(wav), "-o", str(out), "--start", "3"]) == 2
+    assert "--start 3 is at or past the end" in capsys.readouterr().err and not out.exists()
