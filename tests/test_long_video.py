@@ -9,7 +9,7 @@ import torch
 from avlib.cli import main
 from avlib.media import SAMPLE_RATE, load_audio, probe, read_video
 
-FAST = ["--set", "train.max_steps=2", "--set", "data.synth_clips_per_class=4", "--set", "data.synth_test_clips=2"]
+FAST = ["--set", "train.max_steps=15", "--set", "data.synth_clips_per_class=4", "--set", "data.synth_test_clips=2"]
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,50 @@ def test_start_past_the_end_is_refused(trained_run, tmp_path, capsys):
     out = tmp_path / "o.mp4"
     assert main(["generate", "--mapper", str(trained_run), "--audio", str(wav), "-o", str(out), "--start", "3"]) == 2
     assert "--start 3 is at or past the end" in capsys.readouterr().err and not out.exists()
+
+
+def steady_audio(seconds: float, seed: int) -> np.ndarray:
+    """Toy-world thunder ambience (rain) without a clap: a steady scene."""
+    from avlib.data.synthetic import render_audio
+
+    return render_audio("thunder", np.array([]), seconds, np.random.default_rng(seed))
+
+
+def test_seam_score_of_the_diagonal_is_below_independent_windows(pipeline, settings):
+    from avlib.metrics.long_video import seam_score
+
+    videos = {mode: [pipeline.generate_long(steady_audio(6.0, seed), None, settings, long_mode=mode,
+                                            seed=seed).frames[0] for seed in (0, 1)]
+              for mode in ("diagonal", "independent")}
+    scores = {mode: seam_score(frames, settings.num_frames, n_resamples=2000) for mode, frames in videos.items()}
+    assert scores["diagonal"]["seam_score"] < scores["independent"]["seam_score"]
+    assert scores["diagonal"]["boundary_change"] < scores["independent"]["boundary_change"]
+    assert scores["independent"]["n_boundaries"] == 2 * 5
+
+
+def test_metrics_take_long_videos(trained_run, tmp_path):
+    """`avlib metrics seam` reads the window from the sidecar; `av-align --segment-seconds`
+    scores each piece of a long video."""
+    from avlib.data.synthetic import render_audio
+
+    wav = tmp_path / "storm.wav"
+    soundfile.write(wav, render_audio("thunder", np.array([0.5, 2.2, 3.9]), 5.0, np.random.default_rng(0)),
+                    SAMPLE_RATE)
+    out = tmp_path / "storm.mp4"
+    assert main(["generate", "--mapper", str(trained_run), "--audio", str(wav), "-o", str(out)]) == 0
+    assert main(["metrics", "seam", str(out), "--json", str(tmp_path / "seam.json")]) == 0
+    seam = json.loads((tmp_path / "seam.json").read_text())
+    assert seam["window_frames"] == 8 and seam["n_boundaries"] == 4 and seam["n_within"] == 35
+    assert seam["ci95"][0] <= seam["seam_score"] <= seam["ci95"][1]
+    assert main(["metrics", "av-align", str(out), "--segment-seconds", "2.5",
+                 "--json", str(tmp_path / "align.json")]) == 0
+    segments = json.loads((tmp_path / "align.json").read_text())["videos"]["storm"]["segments"]
+    assert segments["n"] == 2 and len(segments["scores"]) == 2
+
+
+def test_seam_score_needs_a_window_boundary():
+    from avlib.errors import MediaError
+    from avlib.metrics.long_video import seam_score
+
+    with pytest.raises(MediaError, match="longer than one window"):
+        seam_score([np.random.default_rng(0).random((8, 4, 4, 3))], 8)
