@@ -158,3 +158,119 @@ def test_seam_score_needs_a_window_boundary():
 
     with pytest.raises(MediaError, match="longer than one window"):
         seam_score([np.random.default_rng(0).random((8, 4, 4, 3))], 8)
+
+
+# -- avlib stream ---------------------------------------------------------------------------
+STATS_KEYS = {"video_seconds", "wall_seconds", "real_time_factor", "first_frame_latency_s", "peak_memory_mb"}
+
+
+def wav_bytes(wave: np.ndarray, announce_seconds: float | None = None) -> bytes:
+    """16-bit PCM WAV bytes of ``wave``; a header announcing ``announce_seconds`` if given."""
+    import io
+    import struct
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, wave, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    data = bytearray(buffer.getvalue())
+    if announce_seconds is not None:
+        size = round(announce_seconds * SAMPLE_RATE) * 2
+        data[4:8], data[40:44] = struct.pack("<I", size + 36), struct.pack("<I", size)
+    return bytes(data)
+
+
+def stream_cli(run, audio, out, stats, *flags, stdin: bytes | None = None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "avlib", "stream", "--mapper", str(run), "--audio", str(audio),
+                           "-o", str(out), "--stats", str(stats), *flags],
+                          input=stdin if stdin is not None else b"", capture_output=True)
+
+
+def test_stream_writes_a_fragmented_mp4_and_its_stats(trained_run, tmp_path):
+    wav = tmp_path / "storm.wav"
+    soundfile.write(wav, steady_audio(3.0, 0), SAMPLE_RATE)
+    out, stats = tmp_path / "live.mp4", tmp_path / "stats.json"
+    assert main(["stream", "--mapper", str(trained_run), "--audio", str(wav), "-o", str(out),
+                 "--stats", str(stats)]) == 0
+    frames, fps = read_video(out)
+    assert frames.shape == (24, 32, 32, 3) and fps == pytest.approx(8.0)
+    assert b"moof" in out.read_bytes() and probe(out).has_audio            # fragmented, with its audio
+    record = json.loads(stats.read_text())
+    assert STATS_KEYS <= set(record) and record["video_seconds"] == 3.0 and record["frames"] == 24
+    assert record["real_time_factor"] == pytest.approx(3.0 / record["wall_seconds"], rel=1e-3)
+    assert 0 < record["first_frame_latency_s"] <= record["wall_seconds"]
+    assert {"config", "seed", "versions"} <= set(record)
+
+
+def test_stream_reads_a_wav_pipe(trained_run, tmp_path):
+    out, stats = tmp_path / "pipe.mp4", tmp_path / "stats.json"
+    proc = stream_cli(trained_run, "-", out, stats, stdin=wav_bytes(steady_audio(2.0, 1)))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert read_video(out)[0].shape[0] == 16
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty pipe", "not a PCM WAV stream"),
+    ("pipe closes early", "closed after 1.00 s of the 3.00 s its WAV header announced"),
+    ("silent file", "the audio is silent"),
+    ("no mapper", "has no audio mapper"),
+])
+def test_stream_refuses_bad_input_with_one_line(trained_run, tmp_path, case, message):
+    out, stats, audio, stdin, run = tmp_path / "o.mp4", tmp_path / "s.json", "-", None, trained_run
+    if case == "pipe closes early":
+        stdin = wav_bytes(steady_audio(1.0, 0), announce_seconds=3.0)
+    if case == "silent file":
+        audio = tmp_path / "silence.wav"
+        soundfile.write(audio, np.zeros(2 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    if case == "no mapper":
+        from avlib.config import load_config
+        from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+        from avlib.pipeline.t2v import load_t2v
+        from avlib.run import Run
+
+        run = Run(tmp_path / "textonly")
+        run.write_config(load_config("thunder", "tiny"), seed=0)
+        AudioToVideoPipeline.from_t2v(load_t2v("toyworld")).save_pretrained(run.pipeline_dir)
+        stdin = wav_bytes(steady_audio(1.0, 0))
+    proc = stream_cli(run.root if case == "no mapper" else run, audio, out, stats, stdin=stdin)
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 2 and message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and not stats.exists()
+
+
+def test_paced_chunks_arrive_no_faster_than_recorded():
+    import time
+
+    from avlib.streaming import paced
+
+    chunks = [np.zeros(800, np.float32)] * 5                      # 5 x 50 ms
+    start = time.perf_counter()
+    arrivals = [time.perf_counter() - start for _ in paced(chunks)]
+    assert arrivals[-1] >= 0.24 and all(b >= a for a, b in zip(arrivals, arrivals[1:]))
+    assert arrivals[2] >= 0.14
+
+
+def test_realtime_stream_keeps_pace_with_its_source(trained_run, tmp_path):
+    wav = tmp_path / "storm.wav"
+    soundfile.write(wav, steady_audio(3.0, 0), SAMPLE_RATE)
+    stats = tmp_path / "stats.json"
+    proc = stream_cli(trained_run, wav, tmp_path / "live.mp4", stats, "--realtime")
+    assert proc.returncode == 0, proc.stderr.decode()
+    record = json.loads(stats.read_text())
+    # The last audio arrives 3 s after the first chunk began (0.25 s chunks): no frame can precede it.
+    assert record["wall_seconds"] >= 2.7 and record["realtime_input"] is True
+    assert record["first_frame_latency_s"] >= 0.7       # the first 1 s window had to be recorded
+
+
+def test_stream_memory_does_not_grow_with_the_audio(trained_run, tmp_path):
+    peaks = {}
+    for seconds in (10, 40):
+        wav = tmp_path / f"{seconds}.wav"
+        soundfile.write(wav, steady_audio(seconds, 0), SAMPLE_RATE)
+        stats = tmp_path / f"{seconds}.json"
+        proc = stream_cli(trained_run, wav, tmp_path / f"{seconds}.mp4", stats)
+        assert proc.returncode == 0, proc.stderr.decode()
+        peaks[seconds] = json.loads(stats.read_text())["peak_memory_mb"]
+    assert peaks[40] <= 1.2 * peaks[10], peaks
