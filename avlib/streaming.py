@@ -187,6 +187,8 @@ class StreamClock:
     """When audio came in and frames went out; the numbers of STATS.json."""
     fps: float
     first_audio: float | None = None
+    first_audio_cpu: float = 0.0
+    last_frame_cpu: float = 0.0
     first_frame: float | None = None
     last_frame: float | None = None
     frames: int = 0
@@ -194,12 +196,12 @@ class StreamClock:
 
     def audio_in(self) -> None:
         if self.first_audio is None:
-            self.first_audio = time.perf_counter()
+            self.first_audio, self.first_audio_cpu = time.perf_counter(), time.process_time()
 
     def frame_out(self) -> None:
         now = time.perf_counter()
         self.first_frame = now if self.first_frame is None else self.first_frame
-        self.last_frame = now
+        self.last_frame, self.last_frame_cpu = now, time.process_time()
         self.frames += 1
         self.lags.append(now - self.first_audio - self.frames / self.fps)
 
@@ -211,6 +213,10 @@ class StreamClock:
                 "first_frame_latency_s": round(self.first_frame - self.first_audio, 4) if self.frames else None,
                 "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "frames": self.frames, "max_lag_s": round(max(self.lags, default=0.0), 4),
+                # CPU time of this process over the same span: what a machine shared with
+                # other jobs cannot take away (video seconds per CPU second in cpu_real_time_factor)
+                "cpu_seconds": round(self.last_frame_cpu - self.first_audio_cpu, 4),
+                "cpu_real_time_factor": round(video / max(self.last_frame_cpu - self.first_audio_cpu, 1e-9), 4),
                 "realtime_input": realtime}
 
 
