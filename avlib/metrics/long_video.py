@@ -114,6 +114,6 @@ def av_align_segments(video: str | Path, segment_seconds: float = 5.0, version: 
     duration = len(result.flow_trajectory) / result.fps             # one motion value per frame
     segments = segment_scores(result, segment_seconds, duration, version)
     return {"video": str(video), "score": result.score, "duration_s": duration,
-            "audio_peaks": len(result.audio_peaks_s), "video_peaks": len(result.video_peaks_s),
+            "audio_peaks_s": result.audio_peaks_s, "video_peaks_s": result.video_peaks_s,
             "segment_seconds": segment_seconds, "segments": mean_with_ci(segments, seed=seed),
             "segment_scores": segments, "version": version}

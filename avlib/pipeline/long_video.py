@@ -75,6 +75,11 @@ def frame_timesteps(unet, embedding: torch.Tensor) -> Iterator[None]:
             handle.remove()
 
 
+def check_long_mode(mode: str) -> None:
+    if mode not in LONG_MODES:
+        raise ConfigError(f"long mode '{mode}' is not one of: {', '.join(LONG_MODES)}")
+
+
 @dataclass
 class FrameGroup:
     """Consecutive frames at one noise level: ``latents`` (C, g, h, w), ``context`` (g, 77, D)."""
@@ -104,8 +109,7 @@ class LongVideoSettings:
                        seed: int | None = None) -> "LongVideoSettings":
         if settings is None:
             raise ConfigError("a long video needs inference settings (settings=config.inference)")
-        if mode not in LONG_MODES:
-            raise ConfigError(f"long mode '{mode}' is not one of: {', '.join(LONG_MODES)}")
+        check_long_mode(mode)
         seed = settings.seed if seed is None else seed
         return cls(settings.num_frames, settings.fps, settings.num_inference_steps, settings.guidance_scale,
                    settings.height, settings.width, settings.negative_prompt or "", seed or 0, mode, audio_window)
