@@ -123,7 +123,8 @@ def test_reproduce_plan_chains_each_experiment_before_the_summaries(tmp_path):
     assert lengths == sorted(lengths, reverse=True) and lengths.count(3) == len(DEFAULT_EXPERIMENTS)
     assert outputs[0][0] == "04_train.multiclass"  # the longest chain (three classes) starts first
     assert sorted(chain[0] for chain in outputs[len(DEFAULT_EXPERIMENTS):-2]) == [
-        "00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "09_toy_world"]
+        "00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "09_toy_world",
+        "10_long_and_live"]
     train = {chain[0].output: chain[0].parameters for chain in chains if chain[0].notebook == "04_train"}
     assert train["04_train.dog_text"]["text_prompt"] and train["04_train.tempotokens"]["mapper"] == "tempotokens"
     assert chains[-1][0].parameters["run_dirs"] == [f"runs/{name}" for name in DEFAULT_EXPERIMENTS]
