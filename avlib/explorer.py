@@ -76,9 +76,11 @@ class Explorer:
         if clip_id is not None:
             wave = self.clips(run)[self.clip_ids(run).index(clip_id)]["waveform"].numpy()
             name = clip_id
-        else:
+        else:  # your audio: a video as long as it (avlib.pipeline.long_video)
             wave = read_conditioning_audio(audio_file)
-            name = Path(audio_file).stem
+            video = self.pipeline(run).generate_long(wave, config.prompt, config.inference, seed=seed,
+                                                     audio_window=config.data.audio_window)
+            return video.save(self.out_dir(run) / f"{run}__{Path(audio_file).stem}__seed{seed}.mp4")
         video = self.pipeline(run)(wave, config.prompt, config.inference, audio_window=config.data.audio_window,
                                    generator=torch.Generator().manual_seed(seed))
         return video.save(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4")
