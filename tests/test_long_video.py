@@ -274,3 +274,11 @@ def test_stream_memory_does_not_grow_with_the_audio(trained_run, tmp_path):
         assert proc.returncode == 0, proc.stderr.decode()
         peaks[seconds] = json.loads(stats.read_text())["peak_memory_mb"]
     assert peaks[40] <= 1.2 * peaks[10], peaks
+
+
+def test_generate_refuses_silent_audio_before_generating(trained_run, tmp_path, capsys):
+    wav = tmp_path / "silence.wav"
+    soundfile.write(wav, np.zeros(3 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    out = tmp_path / "o.mp4"
+    assert main(["generate", "--mapper", str(trained_run), "--audio", str(wav), "-o", str(out)]) == 2
+    assert "the audio is silent" in capsys.readouterr().err and not out.exists()

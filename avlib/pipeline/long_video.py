@@ -76,6 +76,7 @@ def frame_timesteps(unet, embedding: torch.Tensor) -> Iterator[None]:
 
 
 def check_long_mode(mode: str) -> None:
+    """Refuse a long mode that is not one of :data:`avlib.config.LONG_MODES`."""
     if mode not in LONG_MODES:
         raise ConfigError(f"long mode '{mode}' is not one of: {', '.join(LONG_MODES)}")
 
@@ -296,13 +297,19 @@ def stream_frames(pipeline, chunks: Iterable[np.ndarray] | Callable[[], np.ndarr
         if received == 0:
             raise MediaError("the audio ended before any sample arrived: give audio at least "
                              f"{1 / settings.fps:.3f} s long")
-        if peak < SILENCE_PEAK and sampler.audio_conditioned:
-            raise MediaError(f"the audio is silent (peak {peak:.1e}): the mapper has no sound to "
-                             "turn into video; give audio with sound in it")
+        if sampler.audio_conditioned:
+            require_sound(peak)
         remaining = settings.frames_for(received) - sampler.frames_added
         if remaining > 0:
             sampler.add_window(window, frames=remaining)
         yield from sampler.frames(final=True)
+
+
+def require_sound(peak: float) -> None:
+    """Audio whose peak is below :data:`SILENCE_PEAK` gives a mapper nothing to hear."""
+    if peak < SILENCE_PEAK:
+        raise MediaError(f"the audio is silent (peak {peak:.1e}): the mapper has no sound to "
+                         "turn into video; give audio with sound in it")
 
 
 def generate_long(pipeline, audio: np.ndarray, settings: LongVideoSettings,
@@ -329,9 +336,11 @@ def long_video_output(pipeline, audio: np.ndarray, prompt: str | None, settings,
 
     plan = LongVideoSettings.from_inference(settings, long_mode, audio_window, seed)
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    sampler_source = "audio" if pipeline.mapper is not None and pipeline.audio_encoder is not None else "text"
+    source = "audio" if pipeline.mapper is not None and pipeline.audio_encoder is not None else "text"
+    if source == "audio":
+        require_sound(float(np.abs(audio).max(initial=0.0)))    # before any window is generated
     frames = generate_long(pipeline, audio, plan, prompt)                            # (N, H, W, 3)
-    record = {"source": sampler_source, "prompt": prompt, "seed": plan.seed, "frames": len(frames),
+    record = {"source": source, "prompt": prompt, "seed": plan.seed, "frames": len(frames),
               "scheduler": "DDIMScheduler", **plan.record()}
     return AudioToVideoPipelineOutput(frames=frames[None], fps=plan.fps, audio=audio[None], conditioning=record)
 
