@@ -1,4 +1,4 @@
-"""Long videos and streams, tiny profile: the ratios of issue #27's targets, in one run.
+"""Long videos and streams, tiny profile: cost, real-time factor, latency and memory ratios, in one run.
 
     .venv/bin/python benchmarks/bench_long_video.py [--seconds 10] [--long-seconds 60] [--threads 1]
 
