@@ -105,6 +105,11 @@ def test_start_and_seconds_cut_the_audio(trained_run, tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["conditioning"]["long_mode"] == "independent"
 
 
+def test_start_without_audio_is_refused(tmp_path, capsys):
+    assert main(["generate", "--prompt", "rain", "--seconds", "2", "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "--start and --seconds cut the audio: give --audio too" in capsys.readouterr().err
+
+
 def test_start_past_the_end_is_refused(trained_run, tmp_path, capsys):
     wav = tmp_path / "short.wav"
     soundfile.write(wav, noisy_audio(2.0), SAMPLE_RATE)
@@ -212,6 +217,7 @@ def test_stream_reads_a_wav_pipe(trained_run, tmp_path):
 
 @pytest.mark.parametrize("case, message", [
     ("empty pipe", "not a PCM WAV stream"),
+    ("empty file", "the audio ended before any sample arrived"),
     ("pipe closes early", "closed after 1.00 s of the 3.00 s its WAV header announced"),
     ("silent file", "the audio is silent"),
     ("no mapper", "has no audio mapper"),
@@ -220,6 +226,9 @@ def test_stream_refuses_bad_input_with_one_line(trained_run, tmp_path, case, mes
     out, stats, audio, stdin, run = tmp_path / "o.mp4", tmp_path / "s.json", "-", None, trained_run
     if case == "pipe closes early":
         stdin = wav_bytes(steady_audio(1.0, 0), announce_seconds=3.0)
+    if case == "empty file":
+        audio = tmp_path / "empty.wav"
+        soundfile.write(audio, np.zeros(0, np.float32), SAMPLE_RATE)
     if case == "silent file":
         audio = tmp_path / "silence.wav"
         soundfile.write(audio, np.zeros(2 * SAMPLE_RATE, np.float32), SAMPLE_RATE)

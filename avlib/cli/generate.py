@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, ".mp4")
     if args.mapper is not None and args.audio is None:
         raise AvlibError("--mapper needs --audio: the mapper turns audio into the video's conditioning")
+    if args.audio is None and (args.start or args.seconds is not None):
+        raise AvlibError("--start and --seconds cut the audio: give --audio too")
     if args.audio is not None:
         read_conditioning_audio(args.audio)  # fail on bad audio before loading any model
     config = _run_config(args)
