@@ -291,3 +291,18 @@ def test_generate_refuses_silent_audio_before_generating(trained_run, tmp_path, 
     out = tmp_path / "o.mp4"
     assert main(["generate", "--mapper", str(trained_run), "--audio", str(wav), "-o", str(out)]) == 2
     assert "the audio is silent" in capsys.readouterr().err and not out.exists()
+
+
+def test_seam_score_sees_jumps_at_window_boundaries():
+    """Frames that drift slowly score about 1; a jump at every 8th frame scores its size."""
+    from avlib.metrics.long_video import boundary_pairs, seam_score
+
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(rng.normal(0, 0.01, (40, 4, 4, 3)), axis=0) + 0.5       # steps of ~0.01 everywhere
+    jumps = smooth.copy()
+    for start in range(8, 40, 8):
+        jumps[start:] += 0.05                                                   # a seam at each boundary
+    assert boundary_pairs(40, 8).sum() == 4 and boundary_pairs(40, 8)[7]
+    flat, seamed = seam_score([smooth], 8, n_resamples=500), seam_score([jumps], 8, n_resamples=500)
+    assert 0.6 < flat["seam_score"] < 1.6 and flat["ci95"][0] < 1 < flat["ci95"][1]
+    assert seamed["seam_score"] > 4 and seamed["ci95"][0] > flat["ci95"][1]
