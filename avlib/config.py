@@ -30,6 +30,7 @@ PROFILES = ("tiny", "paper")
 AUDIO_WINDOWS = ("aligned", "report_padded")
 REPORT_PADDED_SECONDS = 10.0
 SCHEDULERS = ("dpm-multistep", "ddim")   # inference.scheduler
+LONG_MODES = ("diagonal", "independent")  # avlib.pipeline.long_video: how audio longer than a window is made
 # The allowed values of every setting that has a fixed list: validated here, once; the CLI,
 # notebooks and builders use these lists instead of spelling their own.
 REPORT_DATASETS = ("dog", "thunder", "volleyball", "multiclass")  # multiclass: dog + thunder merged

@@ -68,13 +68,13 @@ class Explorer:
         if (clip_id is None) == (audio_file is None):
             raise ConfigError("give exactly one of clip_id (a test clip) or audio_file (your audio)")
         config = self.config(run)
-        if clip_id is not None:
+        if clip_id is not None:  # a test clip: its window, as the run was sampled
             wave = self.clips(run)[self.clip_ids(run).index(clip_id)]["waveform"].numpy()
+            video = self.pipeline(run)(wave, config.prompt, generator=torch.Generator().manual_seed(seed))
             name = clip_id
-        else:
-            wave = read_conditioning_audio(audio_file)
+        else:  # your audio: a video as long as it (avlib.pipeline.long_video)
+            video = self.pipeline(run).generate_long(read_conditioning_audio(audio_file), config.prompt, seed=seed)
             name = Path(audio_file).stem
-        video = self.pipeline(run)(wave, config.prompt, generator=torch.Generator().manual_seed(seed))
         return video.save(self.out_dir(run) / f"{run}__{name}__seed{seed}.mp4")
 
     def compare(self, run: str, clip_id: str, seed: int = 0) -> Path:

@@ -97,6 +97,7 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
     chains.append([NotebookRun("00_quickstart", "00_quickstart",
                                {**common, "run_dir": str(runs_dir / "quickstart"), "overrides": overrides})])
     chains.append([NotebookRun("09_toy_world", "09_toy_world", {"figures_dir": figures})])  # the shipped record
+    chains.append([NotebookRun("10_long_and_live", "10_long_and_live", {})])  # trains its thunder mapper
     chains += [[NotebookRun(name, name, common)]
                for name in ("02_model_assembly", "03_audio_features", "01_dataset_curation")]
     # 08 rates into OUT/ratings.csv (the kernels start in OUT), not the shared runs/ratings.csv.

@@ -26,10 +26,10 @@ def test_generate_text_video_with_muxed_audio(tmp_path, tone_wav):
     assert sidecar["settings"]["fps"] == 12 and sidecar["settings"]["audio_seconds"] == 2
 
 
-def test_generate_uses_the_profiles_window_and_scheduler(tmp_path, tone_wav):
-    """Tiny profile: 8 frames at 8 fps, so 1 s of the 2 s clip; --scheduler switches the sampler."""
+def test_generate_uses_the_profiles_window_and_scheduler(tmp_path):
+    """Tiny profile, text alone: one window of 8 frames at 8 fps; --scheduler switches the sampler."""
     out = tmp_path / "out.mp4"
-    assert main(["generate", "--prompt", "rain", "--audio", str(tone_wav), "-o", str(out),
+    assert main(["generate", "--prompt", "rain", "-o", str(out),
                  "--steps", "2", "--scheduler", "dpm-multistep"]) == 0
     frames, fps = read_video(out)
     assert frames.shape[0] == 8 and fps == pytest.approx(8.0)

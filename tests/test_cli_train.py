@@ -30,9 +30,9 @@ def test_generate_from_the_trained_mapper_muxes_the_audio(trained_run, tmp_path,
     out = tmp_path / "dog.mp4"
     assert main(["generate", "--mapper", str(trained_run), "--audio", str(tone_wav), "-o", str(out)]) == 0
     frames, fps = read_video(out)
-    # The mapper's training window: 8 frames at 8 fps over the first 1 s of the 2 s clip.
-    assert frames.shape == (8, 32, 32, 3) and fps == pytest.approx(8.0)
-    assert probe(out).has_audio and probe(out).duration_s == pytest.approx(1.0, abs=0.1)
+    # As long as the 2 s clip: two of the mapper's 1 s windows, 16 frames at 8 fps.
+    assert frames.shape == (16, 32, 32, 3) and fps == pytest.approx(8.0)
+    assert probe(out).has_audio and probe(out).duration_s == pytest.approx(2.0, abs=0.1)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["audio_conditioned"] is True and sidecar["config"]["name"] == "dog"
 

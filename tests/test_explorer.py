@@ -7,7 +7,7 @@ import pytest
 from avlib.cli import main
 from avlib.errors import ConfigError
 from avlib.explorer import Explorer, ExplorerControls, explore
-from avlib.media import probe, save_audio
+from avlib.media import probe, read_video, save_audio
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,10 @@ def test_generates_from_a_test_clip_and_from_a_file(run_dir, tmp_path):
     info = probe(video)
     assert video.parent == tmp_path / "out" and info.has_video and info.has_audio and info.fps == 8
     wav = tmp_path / "mine.wav"
-    save_audio(wav, (0.1 * np.sin(np.linspace(0, 2000, 16000))).astype(np.float32), 16000)
-    assert explorer.generate("dog", audio_file=wav).name.startswith("dog__mine__")
+    save_audio(wav, (0.1 * np.sin(np.linspace(0, 5000, 40000))).astype(np.float32), 16000)
+    mine = explorer.generate("dog", audio_file=wav)
+    assert mine.name.startswith("dog__mine__")
+    assert read_video(mine)[0].shape[0] == 20              # your audio: a video as long as it (2.5 s at 8 fps)
     with pytest.raises(ConfigError, match="exactly one of clip_id"):
         explorer.generate("dog")
 

@@ -1,7 +1,7 @@
 """The notebooks: committed clean, parameters validated, every one executed headless (tiny).
 
 ``test_reproduce_runs_every_notebook`` is the end-to-end check: ``avlib reproduce`` over two
-experiments runs all ten notebooks (04-06 twice) with papermill and refreshes a figures
+experiments runs all eleven notebooks (04-06 twice) with papermill and refreshes a figures
 folder. ``test_model_assembly_outputs_are_deterministic`` is nbval's check: the executed
 notebook is run again by ``pytest --nbval`` and every output must match.
 """
@@ -20,7 +20,8 @@ from avlib.notebook import train_config
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "04_train",
-            "05_generate", "06_evaluate", "07_results", "08_human_eval", "09_toy_world"]
+            "05_generate", "06_evaluate", "07_results", "08_human_eval", "09_toy_world",
+            "10_long_and_live"]
 FAST = {"train.max_steps": 3, "inference.num_inference_steps": 2}
 
 
@@ -122,7 +123,8 @@ def test_reproduce_plan_chains_each_experiment_before_the_summaries(tmp_path):
     assert lengths == sorted(lengths, reverse=True) and lengths.count(3) == len(DEFAULT_EXPERIMENTS)
     assert outputs[0][0] == "04_train.multiclass"  # the longest chain (three classes) starts first
     assert sorted(chain[0] for chain in outputs[len(DEFAULT_EXPERIMENTS):-2]) == [
-        "00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "09_toy_world"]
+        "00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "09_toy_world",
+        "10_long_and_live"]
     train = {chain[0].output: chain[0].parameters for chain in chains if chain[0].notebook == "04_train"}
     assert train["04_train.dog_text"]["text_prompt"] and train["04_train.tempotokens"]["mapper"] == "tempotokens"
     assert chains[-1][0].parameters["run_dirs"] == [f"runs/{name}" for name in DEFAULT_EXPERIMENTS]
@@ -206,7 +208,7 @@ def test_reproduce_runs_every_notebook(tmp_path, monkeypatch):
                        sample_limit=3, jobs=1, progress=False)
     assert Path.cwd() == tmp_path
     executed = sorted(p.stem for p in (tmp_path / "out" / "notebooks").glob("*.ipynb"))
-    assert {name.split(".")[0] for name in executed} == set(EXPECTED) and len(executed) == 13
+    assert {name.split(".")[0] for name in executed} == set(EXPECTED) and len(executed) == 14
     assert set(record["notebooks"]) == set(executed)
 
     assert not (figures / "stale.tiny.png").exists() and (figures / "kept.paper.png").exists()

@@ -21,7 +21,7 @@ from avlib.errors import AvlibError, AvlibWarning
 from avlib.io import as_os_error, skip_final_collection
 
 # Modules under avlib.cli, in the order their commands appear in --help.
-COMMAND_MODULES = ("generate", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld", "reproduce")
+COMMAND_MODULES = ("generate", "stream", "train", "sample", "tokens", "embed", "metrics", "evaluate", "data", "toyworld", "reproduce")
 
 
 class OneLineParser(argparse.ArgumentParser):

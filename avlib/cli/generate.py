@@ -7,7 +7,7 @@ from pathlib import Path
 
 from avlib.cli.args import (check_device, check_output, nonnegative_float,
                             positive_float, positive_int, seed_int)
-from avlib.config import PROFILES, SCHEDULERS, check_frame_size, check_windows, load_config
+from avlib.config import LONG_MODES, PROFILES, SCHEDULERS, check_frame_size, check_windows, load_config
 from avlib.errors import AvlibError
 from avlib.io import remove_orphaned_temps
 from avlib.run import Run
@@ -31,13 +31,21 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=seed_int, default=None, help="random seed (default 64)")
     p.add_argument("--frames", type=positive_int, default=None, help="number of frames (paper: 24)")
     p.add_argument("--fps", type=positive_float, default=None,
-                   help="frame rate (default: the run's or profile's inference.fps); the audio "
-                        "window is frames / fps seconds from the file's start")
+                   help="frame rate (default: the run's or profile's inference.fps); each window of "
+                        "frames / fps seconds of audio makes that many frames, and a video from "
+                        "audio is as long as the audio")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
                    help="sampler (default: the run's or profile's inference.scheduler)")
     p.add_argument("--height", type=positive_int, default=None,
                    help="frame height, a multiple of the VAE's factor (8 for zeroscope)")
     p.add_argument("--width", type=positive_int, default=None, help="frame width, as --height")
+    p.add_argument("--start", type=nonnegative_float, default=0.0,
+                   help="with --audio: where in the audio the video starts, in seconds (default 0)")
+    p.add_argument("--seconds", type=positive_float, default=None,
+                   help="with --audio: how many seconds of it to make video of (default: all of the rest)")
+    p.add_argument("--long-mode", choices=LONG_MODES, default="diagonal",
+                   help="with --audio: diagonal (windows denoised together, no seams; default) or "
+                        "independent (each window apart, the baseline)")
     p.add_argument("--device", default=None, help="cpu or cuda (default from the profile)")
     p.set_defaults(func=run)
 
@@ -61,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise AvlibError("--mapper needs --audio: the mapper turns audio into the video's conditioning")
     if args.audio is None and not (args.prompt or "").strip():
         raise AvlibError("nothing to generate from: give --prompt TEXT, or --audio FILE with --mapper RUN")
+    if args.audio is None and (args.start or args.seconds is not None):
+        raise AvlibError("--start and --seconds cut the audio: give --audio too")
     if args.audio is not None:
         read_conditioning_audio(args.audio)  # fail on bad audio before loading any model
     config = _run_config(args)
@@ -82,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         pipeline = AudioToVideoPipeline.from_t2v(load_t2v(pretrained, dtype=config.model.dtype, device=device))
         pipeline.enable_vae_slicing(config.model.vae_slicing)
     pipeline.set_settings(settings)
-    sidecar = generate_file(pipeline, args.output, prompt=args.prompt, audio_path=args.audio, config=config)
-    print(f"wrote {args.output} ({settings.num_frames} frames, {sidecar['elapsed_s']} s)")
+    sidecar = generate_file(pipeline, args.output, prompt=args.prompt, audio_path=args.audio, config=config,
+                            start=args.start, seconds=args.seconds, long_mode=args.long_mode)
+    frames = sidecar["conditioning"].get("frames", settings.num_frames)
+    print(f"wrote {args.output} ({frames} frames, {sidecar['elapsed_s']} s)")
     return 0

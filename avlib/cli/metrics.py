@@ -1,6 +1,7 @@
 """``avlib metrics``: one metric on a set of videos, written as JSON.
 
-    avlib metrics av-align VIDEO_OR_DIR... [--version 2025|2023] --json OUT.json
+    avlib metrics av-align VIDEO_OR_DIR... [--version 2025|2023] [--segment-seconds S] --json OUT.json
+    avlib metrics seam VIDEO_OR_DIR... [--window FRAMES] --json OUT.json
     avlib metrics fvd --real DIR --fake DIR [--protocol avlib|stylegan-v|videogpt] [--i3d PATH_OR_URL] --json OUT.json
     avlib metrics clipsim --videos DIR --text T [--protocol clip|report] [--model ID] --json OUT.json
 
@@ -10,10 +11,12 @@ Folders and files can be mixed wherever videos are asked for.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from avlib.cli.args import check_output, nonblank_text, positive_int, seed_int
+from avlib.cli.args import check_output, nonblank_text, positive_float, positive_int, seed_int
 from avlib.errors import CheckpointError
 from avlib.io import run_record, write_json
+from avlib.metrics.stats import mean_with_ci
 from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS, FVD_RESIZE_MODES, video_paths
 from avlib.named_weights import TOY_METRICS
 
@@ -34,8 +37,20 @@ def register(subparsers) -> None:
     align.add_argument("--version", choices=AV_ALIGN_VERSIONS, default="2025",
                        help="upstream definition (default: 2025, one-to-one matching, threshold 0.1)")
     align.add_argument("--workers", type=positive_int, default=None, help="threads (default: one per CPU)")
+    align.add_argument("--segment-seconds", type=positive_float, default=None, metavar="S",
+                       help="long videos: also score each S-second piece of every video, with the "
+                            "pieces' mean and 95%% CI")
     _common(align)
     align.set_defaults(func=run_av_align)
+
+    seam = metrics.add_parser("seam", help="seam score of long videos (1.0 = seamless)",
+                              description="Frame change across window boundaries over frame change "
+                                          "inside windows, pooled over the videos, with a 95% CI.")
+    seam.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR", help="mp4 files, or folders of them")
+    seam.add_argument("--window", type=positive_int, default=None, metavar="FRAMES",
+                      help="frames per window (default: from each video's .json sidecar)")
+    _common(seam)
+    seam.set_defaults(func=run_seam)
 
     fvd = metrics.add_parser("fvd", help="Frechet Video Distance between two folders")
     fvd.add_argument("--real", required=True, nargs="+", metavar="DIR",
@@ -92,9 +107,27 @@ def run_av_align(args) -> int:
     results = av_align.av_align_videos(video_paths(args.videos), args.version, args.workers,
                                        not args.quiet)
     summary = av_align.summarize(results, args.version, args.seed)
+    if args.segment_seconds:
+        from avlib.metrics.long_video import segment_scores
+
+        for result in results:
+            scores = segment_scores(result, args.segment_seconds, len(result.flow_trajectory) / result.fps,
+                                    args.version)
+            summary["videos"][Path(result.video).stem]["segments"] = {
+                "segment_seconds": args.segment_seconds, "scores": scores, **mean_with_ci(scores, args.seed)}
     low, high = summary["ci95"]
     return _finish(args, summary, f"AV-Align ({args.version}) {summary['mean']:.3f} "
                                   f"[{low:.3f}, {high:.3f}], n={summary['n']}")
+
+
+def run_seam(args) -> int:
+    from avlib.metrics.long_video import seam_score_files
+
+    check_output(args.json)
+    result = seam_score_files(video_paths(args.videos), args.window, args.seed)
+    low, high = result["ci95"]
+    return _finish(args, result, f"seam score {result['seam_score']:.3f} [{low:.3f}, {high:.3f}], "
+                                 f"{result['n_boundaries']} boundaries")
 
 
 def run_fvd(args) -> int:

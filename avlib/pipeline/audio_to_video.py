@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ from avlib.errors import CheckpointError, ConfigError
 from avlib.io import read_json, write_json
 from avlib.pipeline.components import AudioEncoderModel, MapperModel
 from avlib.pipeline.conditioning import encode_frame_prompts, encode_text, enable_frame_conditioning
+from avlib.pipeline.long_video import long_video_frames, stream_frames_of
 from avlib.pipeline.model_card import MODEL_INDEX, write_model_card
 from avlib.pipeline.t2v import DTYPES, T2VComponents, load_t2v, vae_scale
 from avlib.run import Run
@@ -411,6 +412,26 @@ class AudioToVideoPipeline(DiffusionPipeline):
             noise_uncond, noise_cond = noise.chunk(2)
             noise = noise_uncond + guidance_scale * (noise_cond - noise_uncond)
         return self.scheduler.step(noise, t, latents).prev_sample
+
+    # -- videos as long as their audio (avlib.pipeline.long_video) ---------------------------
+    def generate_long(self, audio: np.ndarray, prompt: str | None = None, *, long_mode: str = "diagonal",
+                      seed: int | None = None, **overrides: Any) -> AudioToVideoPipelineOutput:
+        """A video as long as ``audio`` (samples,) with :attr:`settings` (``overrides`` as in
+        ``__call__``), its windows denoised together (``long_mode`` "diagonal") or apart
+        ("independent"); ``seed`` defaults to the settings' seed."""
+        settings = self.call_settings(**overrides)
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        frames, record = long_video_frames(self, audio, prompt, settings, long_mode, seed)  # (N, H, W, 3)
+        return AudioToVideoPipelineOutput(frames=frames[None], fps=settings.fps, audio=audio[None],
+                                          conditioning=record)
+
+    def stream(self, audio_chunks, prompt: str | None = None, *, long_mode: str = "diagonal",
+               seed: int | None = None, on_audio=None, **overrides: Any) -> Iterator[np.ndarray]:
+        """Frames (H, W, 3) in order as audio chunks arrive (an iterable, or a callable that
+        returns ``None`` at the end): the frames :meth:`generate_long` makes of the same audio;
+        ``on_audio`` sees each window's audio as it is taken."""
+        return stream_frames_of(self, audio_chunks, prompt, self.call_settings(**overrides), long_mode, seed,
+                                on_audio)
 
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """Step 5: (B, C, F, h, w) latents -> (B, F, H, W, 3) frames in [0, 1]."""
