@@ -18,10 +18,10 @@ from typing import Any, Mapping
 
 from avlib.config import ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, load_config
 from avlib.errors import ConfigError
-from avlib.io import runs_dir, skip_final_collection
+from avlib.io import read_json, runs_dir, skip_final_collection
+from avlib.progress import HEADLESS_ENV
 from avlib.run import SAMPLED, SCORED, TRAINED, Run, experiment_run_dir
 
-HEADLESS_ENV = "AVLIB_HEADLESS"
 
 skip_final_collection()  # this module is imported by notebook kernels: their shutdown, 2.6 s -> 0.4 s
 
@@ -94,16 +94,51 @@ def notebook_parameters(experiment: str, profile: str = "tiny") -> dict[str, Any
     return parameters
 
 
-def default_run_dir(config: ExperimentConfig, root: str | Path | None = None) -> Path:
-    """``runs/{experiment}_{profile}`` (as ``avlib train``), or ``..._2``, ``_3``... if taken.
+def own_run_dir(config: ExperimentConfig, run_dir: str | Path | None = None, name: str | None = None) -> Path:
+    """The folder 00 and 04 train into: ``run_dir`` as given, else the default
+    ``runs/{name or experiment}_{profile}`` (:func:`avlib.run.experiment_run_dir`), the folder
+    05-08 read. A re-run trains into the same folder (:func:`train_or_reuse`), so there is one
+    default run per experiment and profile, never a ``_2``. The folder is printed, and also
+    written to the terminal that started a headless kernel (papermill, nbval)."""
+    run_dir = Path(run_dir) if run_dir is not None else experiment_run_dir(config, name=name)
+    announce(f"run folder: {run_dir}")
+    return run_dir
 
-    ``root`` defaults to :func:`avlib.io.runs_dir` (``runs/`` at the checkout root)."""
-    base = experiment_run_dir(config, root)
-    candidate, number = base, 1
-    while candidate.exists():
-        number += 1
-        candidate = base.with_name(f"{base.name}_{number}")
-    return candidate
+
+def train_or_reuse(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` and print what it did; or, where ``run_dir`` already holds
+    a finished run of the same settings (this notebook ran before), reuse it and say so. A run of
+    other settings there is refused with the fix, never overwritten."""
+    from avlib.data.splits import training_clips
+    from avlib.run import resolve_run_paths
+    from avlib.train import train
+
+    run = Run(run_dir)
+    if run.config_file.is_file():
+        if not run.has(TRAINED) or run.read_config().to_dict() != resolve_run_paths(config).to_dict():
+            raise ConfigError(f"{run.root} already holds a run of other settings (or an unfinished one): "
+                              "delete that folder, or set run_dir to a new folder")
+        announce(f"{run.root} already holds this run, trained before with the same settings: reusing it "
+                 "(delete the folder to train again)")
+        summary = read_json(run.summary_file, "training summary")
+    else:
+        summary = train(config, training_clips(config), run.root)
+    print(f"{summary['steps']} training steps, final loss {number(summary['final_loss'])}")
+    return summary
+
+
+def announce(message: str) -> None:
+    """Print ``message``; in a headless kernel (papermill, nbval) also on the terminal that
+    started it, whose user sees nothing of the notebook's output until it ends. Where ipykernel
+    copies the process's own stderr into the notebook, the terminal copy goes to the duplicate of
+    the original stderr that ipykernel keeps for its echo, so the notebook shows it once."""
+    import sys
+
+    print(message)
+    if not is_headless() or sys.stderr is sys.__stderr__ or sys.__stderr__ is None:
+        return  # a script's print already reached the terminal
+    terminal = getattr(sys.stderr, "_original_stdstream_copy", None)
+    os.write(sys.__stderr__.fileno() if terminal is None else terminal, f"{message}\n".encode())
 
 
 def require_run(run_dir: str | Path | None, needs: str = TRAINED) -> ExperimentConfig:
@@ -132,8 +167,8 @@ def prepared_run(experiment: str, profile: str = "tiny", needs: str = TRAINED) -
     missing = Run(run_dir).missing_stages(needs)
     if not missing:
         return run_dir
-    print(f"{run_dir} lacks {missing[-1][0]}: {' and '.join(doing for _, doing in missing)} "
-          f"the default {experiment} run now ({profile} profile)")
+    announce(f"{run_dir} lacks {missing[-1][0]}: {' and '.join(doing for _, doing in missing)} "
+             f"the default {experiment} run now ({profile} profile)")
     for name, _ in missing:
         _make_stage(name, config, run_dir)
     return run_dir
@@ -215,7 +250,7 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows, columns=None):
-    """A list of dicts as a Markdown table (for ``display``); floats to 4 significant digits."""
+    """A list of dicts as a Markdown table (for ``display``); floats in one format (:func:`number`)."""
     from IPython.display import Markdown
 
     rows = list(rows)
@@ -223,14 +258,20 @@ def markdown_table(rows, columns=None):
 
     def cell(value):
         if isinstance(value, float):
-            return f"{value:.4g}"
+            return number(value)
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, float) for v in value):
-            return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+            return "[" + ", ".join(number(v) for v in value) + "]"
         return "" if value is None else str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     return Markdown("\n".join(lines))
+
+
+def number(value: float) -> str:
+    """The notebooks' one number format: three decimals (scores, CIs, losses), one from 100 up
+    (FVD), so a column reads 0.700 beside 0.385, never 0.7 beside 0.3846."""
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
 
 
 def is_headless() -> bool:
@@ -350,31 +391,13 @@ def mapper_readings(config: ExperimentConfig, pipeline) -> list[dict[str, Any]]:
     return rows
 
 
-def token_shapes(pipeline, wave) -> dict[str, tuple]:
-    """The shape of everything between a waveform and the UNet's context, for one clip."""
-    import torch
-
-    with torch.no_grad():
-        waveform = torch.as_tensor(wave, dtype=torch.float32)[None]
-        features = pipeline.audio_encoder.encode(waveform)
-        out = pipeline.mapper(features)
-        frames = out.frame_tokens.shape[1]
-        context = pipeline.encode_conditioning(None, None, frames, 1, frame_tokens=out.frame_tokens)
-    per_output = {f"{name} {'(B, D)' if tensor.ndim == 2 else '(B, F, D)'}": tuple(tensor.shape)
-                  for name, tensor in out.extras.items()}
-    return {"waveform (B, samples)": tuple(waveform.shape), "audio features (B, T', D)": tuple(features.shape),
-            **per_output, "frame tokens (B, F, L, D)": tuple(out.frame_tokens.shape),
-            "UNet context (B, F*77, D)": tuple(context.shape),
-            "placeholders per frame": tuple(pipeline.mapper.placeholder_names)}
-
-
 # -- 05 / 06: a run's samples --------------------------------------------------------------------
 def loss_curve(run_dir: str | Path) -> dict[str, Any]:
-    """A run's training loss per step and its running mean over a tenth of the steps."""
+    """A run's training loss per step and its running mean over a fifth of the steps (at most 50)."""
     import numpy as np
 
     losses = Run(run_dir).read_losses()
-    window = max(1, len(losses["loss"]) // 10)
+    window = max(1, min(50, len(losses["loss"]) // 5))
     return {"step": losses["step"], "loss": losses["loss"], "window": window,
             "mean_step": losses["step"][window - 1:],
             "mean": np.convolve(losses["loss"], np.ones(window) / window, mode="valid")}
@@ -465,12 +488,3 @@ def dataset_summary(manifests: Mapping[str, list]) -> list[dict[str, Any]]:
                      "distinct clips": len(distinct_clips(clips)), "in both splits": len(leaked_clips(clips)),
                      "durations (s)": ", ".join(f"{d:g}" for d in durations[:3]) + (" ..." if len(durations) > 3 else "")})
     return rows
-
-
-def clip_status_counts(rows: list, data_root: str | Path | None) -> dict[str, int] | str:
-    """How many of ``rows``' clips are present, missing or corrupt under ``data_root``."""
-    from avlib.data.curate import count_states, dataset_status
-
-    if data_root is None:
-        return "data_root not set: skipping the on-disk check (set it to a folder from `avlib data curate`)"
-    return count_states(dataset_status(rows, data_root))
