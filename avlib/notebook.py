@@ -1,6 +1,9 @@
 """What the notebooks in ``notebooks/`` call: their parameters turned into configs, and display.
 
-The notebooks hold no logic of their own. Their ``parameters`` cell sets plain values
+A notebook shows its lesson in its own short cells (02 a clip's tensors, 03 the encoders at
+work); what lives here is what several notebooks share (parameters, run folders, tables, videos)
+or would bury a lesson in plumbing (reading a run's samples, judging Figure 2's clips). Their
+``parameters`` cell sets plain values
 (papermill overrides them); the first cell after it hands them to :func:`train_config`,
 which fails with one clear :class:`ConfigError` on anything invalid::
 
@@ -321,31 +324,6 @@ def synthetic_examples(config: ExperimentConfig, classes=None, per_class: int = 
             for label in (classes or CLASSES) for i in range(per_class)]
 
 
-# Which experiment's encoder stands for each encoder in notebook 03.
-ENCODER_EXPERIMENTS = {"CAVP": "dog", "BEATs": "tempotokens"}
-
-
-def encoder_embeddings(profile: str, waves) -> dict[str, list]:
-    """Each waveform (samples,) through CAVP and BEATs as configured in ``profile``: (T', D) arrays."""
-    import torch
-
-    from avlib.audio import build_audio_encoder
-
-    out = {}
-    for name, experiment in ENCODER_EXPERIMENTS.items():
-        encoder = build_audio_encoder(load_config(experiment, profile).encoder)
-        with torch.no_grad():
-            out[name] = [encoder.encode(wave[None])[0].numpy() for wave in waves]
-    return out
-
-
-def time_pooled(embeddings: dict[str, list]) -> dict[str, Any]:
-    """Each clip's (T', D) sequence averaged over time: ``{encoder: (N, D)}``."""
-    import numpy as np
-
-    return {name: np.stack([sequence.mean(0) for sequence in sequences]) for name, sequences in embeddings.items()}
-
-
 def principal_components(vectors: dict[str, Any], count: int = 2) -> dict[str, Any]:
     """``{encoder: (N, D)}`` -> ``{encoder: (N, count)}``: each set projected onto its first
     ``count`` principal components (centred SVD; each component's largest loading is positive,
@@ -363,15 +341,6 @@ def principal_components(vectors: dict[str, Any], count: int = 2) -> dict[str, A
 
 
 # -- 02: model assembly --------------------------------------------------------------------------
-def parameter_counts(pipeline) -> dict[str, int]:
-    """Parameters per component; only the mapper trains."""
-    def count(*modules):
-        return sum(p.numel() for module in modules for p in module.parameters())
-
-    return {"encoder": count(pipeline.audio_encoder), "mapper": count(pipeline.mapper),
-            "text_encoder": count(pipeline.text_encoder), "unet+vae": count(pipeline.unet, pipeline.vae)}
-
-
 def mapper_readings(config: ExperimentConfig, pipeline) -> list[dict[str, Any]]:
     """The report's mapper as its repository builds it, beside what its text describes (the
     same mapper plus a self-attention across frames): sizes and what mixes the frames."""
