@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from avlib.config import ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, load_config
 from avlib.errors import ConfigError
+from avlib.figures import number
 from avlib.io import read_json, runs_dir, skip_final_collection
 from avlib.progress import HEADLESS_ENV
 from avlib.run import SAMPLED, SCORED, TRAINED, Run, experiment_run_dir
@@ -253,7 +254,7 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows, columns=None):
-    """A list of dicts as a Markdown table (for ``display``); floats in one format (:func:`number`)."""
+    """A list of dicts as a Markdown table (for ``display``); floats in one format (:func:`avlib.figures.number`)."""
     from IPython.display import Markdown
 
     rows = list(rows)
@@ -269,12 +270,6 @@ def markdown_table(rows, columns=None):
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     return Markdown("\n".join(lines))
-
-
-def number(value: float) -> str:
-    """The notebooks' one number format: three decimals (scores, CIs, losses), one from 100 up
-    (FVD), so a column reads 0.700 beside 0.385, never 0.7 beside 0.3846."""
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
 
 
 def is_headless() -> bool:
