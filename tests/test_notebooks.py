@@ -189,6 +189,18 @@ def test_every_numbered_notebook_is_stored_once_with_default_parameters(tmp_path
     assert not [step for chain in plan("paper", ["dog"], tmp_path) for step in chain if step.stored]
 
 
+def test_stored_notebooks_run_each_in_a_kernel_of_their_own(tmp_path, monkeypatch):
+    """As nbval re-runs them: a lane's shared kernel would carry the earlier notebooks' memory."""
+    import avlib.reproduce
+
+    ran = []
+    monkeypatch.setattr(avlib.reproduce, "run_notebook",
+                        lambda step, out_dir, notebook_dir, kernel: ran.append((step.stored, kernel)) or 0.0)
+    avlib.reproduce.reproduce("tiny", ["dog"], tmp_path / "out", tmp_path / "figures", jobs=1, progress=False)
+    assert sorted(stored for stored, _ in ran) == [False] * 5 + [True] * 10
+    assert all((kernel is None) == stored for stored, kernel in ran)
+
+
 def test_save_figure_stamps_the_profile(tmp_path):
     import matplotlib.pyplot as plt
 
