@@ -25,9 +25,18 @@ setup: $(STAMP)
 test: $(STAMP)
 	# One thread per worker: two workers with two threads each thrash the two cores.
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
+	# Every stored notebook output must come back (nbval): one process, the notebooks in order
+	# (05-08 read the runs 04 and 07 make), default runs made afresh in an empty AVLIB_RUNS, as
+	# `make demo` made the stored ones; headless, no progress bars, one thread like its kernels.
+	runs=$$(mktemp -d) && AVLIB_RUNS=$$runs AVLIB_HEADLESS=1 OMP_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -p no:xdist -p no:cacheprovider -q \
+		--nbval notebooks/ --nbval-sanitize-with notebooks/nbval_sanitize.cfg; \
+		status=$$?; rm -rf $$runs; exit $$status
 
+# Also refreshes the committed notebooks' outputs in place (default parameters, as nbval
+# re-runs them); one thread per kernel, as under `make test`, so the stored numbers come back.
 demo: $(STAMP)
-	$(BIN)/avlib reproduce --profile tiny
+	OMP_NUM_THREADS=1 $(BIN)/avlib reproduce --profile tiny
 
 reproduce: demo
 
@@ -38,8 +47,9 @@ paper-smoke: $(STAMP)
 
 # Kernels start in notebooks/; runs still go to ./runs (avlib.io.runs_dir). Loopback only; IPC
 # kernel sockets (no "running over TCP without encryption" warning).
+# No news pop-up: JupyterLab's announcements extension fetches nothing.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ip=127.0.0.1 --KernelManager.transport=ipc notebooks/
+	$(BIN)/jupyter lab --ip=127.0.0.1 --KernelManager.transport=ipc --LabApp.news_url=None notebooks/
 
 # Every notebook run in JupyterLab by headless Chromium, plus a click of the explorer and the
 # rater (tools/browser_check.py). Installs Debian's chromium + chromium-driver (apt, as root)

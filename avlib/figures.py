@@ -19,22 +19,21 @@ CLASS_COLOURS = {"dog": "tab:brown", "thunder": "tab:blue", "volleyball": "tab:o
                  "playing volleyball": "tab:orange"}
 
 
-def save_figure(fig, folder: str | Path | None, name: str, profile: str, source: str = "") -> Path | None:
+def save_figure(fig, folder: str | Path | None, name: str, profile: str, source: str = "") -> None:
     """Write ``folder/{name}.{profile}.png`` atomically, stamped with profile and source.
 
-    ``folder=None`` (a notebook run for viewing only) writes nothing.
+    ``folder=None`` (a notebook run for viewing only) writes nothing. Returns nothing, so a
+    notebook cell ending with it shows the figure and no path.
     """
     from avlib import __version__
 
     if folder is None:
-        return None
-    path = Path(folder) / f"{name}.{profile}.png"
+        return
     metadata = {"Title": name, "Software": f"avlib {__version__}",
                 "Description": f"avlib profile={profile}; made by {source or 'avlib.figures'}",
                 "avlib-profile": profile}
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(folder) / f"{name}.{profile}.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata=metadata)
-    return path
 
 
 def show_figure(fig) -> None:
@@ -179,13 +178,16 @@ def plot_embedding_over_time(embeddings: Mapping[str, np.ndarray], seconds: floa
 
 # -- 04: training ---------------------------------------------------------------------------------
 def plot_loss_curve(curve: Mapping[str, Any], title: str = ""):
-    """Training loss per step with its running mean (:func:`avlib.notebook.loss_curve`); the
-    loss is noisy: one timestep per example."""
+    """Training loss per step, faint, under its running mean (:func:`avlib.notebook.loss_curve`):
+    the loss is noisy, one random timestep per example. Steps are whole numbers on the axis."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(7, 3.2))
     if len(curve["step"]):
-        ax.plot(curve["step"], curve["loss"], alpha=0.4, label="loss")
-        ax.plot(curve["mean_step"], curve["mean"], label=f"mean of {curve['window']}")
+        ax.plot(curve["step"], curve["loss"], alpha=0.3, label="loss per step")
+        ax.plot(curve["mean_step"], curve["mean"], linewidth=2, label=f"running mean of {curve['window']} steps")
         ax.legend()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel("MSE + reg")
     ax.set_title(title or "training loss")
@@ -266,7 +268,21 @@ def plot_metric_cis(metrics: Mapping[str, Mapping[str, Any]], title: str = ""):
     return fig
 
 
+def shown(value: float) -> float:
+    """A value at the precision the notebooks print it (:func:`number`): figures draw that, so
+    noise below it (another CPU's rounding) moves no pixel and a redrawn figure keeps its bytes."""
+    return round(value, 1 if abs(value) >= 100 else 3)
+
+
+def number(value: float) -> str:
+    """The notebooks' one number format: three decimals (scores, CIs, losses), one from 100 up
+    (FVD), so a column reads 0.700 beside 0.385, never 0.7 beside 0.3846."""
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+
+
 def _bars_with_ci(ax, x, values, cis, width=0.6, **kwargs):
+    values = [None if v is None else shown(v) for v in values]
+    cis = [None if ci is None else [shown(c) for c in ci] for ci in cis]
     heights = [np.nan if v is None else v for v in values]
     low = [0 if v is None or ci is None else v - ci[0] for v, ci in zip(values, cis)]
     high = [0 if v is None or ci is None else ci[1] - v for v, ci in zip(values, cis)]
@@ -283,47 +299,77 @@ def _measured(rows: Sequence[Mapping[str, Any] | None], metric: str) -> tuple[li
 
 
 def plot_table2(rows: Sequence[Mapping[str, Any]]):
-    """Table 2 as bars: ours with 95% CIs, its shuffled-audio control where scored, and the
-    published value; one panel per metric."""
+    """Table 2 as bars, one column of panels per metric: ours with 95% CIs and its shuffled-audio
+    control where scored, and the published value. A metric ours computed with a TOY network
+    (tiny profile) gets the published values on a panel of their own below: a TOY number is
+    never drawn on an axis beside a published one. Rows without a run of ours are left out
+    (the table says why)."""
     from avlib.report import METRICS, TITLES
 
     controls = {(row["run"], row["class"]): row for row in rows if row.get("control") == "shuffled"}
     rows = [row for row in rows if row["run"] and not row.get("control")]
     names = [row["experiment"] + (f":{row['class']}" if row["class"] else "") for row in rows]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    toy = {metric: any(TITLES[metric] in row["toy_backbones"].split() for row in rows) for metric in METRICS}
+    panels = 1 + any(toy.values())
+    fig, axes = plt.subplots(panels, len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * panels), squeeze=False)
     x = np.arange(len(rows))
-    for ax, metric in zip(axes, METRICS):
-        _bars_with_ci(ax, x - 0.27, *_measured(rows, metric), width=0.27, label="ours (95% CI)")
+    for column, metric in enumerate(METRICS):
+        ours, published_ax = axes[0][column], axes[-1][column] if toy[metric] else axes[0][column]
+        offset = 0.27 if published_ax is ours else 0.0
+        _bars_with_ci(ours, x - offset, *_measured(rows, metric), width=0.27, label="ours (95% CI)")
         if controls:
-            _bars_with_ci(ax, x, *_measured([controls.get((row["run"], row["class"])) for row in rows], metric),
+            _bars_with_ci(ours, x + 0.27 - offset, *_measured([controls.get((row["run"], row["class"]))
+                                                                for row in rows], metric),
                           width=0.27, label="ours, shuffled audio (control)", color="tab:gray")
         published = [None if row[f"{metric}_report_invalid"] else row[f"{metric}_report"] for row in rows]
-        ax.bar(x + 0.27, [np.nan if v is None else v for v in published], width=0.27, label="report",
-               alpha=0.6)
-        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
-        toy_net = any(TITLES[metric] in row["toy_backbones"].split() for row in rows)
-        ax.set_title(TITLES[metric] + (" (ours: TOY network)" if toy_net else ""), fontsize=9)
-        if metric == "fvd":
-            ax.set_yscale("symlog")
+        published_ax.bar(x + offset, [np.nan if v is None else v for v in published], width=0.27,
+                         label="report", alpha=0.6, color="tab:orange")
+        ours.set_title(TITLES[metric] + (": ours, TOY network (not comparable with the report)"
+                                         if toy[metric] else ""), fontsize=9)
+        if toy[metric]:
+            published_ax.set_title(f"{TITLES[metric]}: the report's published value", fontsize=9)
+        elif panels > 1:
+            axes[-1][column].axis("off")
+        for ax in {ours, published_ax}:
+            ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
+            if metric == "fvd":
+                ax.set_yscale("symlog")
     # One legend above the panels, where it covers no bar.
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.07 / panels))
     return fig
 
 
 # -- 08: human evaluation -----------------------------------------------------------------------
+# Below this many rated pairs a 95% CI of an agreement spans more than half of [0, 1].
+FEW_RATINGS = 10
+
+
 def plot_agreement(rows: Sequence[Mapping[str, Any]], rater: str):
-    """Agreement of each metric with the ratings (fraction of pairs, 95% CI; 0.5 = chance)."""
+    """Agreement of each metric with the ratings: a point with its 95% CI per metric (fraction of
+    pairs where the metric sides with the rater; 0.5 = chance), its value written beside it, and
+    a note on the axis where N is too small to tell a metric from chance or one was skipped."""
     fig, ax = plt.subplots(figsize=(5, 3))
-    _bars_with_ci(ax, np.arange(len(rows)), [row["agreement"] for row in rows],
-                  [row["ci95"] for row in rows])
+    for x, row in enumerate(rows):
+        if row["agreement"] is None:
+            ax.text(x, 0.5, "skipped", ha="center", va="center", fontsize=8, color="grey")
+            continue
+        low, high = row["ci95"]
+        ax.errorbar([x], [row["agreement"]], yerr=[[row["agreement"] - low], [high - row["agreement"]]],
+                    fmt="o", capsize=4, color="tab:blue")
+        ax.annotate(f"{row['agreement']:.2f}", (x, row["agreement"]), textcoords="offset points",
+                    xytext=(8, 0), va="center", fontsize=8)
+        if row["n"] < FEW_RATINGS:
+            ax.text(x, 0.04, f"N={row['n']}: too few\nto tell from chance", ha="center", fontsize=7, color="tab:red")
     ax.axhline(0.5, color="grey", linestyle="--", label="chance")
     ax.set_xticks(range(len(rows)), [f"{row['metric']}\n" + ("(skipped)" if row.get("skipped") else f"(n={row['n']})")
                                      for row in rows])
+    ax.set_xlim(-0.5, len(rows) - 0.5)
     ax.set_ylim(0, 1)
     ax.set_ylabel("agreement with rater")
     ax.set_title(f"metric vs {rater}", fontsize=9)
-    ax.legend()
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
 

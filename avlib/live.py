@@ -63,6 +63,7 @@ def live_view(pipeline, audio: np.ndarray, prompt: str | None = None, scale: int
     import ipywidgets as widgets
     from IPython.display import display
 
+    from avlib.notebook import is_headless
     from avlib.streaming import paced
 
     settings = pipeline.settings
@@ -88,14 +89,19 @@ def live_view(pipeline, audio: np.ndarray, prompt: str | None = None, scale: int
 
     worker = threading.Thread(target=produce, daemon=True)
     worker.start()
+    # Without a front end (papermill, nbval) the stream is paced and timed all the same, but
+    # nothing is shown: a stored widget view would show nothing in a static notebook.
+    show = not is_headless()
     image = widgets.Image(format="png", width=settings.width * scale, height=settings.height * scale)
-    display(image)
+    if show:
+        display(image)
     first = frames.get()
     if failed:
         raise failed[0]
     shown_from = time.perf_counter()
     latency = shown_from - times["first_audio"]
-    display(widgets.Audio(value=wav_bytes(audio), format="wav", autoplay=True, controls=True))
+    if show:
+        display(widgets.Audio(value=wav_bytes(audio), format="wav", autoplay=True, controls=True))
     count, late, frame = 0, 0, first
     while frame is not None:
         delay = shown_from + count / settings.fps - time.perf_counter()

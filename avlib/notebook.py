@@ -1,6 +1,9 @@
 """What the notebooks in ``notebooks/`` call: their parameters turned into configs, and display.
 
-The notebooks hold no logic of their own. Their ``parameters`` cell sets plain values
+A notebook shows its lesson in its own short cells (02 a clip's tensors, 03 the encoders at
+work); what lives here is what several notebooks share (parameters, run folders, tables, videos)
+or would bury a lesson in plumbing (reading a run's samples, judging Figure 2's clips). Their
+``parameters`` cell sets plain values
 (papermill overrides them); the first cell after it hands them to :func:`train_config`,
 which fails with one clear :class:`ConfigError` on anything invalid::
 
@@ -18,10 +21,11 @@ from typing import Any, Mapping
 
 from avlib.config import ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, check_epochs_and_lr, load_config
 from avlib.errors import ConfigError
-from avlib.io import runs_dir, skip_final_collection
+from avlib.figures import number
+from avlib.io import read_json, runs_dir, skip_final_collection
+from avlib.progress import HEADLESS_ENV
 from avlib.run import SAMPLED, SCORED, TRAINED, Run, experiment_run_dir
 
-HEADLESS_ENV = "AVLIB_HEADLESS"
 
 skip_final_collection()  # this module is imported by notebook kernels: their shutdown, 2.6 s -> 0.4 s
 
@@ -91,16 +95,51 @@ def notebook_parameters(experiment: str, profile: str = "tiny") -> dict[str, Any
     return parameters
 
 
-def default_run_dir(config: ExperimentConfig, root: str | Path | None = None) -> Path:
-    """``runs/{experiment}_{profile}`` (as ``avlib train``), or ``..._2``, ``_3``... if taken.
+def own_run_dir(config: ExperimentConfig, run_dir: str | Path | None = None, name: str | None = None) -> Path:
+    """The folder 00 and 04 train into: ``run_dir`` as given, else the default
+    ``runs/{name or experiment}_{profile}`` (:func:`avlib.run.experiment_run_dir`), the folder
+    05-08 read. A re-run trains into the same folder (:func:`train_or_reuse`), so there is one
+    default run per experiment and profile, never a ``_2``. The folder is printed, and also
+    written to the terminal that started a headless kernel (papermill, nbval)."""
+    run_dir = Path(run_dir) if run_dir is not None else experiment_run_dir(config, name=name)
+    announce(f"run folder: {run_dir}")
+    return run_dir
 
-    ``root`` defaults to :func:`avlib.io.runs_dir` (``runs/`` at the checkout root)."""
-    base = experiment_run_dir(config, root)
-    candidate, number = base, 1
-    while candidate.exists():
-        number += 1
-        candidate = base.with_name(f"{base.name}_{number}")
-    return candidate
+
+def train_or_reuse(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` and print what it did; or, where ``run_dir`` already holds
+    a finished run of the same settings (this notebook ran before), reuse it and say so. A run of
+    other settings there is refused with the fix, never overwritten."""
+    from avlib.data.splits import training_clips
+    from avlib.run import resolve_run_paths
+    from avlib.train import train
+
+    run = Run(run_dir)
+    if run.config_file.is_file():
+        if not run.has(TRAINED) or run.read_config().to_dict() != resolve_run_paths(config).to_dict():
+            raise ConfigError(f"{run.root} already holds a run of other settings (or an unfinished one): "
+                              "delete that folder, or set run_dir to a new folder")
+        announce(f"{run.root} already holds this run, trained before with the same settings: reusing it "
+                 "(delete the folder to train again)")
+        summary = read_json(run.summary_file, "training summary")
+    else:
+        summary = train(config, training_clips(config), run.root)
+    print(f"{summary['steps']} training steps, final loss {number(summary['final_loss'])}")
+    return summary
+
+
+def announce(message: str) -> None:
+    """Print ``message``; in a headless kernel (papermill, nbval) also on the terminal that
+    started it, whose user sees nothing of the notebook's output until it ends. Where ipykernel
+    copies the process's own stderr into the notebook, the terminal copy goes to the duplicate of
+    the original stderr that ipykernel keeps for its echo, so the notebook shows it once."""
+    import sys
+
+    print(message)
+    if not is_headless() or sys.stderr is sys.__stderr__ or sys.__stderr__ is None:
+        return  # a script's print already reached the terminal
+    terminal = getattr(sys.stderr, "_original_stdstream_copy", None)
+    os.write(sys.__stderr__.fileno() if terminal is None else terminal, f"{message}\n".encode())
 
 
 def require_run(run_dir: str | Path | None, needs: str = TRAINED) -> ExperimentConfig:
@@ -129,8 +168,8 @@ def prepared_run(experiment: str, profile: str = "tiny", needs: str = TRAINED) -
     missing = Run(run_dir).missing_stages(needs)
     if not missing:
         return run_dir
-    print(f"{run_dir} lacks {missing[-1][0]}: {' and '.join(doing for _, doing in missing)} "
-          f"the default {experiment} run now ({profile} profile)")
+    announce(f"{run_dir} lacks {missing[-1][0]}: {' and '.join(doing for _, doing in missing)} "
+             f"the default {experiment} run now ({profile} profile)")
     for name, _ in missing:
         _make_stage(name, config, run_dir)
     return run_dir
@@ -212,7 +251,7 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows, columns=None):
-    """A list of dicts as a Markdown table (for ``display``); floats to 4 significant digits."""
+    """A list of dicts as a Markdown table (for ``display``); floats in one format (:func:`avlib.figures.number`)."""
     from IPython.display import Markdown
 
     rows = list(rows)
@@ -220,9 +259,9 @@ def markdown_table(rows, columns=None):
 
     def cell(value):
         if isinstance(value, float):
-            return f"{value:.4g}"
+            return number(value)
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, float) for v in value):
-            return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+            return "[" + ", ".join(number(v) for v in value) + "]"
         return "" if value is None else str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -279,31 +318,6 @@ def synthetic_examples(config: ExperimentConfig, classes=None, per_class: int = 
             for label in (classes or CLASSES) for i in range(per_class)]
 
 
-# Which experiment's encoder stands for each encoder in notebook 03.
-ENCODER_EXPERIMENTS = {"CAVP": "dog", "BEATs": "tempotokens"}
-
-
-def encoder_embeddings(profile: str, waves) -> dict[str, list]:
-    """Each waveform (samples,) through CAVP and BEATs as configured in ``profile``: (T', D) arrays."""
-    import torch
-
-    from avlib.audio import build_audio_encoder
-
-    out = {}
-    for name, experiment in ENCODER_EXPERIMENTS.items():
-        encoder = build_audio_encoder(load_config(experiment, profile).encoder)
-        with torch.no_grad():
-            out[name] = [encoder.encode(wave[None])[0].numpy() for wave in waves]
-    return out
-
-
-def time_pooled(embeddings: dict[str, list]) -> dict[str, Any]:
-    """Each clip's (T', D) sequence averaged over time: ``{encoder: (N, D)}``."""
-    import numpy as np
-
-    return {name: np.stack([sequence.mean(0) for sequence in sequences]) for name, sequences in embeddings.items()}
-
-
 def principal_components(vectors: dict[str, Any], count: int = 2) -> dict[str, Any]:
     """``{encoder: (N, D)}`` -> ``{encoder: (N, count)}``: each set projected onto its first
     ``count`` principal components (centred SVD; each component's largest loading is positive,
@@ -321,15 +335,6 @@ def principal_components(vectors: dict[str, Any], count: int = 2) -> dict[str, A
 
 
 # -- 02: model assembly --------------------------------------------------------------------------
-def parameter_counts(pipeline) -> dict[str, int]:
-    """Parameters per component; only the mapper trains."""
-    def count(*modules):
-        return sum(p.numel() for module in modules for p in module.parameters())
-
-    return {"encoder": count(pipeline.audio_encoder), "mapper": count(pipeline.mapper),
-            "text_encoder": count(pipeline.text_encoder), "unet+vae": count(pipeline.unet, pipeline.vae)}
-
-
 def mapper_readings(config: ExperimentConfig, pipeline) -> list[dict[str, Any]]:
     """The report's mapper as its repository builds it, beside what its text describes (the
     same mapper plus a self-attention across frames): sizes and what mixes the frames."""
@@ -349,31 +354,13 @@ def mapper_readings(config: ExperimentConfig, pipeline) -> list[dict[str, Any]]:
     return rows
 
 
-def token_shapes(pipeline, wave) -> dict[str, tuple]:
-    """The shape of everything between a waveform and the UNet's context, for one clip."""
-    import torch
-
-    with torch.no_grad():
-        waveform = torch.as_tensor(wave, dtype=torch.float32)[None]
-        features = pipeline.audio_encoder.encode(waveform)
-        out = pipeline.mapper(features)
-        frames = out.frame_tokens.shape[1]
-        context = pipeline.encode_conditioning(None, None, frames, 1, frame_tokens=out.frame_tokens)
-    per_output = {f"{name} {'(B, D)' if tensor.ndim == 2 else '(B, F, D)'}": tuple(tensor.shape)
-                  for name, tensor in out.extras.items()}
-    return {"waveform (B, samples)": tuple(waveform.shape), "audio features (B, T', D)": tuple(features.shape),
-            **per_output, "frame tokens (B, F, L, D)": tuple(out.frame_tokens.shape),
-            "UNet context (B, F*77, D)": tuple(context.shape),
-            "placeholders per frame": tuple(pipeline.mapper.placeholder_names)}
-
-
 # -- 05 / 06: a run's samples --------------------------------------------------------------------
 def loss_curve(run_dir: str | Path) -> dict[str, Any]:
-    """A run's training loss per step and its running mean over a tenth of the steps."""
+    """A run's training loss per step and its running mean over a fifth of the steps (at most 50)."""
     import numpy as np
 
     losses = Run(run_dir).read_losses()
-    window = max(1, len(losses["loss"]) // 10)
+    window = max(1, min(50, len(losses["loss"]) // 5))
     return {"step": losses["step"], "loss": losses["loss"], "window": window,
             "mean_step": losses["step"][window - 1:],
             "mean": np.convolve(losses["loss"], np.ones(window) / window, mode="valid")}
@@ -464,12 +451,3 @@ def dataset_summary(manifests: Mapping[str, list]) -> list[dict[str, Any]]:
                      "distinct clips": len(distinct_clips(clips)), "in both splits": len(leaked_clips(clips)),
                      "durations (s)": ", ".join(f"{d:g}" for d in durations[:3]) + (" ..." if len(durations) > 3 else "")})
     return rows
-
-
-def clip_status_counts(rows: list, data_root: str | Path | None) -> dict[str, int] | str:
-    """How many of ``rows``' clips are present, missing or corrupt under ``data_root``."""
-    from avlib.data.curate import count_states, dataset_status
-
-    if data_root is None:
-        return "data_root not set: skipping the on-disk check (set it to a folder from `avlib data curate`)"
-    return count_states(dataset_status(rows, data_root))

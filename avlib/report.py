@@ -138,6 +138,11 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
         notes.append("- · shuffled audio: the row above it, with each test clip generated from another test "
                      "clip's audio (same model, prompt and noise) and scored against its own audio and class: "
                      "where the two rows' CIs overlap, the audio made no difference that N can show.")
+    missing = sorted({row["experiment"] for row in rows if not row["run"]})
+    if missing:
+        notes.append(f"- No values of ours for {', '.join(missing)}: no run of these experiments was given "
+                     "(`run_dirs`; 07's default is the dog and dog_text runs; `avlib reproduce` runs all six), "
+                     "so those rows show the report's values only.")
     if any(row["toy_backbones"] for row in rows):
         notes.append("- † TOY: tiny profile, computed with the toy world's TOY networks (a toy I3D and a "
                      "toy CLIP trained on the synthetic world); compares toy-world runs only, never the "

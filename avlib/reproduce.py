@@ -5,7 +5,10 @@ experiment's parameters into ``OUT/runs/{experiment}``; ``00``-``03`` run once, 
 tabulates every run beside the report's Table 2, ``08_human_eval`` compares the metrics
 with ratings (the synthetic oracle when no ratings file is given) and ``09_toy_world`` shows
 the toy world's stand-ins and its shipped acceptance record. The executed notebooks
-stay in ``OUT/notebooks/`` as the record of the run. Figures are written as
+stay in ``OUT/notebooks/`` as the record of the run. In the tiny profile the ten notebooks also run
+as they come (default parameters, each in a kernel of its own, as ``pytest --nbval`` re-runs them)
+and their outputs go back into ``notebooks/`` (:func:`store_outputs`), byte for byte the same on an
+unchanged tree. Figures are written as
 ``{name}.{profile}.png``; ``figures/`` then gets this profile's figures (replacing the same
 profile's older ones, keeping the other profile's) and a regenerated ``README.md``.
 
@@ -16,6 +19,7 @@ Kernels run with ``AVLIB_HEADLESS=1`` so widgets print instead of waiting for cl
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import shutil
 import tempfile
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import nbformat
 from tqdm.auto import tqdm
 from traitlets.config import Config
 
@@ -55,27 +60,40 @@ def ipc_kernel_config():
 
 # The experiments of the report's Table 2, in its row order.
 DEFAULT_EXPERIMENTS = ("volleyball", "thunder", "dog", "dog_text", "multiclass", "tempotokens")
+# The committed notebooks hold this profile's outputs, with default parameters.
+STORED_PROFILE = "tiny"
+# The notebooks that read the default runs, in the order nbval runs them: each reads what the
+# one before made (05 the run 04 trained, 07 the dog run 06 scored and the dog_text run it makes).
+DEFAULT_CHAIN = ("04_train", "05_generate", "06_evaluate", "07_results", "08_human_eval")
 
 
 @dataclass
 class NotebookRun:
-    """One papermill execution: ``notebooks/{notebook}.ipynb`` -> ``OUT/notebooks/{output}.ipynb``."""
+    """One papermill execution: ``notebooks/{notebook}.ipynb`` -> ``OUT/notebooks/{output}.ipynb``;
+    ``stored``: its outputs also go back into ``notebooks/{notebook}.ipynb`` (:func:`store_outputs`),
+    so ``parameters`` may only hold ``figures_dir``, which changes no output."""
 
     notebook: str
     output: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    stored: bool = False
 
 
 def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Mapping[str, Any] | None = None,
          sample_limit: int | None = None) -> list[list[NotebookRun]]:
     """Every notebook execution of a reproduction, as chains: each chain runs in order, the
-    chains before the last two may run in parallel, and the last two (07, 08) need them all.
+    chains before the last two may run in parallel, and the last two (07, 08 over every
+    experiment) need them all.
 
-    The parallel chains start in list order: the experiments' (three notebooks each) first, those
-    with most classes first (multiclass samples two classes' test clips: the longest chain, which
-    would otherwise finish last alone), then the single notebooks, slowest first, which fill in
-    while the other lane finishes its last experiment (short jobs last keep both lanes busy to
-    the end). Table 2 keeps ``experiments``' order."""
+    In the tiny profile with no overrides, the ten notebooks also run as they come (default
+    parameters, ``stored``), exactly as ``pytest --nbval`` re-runs them: 00-03 and 09 once, and
+    the chain 04 -> 08 on the default runs (``runs/dog_tiny``, ``runs/dog_text_tiny``, made in
+    ``OUT/runs`` afresh, as nbval's empty ``AVLIB_RUNS``), in nbval's order.
+
+    The parallel chains start in list order, longest first: the default chain, the experiments'
+    (those with most classes first: multiclass samples two classes' test clips), then the single
+    notebooks, slowest first, which fill in while the other lane finishes (short jobs last keep
+    both lanes busy to the end). Table 2 keeps ``experiments``' order."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
     if not experiments:
@@ -85,6 +103,7 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
     figures = str(out_dir / "figures")
     common = {"profile": profile, "figures_dir": figures}
     overrides = dict(overrides or {})
+    stored = profile == STORED_PROFILE and not overrides and sample_limit is None
     runs_dir = Path("runs")  # relative to out_dir, the kernels' working folder: tables name "runs/dog"
     run_dirs = [str(runs_dir / name) for name in experiments]
     chains = [[
@@ -94,11 +113,16 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
                     {"run_dir": run_dir, "limit": sample_limit, "figures_dir": figures}),
         NotebookRun("06_evaluate", f"06_evaluate.{name}", {"run_dir": run_dir, "figures_dir": figures}),
     ] for name, run_dir in sorted(zip(experiments, run_dirs), key=lambda pair: -classes[pair[0]])]
-    chains.append([NotebookRun("00_quickstart", "00_quickstart",
-                               {**common, "run_dir": str(runs_dir / "quickstart"), "overrides": overrides})])
-    chains.append([NotebookRun("09_toy_world", "09_toy_world", {"figures_dir": figures})])  # the shipped record
-    chains.append([NotebookRun("10_long_and_live", "10_long_and_live", {})])  # trains its thunder mapper
-    chains += [[NotebookRun(name, name, common)]
+    if stored:  # no figures: the dog experiment above draws the same ones
+        chains.insert(0, [NotebookRun(name, f"{name}.default", stored=True) for name in DEFAULT_CHAIN])
+        chains.append([NotebookRun("00_quickstart", "00_quickstart", stored=True)])
+    else:
+        chains.append([NotebookRun("00_quickstart", "00_quickstart", {**common, "run_dir": str(runs_dir / "quickstart"),
+                                                                       "overrides": overrides})])
+    single = {"figures_dir": figures} if stored else common
+    chains.append([NotebookRun("09_toy_world", "09_toy_world", {"figures_dir": figures}, stored)])  # the shipped record
+    chains.append([NotebookRun("10_long_and_live", "10_long_and_live", {}, stored)])  # trains its thunder mapper
+    chains += [[NotebookRun(name, name, single, stored)]
                for name in ("02_model_assembly", "03_audio_features", "01_dataset_curation")]
     # 08 rates into OUT/ratings.csv (the kernels start in OUT), not the shared runs/ratings.csv.
     chains += [[NotebookRun("07_results", "07_results",
@@ -109,11 +133,14 @@ def plan(profile: str, experiments: Sequence[str], out_dir: Path, overrides: Map
 
 
 @contextlib.contextmanager
-def kernel_environment(jobs: int):
-    """Kernels started inside inherit ``AVLIB_HEADLESS=1`` and, unless ``OMP_NUM_THREADS`` is
-    set, an equal share of the CPUs (``jobs`` kernels with all the threads each would thrash)."""
+def kernel_environment(jobs: int, out_dir: Path):
+    """Kernels started inside inherit ``AVLIB_HEADLESS=1`` (no widgets to click, no progress bars:
+    :mod:`avlib.progress`), ``AVLIB_RUNS=OUT/runs`` (the default runs are made
+    afresh, as under nbval) and, unless ``OMP_NUM_THREADS`` is set, an equal share of the CPUs
+    (``jobs`` kernels with all the threads each would thrash)."""
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, usable_cpus() // jobs)))
-    settings = {HEADLESS_ENV: "1", "OMP_NUM_THREADS": threads}
+    settings = {HEADLESS_ENV: "1", "AVLIB_RUNS": str(out_dir / "runs"),
+                "OMP_NUM_THREADS": threads}
     before = {key: os.environ.get(key) for key in settings}
     os.environ.update(settings)
     try:
@@ -291,7 +318,53 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
     except PapermillExecutionError as exc:
         raise AvlibError(f"{step.output} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
                          f"(the executed notebook is {output})") from exc
+    if step.stored:
+        store_outputs(output, source)
     return time.perf_counter() - started
+
+
+def store_outputs(executed: Path, source: Path) -> Path:
+    """Write ``source`` back with ``executed``'s outputs (:func:`stored_notebook`)."""
+    notebook = stored_notebook(nbformat.read(executed, as_version=4), nbformat.read(source, as_version=4))
+    with atomic_path(source) as tmp:
+        nbformat.write(notebook, str(tmp))
+    return source
+
+
+def stored_notebook(executed, source):
+    """The committed form of an executed notebook: ``source``'s cells and metadata with
+    ``executed``'s outputs, so that a second run on an unchanged tree writes the same bytes.
+    papermill's injected parameters cell and its metadata (timings, timestamps) are dropped,
+    execution counts run 1, 2, ... over the code cells, and consecutive writes to one stream
+    become one output (how the kernel split them depends on timing)."""
+    ran = [cell for cell in executed.cells if "injected-parameters" not in cell.metadata.get("tags", [])]
+    if [cell.source for cell in ran] != [cell.source for cell in source.cells]:
+        raise AvlibError(f"the executed notebook's cells differ from {source}: was it edited while running?")
+    stored = copy.deepcopy(source)
+    count = 0
+    for cell, done in zip(stored.cells, ran):
+        if cell.cell_type != "code":
+            continue
+        count += 1
+        cell.execution_count = count
+        cell.outputs = merged_streams(done.outputs)
+        for output in cell.outputs:
+            if output.output_type == "execute_result":
+                output.execution_count = count
+    return stored
+
+
+def merged_streams(outputs: list) -> list:
+    """``outputs`` with each run of consecutive same-stream outputs joined into one."""
+    merged = []
+    for output in copy.deepcopy(outputs):
+        previous = merged[-1] if merged else None
+        if (output.output_type == "stream" and previous is not None and previous.output_type == "stream"
+                and previous.name == output.name):
+            previous.text += output.text
+        else:
+            merged.append(output)
+    return merged
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -366,10 +439,13 @@ def reproduce(profile: str = "tiny", experiments: Sequence[str] = DEFAULT_EXPERI
     bar = tqdm(total=sum(map(len, chains)), desc=f"reproduce ({profile})", unit="notebook", disable=not progress)
 
     def run_step(step: NotebookRun, kernel) -> None:
-        timings[step.output] = round(run_notebook(step, out_dir, notebook_dir, kernel), 1)
+        # A stored notebook runs in a kernel of its own, as nbval re-runs it: the notebooks a lane's
+        # kernel ran before move where arrays land in memory, and with it the last bits of some
+        # sums (one generated video in 80 came out different), which a stored output would keep.
+        timings[step.output] = round(run_notebook(step, out_dir, notebook_dir, None if step.stored else kernel), 1)
         bar.update()
 
-    with kernel_environment(jobs):
+    with kernel_environment(jobs, out_dir):
         run_in_lanes([chains[:-2], chains[-2:]], jobs, out_dir, run_step)
     bar.close()
     figures = refresh_figures(out_dir / "figures", figures_dir, profile)

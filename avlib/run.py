@@ -62,10 +62,12 @@ TRAINED, SAMPLED, SCORED = PIPELINE_DIR, f"{SAMPLES_DIR}/{INDEX_FILE}", METRICS_
 STAGES = ((TRAINED, "training"), (SAMPLED, "sampling"), (SCORED, "scoring"))
 
 
-def experiment_run_dir(config: ExperimentConfig, root: str | Path | None = None) -> Path:
+def experiment_run_dir(config: ExperimentConfig, root: str | Path | None = None, name: str | None = None) -> Path:
     """Where ``avlib train`` and the notebooks put a run: ``runs/{experiment}_{profile}`` under
-    ``root`` (default :func:`avlib.io.runs_dir`, the checkout's ``runs/``)."""
-    return Path(root or runs_dir()) / f"{config.name}_{config.profile}"
+    ``root`` (default :func:`avlib.io.runs_dir`, the checkout's ``runs/``); ``name`` replaces the
+    experiment's name (00's quickstart run is ``runs/quickstart_{profile}``). One folder per name
+    and profile: whoever trains there again reuses or refuses it, never numbers a new one."""
+    return Path(root or runs_dir()) / f"{name or config.name}_{config.profile}"
 
 
 def _stage(name: str) -> str:

@@ -120,3 +120,68 @@ def test_table2_bars_put_each_runs_shuffled_audio_control_beside_it():
     assert heights == [0.3, 0.6, 0.9] and len(ax.get_xticklabels()) == 1  # one group: ours, control, report
     assert "ours, shuffled audio (control)" in [text.get_text() for text in fig.legends[0].get_texts()]
     plt.close(fig)
+
+
+def table2_row(experiment, value, report, toy_backbones="", run="runs/x"):
+    from avlib.report import METRICS
+
+    row = {"experiment": experiment, "class": "", "run": run, "toy_backbones": toy_backbones, "control": ""}
+    for metric in METRICS:
+        row.update({metric: value, f"{metric}_ci_low": value - 0.1, f"{metric}_ci_high": value + 0.1,
+                    f"{metric}_report": report, f"{metric}_report_invalid": ""})
+    return row
+
+
+def bars_by_label(ax):
+    return {container.get_label(): [round(bar.get_height(), 3) for bar in container] for container in ax.containers
+            if hasattr(container, "patches")}
+
+
+def test_table2_never_draws_a_toy_value_on_an_axis_with_a_published_one():
+    """FVD and CLIPSIM from TOY networks: ours on the top panels, the report's alone below;
+    AV-Align (no TOY network) keeps both side by side; a row without a run of ours is left out."""
+    rows = [table2_row("dog", 0.6, 2900.0, toy_backbones="FVD CLIPSIM"),
+            table2_row("thunder", 0.0, 1800.0, toy_backbones="FVD CLIPSIM", run="")]
+    fig = figures.plot_table2(rows)
+    (fvd, clipsim, av_align), (fvd_report, clipsim_report, av_align_below) = np.reshape(fig.axes, (2, 3))
+    for ours, published in ((fvd, fvd_report), (clipsim, clipsim_report)):
+        assert bars_by_label(ours) == {"ours (95% CI)": [0.6]}
+        assert bars_by_label(published) == {"report": [2900.0]}
+        assert "TOY" in ours.get_title() and "published" in published.get_title()
+        assert [label.get_text() for label in ours.get_xticklabels()] == ["dog"]  # thunder: no run, no bar
+    assert bars_by_label(av_align) == {"ours (95% CI)": [0.6], "report": [2900.0]}
+    assert not av_align_below.axison
+    plt.close(fig)
+
+
+def test_agreement_plot_draws_points_with_cis_and_says_when_n_is_too_small():
+    rows = [{"metric": "clipsim", "agreement": 2 / 3, "ci95": [0.2, 0.95], "n": 3, "skipped": ""},
+            {"metric": "av_align", "agreement": 0.55, "ci95": [0.45, 0.65], "n": 40, "skipped": ""},
+            {"metric": "fvd", "agreement": None, "ci95": None, "n": 0, "skipped": "no fvd score"}]
+    fig = figures.plot_agreement(rows, "oracle")
+    ax = fig.axes[0]
+    assert not ax.patches  # points, not bars
+    points = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [tuple(line.get_xydata()[0]) for line in points] == [(0.0, 2 / 3), (1.0, 0.55)]
+    caps = sorted({round(y, 3) for line in ax.lines if line.get_marker() not in ("o", "None", None, "")
+                   for y in line.get_ydata()})
+    assert caps == [0.2, 0.45, 0.65, 0.95]  # each point's 95% CI
+    texts = [text.get_text() for text in ax.texts]
+    assert "0.67" in texts and "0.55" in texts and "skipped" in texts
+    assert [t for t in texts if "too few" in t] == ["N=3: too few\nto tell from chance"]  # not for n=40
+    plt.close(fig)
+
+
+def test_the_loss_curve_has_whole_step_ticks_and_its_running_mean_drawn():
+    curve = {"step": np.arange(1, 21), "loss": np.linspace(1, 0, 20), "window": 4,
+             "mean_step": np.arange(4, 21), "mean": np.linspace(0.9, 0.1, 17)}
+    fig = figures.plot_loss_curve(curve)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    ticks = [tick for tick in ax.get_xticks() if ax.get_xlim()[0] <= tick <= ax.get_xlim()[1]]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)
+    raw, mean = ax.lines
+    np.testing.assert_array_equal(mean.get_xdata(), curve["mean_step"])
+    np.testing.assert_array_equal(mean.get_ydata(), curve["mean"])
+    assert raw.get_alpha() < 1 and "running mean of 4 steps" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)

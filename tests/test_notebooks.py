@@ -1,14 +1,11 @@
-"""The notebooks: committed clean, parameters validated, every one executed headless (tiny).
+"""The notebooks: committed executed, parameters validated, every one executed headless (tiny).
 
 ``test_reproduce_runs_every_notebook`` is the end-to-end check: ``avlib reproduce`` over two
 experiments runs all eleven notebooks (04-06 twice) with papermill and refreshes a figures
-folder. ``test_model_assembly_outputs_are_deterministic`` is nbval's check: the executed
-notebook is run again by ``pytest --nbval`` and every output must match.
+folder. That every stored output comes back is nbval's check, run by ``make test`` after these
+tests (``pytest --nbval notebooks/ --nbval-sanitize-with notebooks/nbval_sanitize.cfg``).
 """
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -34,14 +31,62 @@ def test_all_numbered_notebooks_exist():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_committed_notebook_is_clean(path):
-    """No outputs, no execution counts, a parameters cell, no functions or classes defined."""
+def test_committed_notebook_holds_its_outputs_as_make_demo_stores_them(path):
+    """Executed in order (counts 1, 2, ...), no errors, no papermill traces, no progress bars,
+    no bare reprs, no widget views; one parameters cell; no functions or classes defined.
+    `pytest --nbval` (make test) checks that every stored output comes back."""
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
     cells = code_cells(path)
-    assert all(not c.outputs and c.execution_count is None for c in cells), (
-        f"{path.name} has outputs: run `jupyter nbconvert --clear-output --inplace {path}`")
+    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), (
+        f"{path.name} is not stored executed: run `make demo` (avlib reproduce --profile tiny)")
+    outputs = [output for c in cells for output in c.outputs]
+    assert outputs and not [o for o in outputs if o.output_type == "error"]
+    assert "papermill" not in notebook.metadata and not any("papermill" in c.metadata for c in notebook.cells)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in cells)
+    streams = "".join(o.text for o in outputs if o.output_type == "stream")
+    assert "\r" not in streams and "it/s]" not in streams  # no finished (or stuck) progress bars
+    for output in outputs:
+        data = output.get("data", {})
+        assert "application/vnd.jupyter.widget-view+json" not in data
+        plain = data.get("text/plain", "")
+        assert not plain.startswith(("PosixPath(", "{", "[PosixPath")), f"{path.name}: bare repr {plain[:80]}"
     assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1
     assert not any(line.lstrip().startswith(("def ", "class ")) for c in cells for line in c.source.splitlines())
-    nbformat.validate(nbformat.read(path, as_version=4))
+
+
+def test_committed_notebooks_stay_small():
+    assert sum(path.stat().st_size for path in NOTEBOOKS) < 3_000_000
+
+
+def test_stored_notebook_is_the_source_with_the_outputs_and_nothing_volatile():
+    """What `avlib reproduce` writes back: papermill's injected cell and metadata gone, counts
+    from 1, a stream split by timing joined; a source edited meanwhile is refused."""
+    from avlib.errors import AvlibError
+    from avlib.reproduce import stored_notebook
+
+    new = nbformat.v4
+    source = new.new_notebook(cells=[new.new_markdown_cell("# title"),
+                                     new.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                     new.new_code_cell("print(x); x")], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    executed = nbformat.from_dict(json.loads(json.dumps(source)))
+    executed.metadata["papermill"] = {"start_time": "2026-01-01T00:00:00"}
+    injected = new.new_code_cell("x = 2", metadata={"tags": ["injected-parameters"]}, execution_count=2)
+    executed.cells.insert(2, injected)
+    executed.cells[1].execution_count, executed.cells[3].execution_count = 1, 3
+    executed.cells[3].metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:01"}
+    executed.cells[3].outputs = [new.new_output("stream", name="stdout", text="2"),
+                                 new.new_output("stream", name="stdout", text="\n"),
+                                 new.new_output("execute_result", {"text/plain": "2"}, execution_count=3)]
+    stored = stored_notebook(executed, source)
+    assert stored.metadata == source.metadata and [c.source for c in stored.cells] == [c.source for c in source.cells]
+    assert [c.get("execution_count") for c in stored.cells] == [None, 1, 2]
+    assert stored.cells[2].metadata == {} and [o.output_type for o in stored.cells[2].outputs] == ["stream", "execute_result"]
+    assert stored.cells[2].outputs[0].text == "2\n" and stored.cells[2].outputs[1].execution_count == 2
+    assert not source.cells[2].outputs  # the source is left as it was
+    source.cells[2].source = "print(x)"
+    with pytest.raises(AvlibError, match="cells differ"):
+        stored_notebook(executed, source)
 
 
 def test_parameters_default_to_the_tiny_profile_with_a_note_and_a_closing_summary():
@@ -118,11 +163,13 @@ def test_reproduce_plan_chains_each_experiment_before_the_summaries(tmp_path):
     outputs = [[step.output for step in chain] for chain in chains]
     assert ["04_train.dog_text", "05_generate.dog_text", "06_evaluate.dog_text"] in outputs
     assert outputs[-2:] == [["07_results"], ["08_human_eval"]]
-    # the experiments start first; the single notebooks fill in at the end of the parallel stage
-    lengths = [len(chain) for chain in outputs[:-2]]
+    # the default chain first (longest), then the experiments, then the single notebooks
+    assert outputs[0] == ["04_train.default", "05_generate.default", "06_evaluate.default",
+                          "07_results.default", "08_human_eval.default"]
+    lengths = [len(chain) for chain in outputs[1:-2]]
     assert lengths == sorted(lengths, reverse=True) and lengths.count(3) == len(DEFAULT_EXPERIMENTS)
-    assert outputs[0][0] == "04_train.multiclass"  # the longest chain (three classes) starts first
-    assert sorted(chain[0] for chain in outputs[len(DEFAULT_EXPERIMENTS):-2]) == [
+    assert outputs[1][0] == "04_train.multiclass"  # the longest experiment chain (three classes) next
+    assert sorted(chain[0] for chain in outputs[1 + len(DEFAULT_EXPERIMENTS):-2]) == [
         "00_quickstart", "01_dataset_curation", "02_model_assembly", "03_audio_features", "09_toy_world",
         "10_long_and_live"]
     train = {chain[0].output: chain[0].parameters for chain in chains if chain[0].notebook == "04_train"}
@@ -132,6 +179,30 @@ def test_reproduce_plan_chains_each_experiment_before_the_summaries(tmp_path):
         plan("tiny", ["tempotokens_baseline"], tmp_path)
 
 
+def test_every_numbered_notebook_is_stored_once_with_default_parameters(tmp_path):
+    """Each numbered notebook's outputs go back into it from exactly one run with no parameter
+    that changes an output; with overrides (or another profile) none is stored."""
+    from avlib.reproduce import plan
+
+    stored = [step for chain in plan("tiny", ["dog"], tmp_path) for step in chain if step.stored]
+    assert sorted(step.notebook for step in stored) == EXPECTED
+    assert all(set(step.parameters) <= {"figures_dir"} for step in stored)
+    assert not [step for chain in plan("tiny", ["dog"], tmp_path, FAST) for step in chain if step.stored]
+    assert not [step for chain in plan("paper", ["dog"], tmp_path) for step in chain if step.stored]
+
+
+def test_stored_notebooks_run_each_in_a_kernel_of_their_own(tmp_path, monkeypatch):
+    """As nbval re-runs them: a lane's shared kernel would carry the earlier notebooks' memory."""
+    import avlib.reproduce
+
+    ran = []
+    monkeypatch.setattr(avlib.reproduce, "run_notebook",
+                        lambda step, out_dir, notebook_dir, kernel: ran.append((step.stored, kernel)) or 0.0)
+    avlib.reproduce.reproduce("tiny", ["dog"], tmp_path / "out", tmp_path / "figures", jobs=1, progress=False)
+    assert sorted(stored for stored, _ in ran) == [False] * 5 + [True] * 10
+    assert all((kernel is None) == stored for stored, kernel in ran)
+
+
 def test_save_figure_stamps_the_profile(tmp_path):
     import matplotlib.pyplot as plt
 
@@ -139,9 +210,10 @@ def test_save_figure_stamps_the_profile(tmp_path):
 
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    path = save_figure(fig, tmp_path, "line", "tiny", "a test")
-    assert path.name == "line.tiny.png" and figure_profile(path) == "tiny"
-    assert save_figure(fig, None, "line", "tiny") is None
+    assert save_figure(fig, tmp_path, "line", "tiny", "a test") is None  # a cell ending with it shows no path
+    assert figure_profile(tmp_path / "line.tiny.png") == "tiny"
+    save_figure(fig, None, "other", "tiny")
+    assert [p.name for p in tmp_path.iterdir()] == ["line.tiny.png"]
 
 
 def test_agreement_counts_the_metric_siding_with_the_rater():
@@ -230,27 +302,6 @@ def test_reproduce_runs_every_notebook(tmp_path, monkeypatch):
     assert "### thunder: criterion met" in outputs_text(notebooks / "09_toy_world.ipynb")
     run = tmp_path / "out" / "runs" / "dog"
     assert len((run / "samples" / "index.csv").read_text().splitlines()) == 4 and (run / "metrics.json").is_file()
-
-
-@pytest.mark.slow
-def test_model_assembly_outputs_are_deterministic(tmp_path, tiny_t2v):
-    """nbval: run 02 once with papermill, then `pytest --nbval` re-runs it and compares outputs.
-
-    ``tiny_t2v`` builds the tiny model first, so neither run prints the one-off build progress.
-    """
-    import papermill
-
-    executed = tmp_path / "02_model_assembly.ipynb"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "02_model_assembly.ipynb"), str(executed),
-                               kernel_name="python3", progress_bar=False)
-    text = outputs_text(executed)
-    assert "| mapper |" in text
-    # the report mapper's <class> token, and both readings of its mixing layer
-    assert "audio_token (B, D)" in text and "<class>" in text and "+ frame self-attention" in text
-    env = {**os.environ, "AVLIB_HEADLESS": "1"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-p", "no:xdist", "-p", "no:cacheprovider",
-                             "-q", str(executed)], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:]
 
 
 def test_rater_widget_saves_each_click(tmp_path, monkeypatch):
@@ -373,6 +424,25 @@ def test_reproduce_kernels_start_without_the_tcp_warning(tmp_path, capfd):
     assert "without encryption" not in capfd.readouterr().err
     printed = code_cells(tmp_path / "out" / "notebooks" / "probe.ipynb")[0].outputs[0].text
     assert printed.strip() == str(ROOT / "avlib" / "__init__.py")  # the kernel imports this checkout
+
+
+def test_a_headless_kernel_prints_the_run_folder_on_the_terminal_and_once_in_the_notebook(tmp_path, capfd,
+                                                                                         monkeypatch):
+    """papermill's user sees the run folder at once on the terminal; the notebook stores it once,
+    and no progress bar: the kernel has no live front end."""
+    from avlib.reproduce import NotebookRun, run_notebook
+
+    monkeypatch.setenv("AVLIB_HEADLESS", "1")
+    source = ("from avlib.notebook import announce\nfrom tqdm.auto import tqdm\n"
+              "announce('run folder: runs/dog_tiny')\nfor _ in tqdm(range(3), disable=False): pass")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "probe.ipynb")
+    run_notebook(NotebookRun("probe", "probe"), tmp_path / "out", notebook_dir=tmp_path)
+    assert "run folder: runs/dog_tiny" in capfd.readouterr().err
+    outputs = code_cells(tmp_path / "out" / "notebooks" / "probe.ipynb")[0].outputs
+    assert [(o.output_type, o.get("name"), o.get("text")) for o in outputs] == [
+        ("stream", "stdout", "run folder: runs/dog_tiny\n")]
 
 
 def test_a_lane_shares_one_kernel_and_each_notebook_starts_afresh(tmp_path):

@@ -31,6 +31,7 @@ from selenium.webdriver.common.by import By
 ROOT = Path(__file__).resolve().parents[1]
 # JupyterLab commands as a user finds them: (menu, item).
 RUN_ALL = ("Run", "Run All Cells")
+CLEAR_ALL = ("Edit", "Clear Outputs of All Cells")
 SAVE = ("File", "Save Notebook")
 WIDGET_ERROR = "Error displaying widget"
 
@@ -117,6 +118,9 @@ def run_notebook(driver, base: str, folder: Path, name: str, timeout: float, sho
     wait_for(lambda: "| Idle" in driver.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget").text,
              120, f"{name}'s kernel", poll=2)
     time.sleep(5)  # "Idle" can show before the kernel's channels connect; cells sent then were lost
+    # The committed notebooks hold their outputs: cleared first (counts too), so a numbered prompt
+    # afterwards is a cell that ran now.
+    command(driver, CLEAR_ALL)
     command(driver, RUN_ALL)
     wait_for(lambda: all_cells_ran(driver) or page_problems(driver), timeout, f"{name} to run", poll=3)
     command(driver, SAVE)
