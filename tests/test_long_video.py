@@ -308,7 +308,7 @@ def test_seam_score_sees_jumps_at_window_boundaries():
 def test_evaluate_scores_long_samples_whole_and_their_seams(trained_run, pipeline, settings, tmp_path):
     """A run whose samples are one window long is scored as before (no seam score); once its
     samples are long videos, AV-Align covers each whole video, FVD its first window and the
-    metrics gain a seam score with its CI."""
+    metrics gain a seam score with its CI, overall and per class."""
     import shutil
 
     from avlib.data.synthetic import render_audio
@@ -332,6 +332,9 @@ def test_evaluate_scores_long_samples_whole_and_their_seams(trained_run, pipelin
         video = pipeline.generate_long(audio, None, seed=i)
         write_videos([run.sample_video(sample.clip_id)], video.frames, video.fps, [audio])
         save_audio(run.sample_audio(sample.clip_id), audio)
+    record = json.loads(run.config_file.read_text())
+    record["config"]["eval_per_class"] = True                   # per class too
+    run.config_file.write_text(json.dumps(record))
     with pytest.warns(MetricWarning, match="rank-deficient"):    # 2 clips, 16-d TOY I3D features
         result = evaluate_run(run.root, metrics=["av-align", "fvd"], workers=1, progress=False, use_cache=False)
 
@@ -341,6 +344,7 @@ def test_evaluate_scores_long_samples_whole_and_their_seams(trained_run, pipelin
     assert seam["n_boundaries"] == len(samples) * 2 and seam["n_within"] == len(samples) * (frames - 3)
     assert seam["ci95"][0] <= seam["value"] <= seam["ci95"][1]
     assert list(result["metrics"]) == ["fvd", "clipsim", "av_align", "seam_score"]
+    assert result["per_class"]["thunder"]["seam_score"]["value"] == seam["value"]   # the only class
     for i, sample in enumerate(samples):
         entry = result["per_video"][sample.clip_id]
         assert entry["frames"] == frames
