@@ -303,3 +303,54 @@ def test_seam_score_sees_jumps_at_window_boundaries():
     flat, seamed = seam_score([smooth], 8, n_resamples=500), seam_score([jumps], 8, n_resamples=500)
     assert 0.6 < flat["seam_score"] < 1.6 and flat["ci95"][0] < 1 < flat["ci95"][1]
     assert seamed["seam_score"] > 4 and seamed["ci95"][0] > flat["ci95"][1]
+
+
+def test_evaluate_scores_long_samples_whole_and_their_seams(trained_run, pipeline, settings, tmp_path):
+    """A run whose samples are one window long is scored as before (no seam score); once its
+    samples are long videos, AV-Align covers each whole video, FVD its first window and the
+    metrics gain a seam score with its CI, overall and per class."""
+    import shutil
+
+    from avlib.data.synthetic import render_audio
+    from avlib.evaluate import evaluate_run
+    from avlib.generate import sample_test_set
+    from avlib.media import save_audio, write_videos
+    from avlib.metrics import MetricWarning
+    from avlib.run import Run
+
+    run = Run(shutil.copytree(trained_run, tmp_path / "run"))
+    sample_test_set(run.root, progress=False, shuffled_control=False)
+    one_window = evaluate_run(run.root, metrics=["av-align"], workers=1, progress=False, use_cache=False)
+    assert "seam_score" not in one_window["metrics"] and "seam_score" not in one_window["definitions"]
+    assert not any("window" in note for note in one_window["notes"])
+    assert all("frames" not in entry for entry in one_window["per_video"].values())
+
+    seconds, claps = 3.0, {0: [0.4, 1.3, 2.6], 1: [0.7, 2.1]}
+    samples = run.samples()
+    for i, sample in enumerate(samples):    # the same clips, now whole-audio videos 3 windows long
+        audio = render_audio("thunder", np.array(claps[i % 2]), seconds, np.random.default_rng(i))
+        video = pipeline.generate_long(audio, None, seed=i)
+        write_videos([run.sample_video(sample.clip_id)], video.frames, video.fps, [audio])
+        save_audio(run.sample_audio(sample.clip_id), audio)
+    record = json.loads(run.config_file.read_text())
+    record["config"]["eval_per_class"] = True                   # per class too
+    run.config_file.write_text(json.dumps(record))
+    with pytest.warns(MetricWarning, match="rank-deficient"):    # 2 clips, 16-d TOY I3D features
+        result = evaluate_run(run.root, metrics=["av-align", "fvd"], workers=1, progress=False, use_cache=False)
+
+    frames = round(seconds * settings.fps)
+    seam = result["metrics"]["seam_score"]
+    assert seam["n"] == len(samples) and seam["window_frames"] == settings.num_frames == 8
+    assert seam["n_boundaries"] == len(samples) * 2 and seam["n_within"] == len(samples) * (frames - 3)
+    assert seam["ci95"][0] <= seam["value"] <= seam["ci95"][1]
+    assert list(result["metrics"]) == ["fvd", "clipsim", "av_align", "seam_score"]
+    assert result["per_class"]["thunder"]["seam_score"]["value"] == seam["value"]   # the only class
+    for i, sample in enumerate(samples):
+        entry = result["per_video"][sample.clip_id]
+        assert entry["frames"] == frames
+        assert max(entry["audio_peaks_s"]) > 2.0    # onsets from the last window: the whole audio
+    assert result["definitions"]["seam_score"]["window_frames"] == 8
+    assert result["metrics"]["fvd"]["n"] == len(samples) and result["metrics"]["fvd"]["ci95"] is not None
+    note = next(note for note in result["notes"] if "longer than one window" in note)
+    assert f"{len(samples)} of {len(samples)} samples" in note and "first 8 frames" in note
+    assert json.loads(run.metrics_file.read_text())["metrics"]["seam_score"]["value"] == seam["value"]

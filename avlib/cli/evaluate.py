@@ -16,7 +16,9 @@ def register(subparsers) -> None:
                     "reference clips; every value comes with N and a seeded 95% bootstrap CI. In the "
                     "tiny profile, unless --i3d/--clip-model are given, FVD and CLIPSIM use the toy "
                     "world's TOY networks (trained on the synthetic world; their numbers compare "
-                    "toy-world runs only).")
+                    "toy-world runs only). Samples longer than one window (inference.num_frames), "
+                    "made from whole audio, are scored whole by AV-Align, by their first frames by FVD, "
+                    "and get a seam score (1.0 = seamless) with its CI.")
     evaluate.add_argument("--run", required=True, metavar="RUN_DIR",
                           help="run folder written by `avlib train` and sampled by `avlib sample`")
     evaluate.add_argument("--metrics", type=metric_list, default=None, metavar="fvd,clipsim,av-align",

@@ -6,7 +6,8 @@ their mean absolute pixel difference (frames in [0, 1]); the seam score is the m
 the pairs that cross a window boundary (frame ``kW - 1`` to ``kW``) over the mean change of the
 pairs inside windows. 1.0: the boundaries change no more than anywhere else (seamless); above
 1: seams. Its 95% interval is a percentile bootstrap that resamples boundary pairs and inside
-pairs separately (each set with replacement, its own size), seeded.
+pairs separately (each set with replacement, its own size), seeded. ``avlib evaluate`` adds it
+to a run's metrics when its samples are longer than one window.
 
 **AV-Align over a whole video.** :func:`avlib.metrics.av_align.av_align_video` scores a video of
 any length; :func:`av_align_segments` adds the score of each ``segment_seconds`` piece (the
@@ -20,6 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from avlib.errors import MediaError
+from avlib.io import read_json
+from avlib.media import iter_videos
+from avlib.metrics.av_align import alignment_score, av_align_video, get_version
 from avlib.metrics.stats import N_RESAMPLES, bootstrap_replicates, mean_with_ci, percentile_interval
 
 
@@ -36,16 +40,27 @@ def boundary_pairs(num_frames: int, window: int) -> np.ndarray:
     return (np.arange(1, num_frames) % window) == 0
 
 
+SEAM_SCORE_DEFINITION = ("mean frame change (mean absolute pixel difference, frames in [0, 1]) of the "
+                         "consecutive-frame pairs that cross a window boundary over that of the pairs "
+                         "inside windows; 1.0: seamless, above 1: seams")
+
+
 def seam_score(videos: Sequence[np.ndarray], window: int, seed: int = 0,
                n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
     """The seam score of ``videos`` (each (N, H, W, 3)) made of ``window``-frame windows,
     pooled over their pairs, with its bootstrap interval."""
+    return seam_score_of_changes([frame_changes(frames) for frames in videos], window, seed, n_resamples)
+
+
+def seam_score_of_changes(changes: Sequence[np.ndarray], window: int, seed: int = 0,
+                          n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
+    """:func:`seam_score` from each video's :func:`frame_changes` ((N-1,) per video), so that
+    a caller scoring many groups of videos decodes each video once."""
     across, inside = [], []
-    for frames in videos:
-        changes = frame_changes(frames)
-        crossing = boundary_pairs(len(frames), window)
-        across.append(changes[crossing])
-        inside.append(changes[~crossing])
+    for video_changes in changes:
+        crossing = boundary_pairs(len(video_changes) + 1, window)
+        across.append(video_changes[crossing])
+        inside.append(video_changes[~crossing])
     across, inside = np.concatenate(across), np.concatenate(inside)
     if across.size == 0 or inside.size == 0:
         raise MediaError(f"no window boundary to score: the videos must be longer than one window of "
@@ -66,10 +81,13 @@ def seam_score(videos: Sequence[np.ndarray], window: int, seed: int = 0,
                          f"{n_resamples} resamples, seed {seed}"}
 
 
+def video_frame_changes(videos: Sequence[Path]) -> list[np.ndarray]:
+    """:func:`frame_changes` of each video file, decoded one at a time (few per ffmpeg process)."""
+    return [frame_changes(frames) for frames, _ in iter_videos(videos)]
+
+
 def window_of(video: Path) -> int | None:
     """The window (frames) a video was generated in, from its sidecar ``{stem}.json``."""
-    from avlib.io import read_json
-
     sidecar = video.with_suffix(".json")
     if not sidecar.is_file():
         return None
@@ -79,21 +97,16 @@ def window_of(video: Path) -> int | None:
 
 def seam_score_files(videos: Sequence[Path], window: int | None = None, seed: int = 0) -> dict[str, Any]:
     """:func:`seam_score` of video files; ``window`` from each sidecar when not given."""
-    from avlib.media import read_video
-
     windows = {window} if window else {window_of(Path(v)) for v in videos}
     if None in windows or len(windows) != 1:
         raise MediaError("the videos' window is not known from their sidecars (or differs): pass "
                          "--window FRAMES, the mapper's frames per window")
-    frames = [read_video(video)[0] for video in videos]
-    result = seam_score(frames, windows.pop(), seed)
+    result = seam_score_of_changes(video_frame_changes(videos), windows.pop(), seed)
     return {**result, "videos": [str(v) for v in videos]}
 
 
 def segment_scores(result, segment_seconds: float, duration_s: float, version: str = "2025") -> list[float]:
     """AV-Align of each ``segment_seconds`` piece of one scored video (an ``AVAlignResult``)."""
-    from avlib.metrics.av_align import alignment_score, get_version
-
     definition = get_version(version)
     audio, video = np.asarray(result.audio_peaks_s), np.asarray(result.video_peaks_s)
     scores = []
@@ -108,8 +121,6 @@ def av_align_segments(video: str | Path, segment_seconds: float = 5.0, version: 
                       seed: int = 0) -> dict[str, Any]:
     """AV-Align of a whole long video, and of its ``segment_seconds`` pieces with their mean
     and bootstrap interval."""
-    from avlib.metrics.av_align import av_align_video
-
     result = av_align_video(video, version)
     duration = len(result.flow_trajectory) / result.fps             # one motion value per frame
     segments = segment_scores(result, segment_seconds, duration, version)
