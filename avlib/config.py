@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
@@ -321,6 +323,20 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def check_path(name: str, value: Any) -> Path:
+    """A file or folder parameter as a :class:`Path`; anything but non-empty text or a path (a
+    number, a list: papermill passes values of any type) is refused, naming the parameter."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ConfigError(f"{name}={value!r} must be a path: text naming a file or folder")
+    return Path(value)
+
+
+def check_positive_number(name: str, value: Any, note: str = "") -> None:
+    """Refuse a parameter that is not a finite number > 0, naming it (as :func:`check_whole_number`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={value!r} must be a number > 0{' ' + note if note else ''}")
 
 
 def check_whole_number(name: str, value: Any, minimum: int = 1, note: str = "") -> None:

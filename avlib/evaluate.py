@@ -215,6 +215,7 @@ class Scoring:
                 entry["clipsim"] = similarity
         if "fvd" not in self.networks:
             return per_video, None, 0, changes
+        fvd.warn_frame_rate_mismatch(self.references, videos)  # judged per set: samples, then each control
         return (per_video, *fvd.extract_features(videos, self.networks["fvd"], self.cache, progress=self.progress),
                 changes)
 

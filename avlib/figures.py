@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from avlib.config import check_path
 from avlib.io import atomic_path
 
 CLASS_COLOURS = {"dog": "tab:brown", "thunder": "tab:blue", "volleyball": "tab:orange",
@@ -29,6 +30,7 @@ def save_figure(fig, folder: str | Path | None, name: str, profile: str, source:
 
     if folder is None:
         return
+    folder = check_path("figures_dir", folder)
     metadata = {"Title": name, "Software": f"avlib {__version__}",
                 "Description": f"avlib profile={profile}; made by {source or 'avlib.figures'}",
                 "avlib-profile": profile}

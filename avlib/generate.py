@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from avlib.config import check_whole_number
+from avlib.config import check_path, check_whole_number
 from avlib.data.splits import load_split
 from avlib.data.synthetic import derangement
 from avlib.data.window import AudioFrameWindow
@@ -27,7 +27,7 @@ SILENCE = 1e-4  # peak amplitude (-80 dBFS) below which conditioning audio count
 
 def read_conditioning_audio(path: str | Path) -> np.ndarray:
     """Load audio for conditioning, refusing clips too short to carry any event."""
-    wave = load_audio(path, SAMPLE_RATE)
+    wave = load_audio(check_path("audio_file", path), SAMPLE_RATE)
     if wave.size < MIN_AUDIO_SECONDS * SAMPLE_RATE:
         raise MediaError(f"audio file {path} is {wave.size / SAMPLE_RATE:.3f} s long; "
                          f"give at least {MIN_AUDIO_SECONDS} s of audio")

@@ -24,8 +24,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from avlib.errors import MediaError
-from avlib.io import atomic_path
+from avlib.config import check_path
+from avlib.errors import ConfigError, MediaError
+from avlib.io import atomic_path, read_text
 from avlib.run import Run
 
 COLUMNS = ("pair_id", "clip_id", "left", "right", "choice", "rater", "kind", "time")
@@ -66,7 +67,7 @@ def ratings_path(ratings_file: str | Path | None = None) -> Path:
     """``ratings_file``, or by default ``ratings.csv`` in the runs folder (:func:`avlib.io.runs_dir`)."""
     from avlib.io import runs_dir
 
-    return Path(ratings_file) if ratings_file else runs_dir() / "ratings.csv"
+    return check_path("ratings_file", ratings_file) if ratings_file is not None else runs_dir() / "ratings.csv"
 
 
 def read_ratings(path: str | Path) -> list[dict[str, str]]:
@@ -74,8 +75,7 @@ def read_ratings(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = list(csv.DictReader(read_text(path, "ratings CSV").splitlines(keepends=True)))
     if rows and set(COLUMNS) - set(rows[0]):
         raise MediaError(f"{path} is not a ratings file (columns: {', '.join(COLUMNS)})")
     return rows
@@ -198,6 +198,8 @@ def rater(pairs: Sequence[Pair], ratings_file: str | Path, rater_name: str = "an
     """
     from avlib.notebook import is_headless, video_html
 
+    if not isinstance(rater_name, str) or not rater_name.strip():
+        raise ConfigError(f"rater_name={rater_name!r} must be your name as text (it marks your ratings)")
     done = {row["pair_id"] for row in read_ratings(ratings_file) if row["rater"] == rater_name}
     todo = [pair for pair in pairs if pair.pair_id not in done]
     if is_headless():

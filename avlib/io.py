@@ -164,6 +164,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
+def read_text(path: str | os.PathLike, what: str = "text file") -> str:
+    """A text file's contents, failing with one line that names it when it holds binary data."""
+    from avlib.errors import AvlibError
+
+    path = Path(path)
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise AvlibError(f"{path} is binary, not a {what}: check the path") from None
+
+
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
     """Parse a JSON file, failing with one line that names it when it is damaged."""
     from avlib.errors import AvlibError

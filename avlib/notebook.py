@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from avlib.config import ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, check_epochs_and_lr, load_config
+from avlib.config import (ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, check_epochs_and_lr, check_path,
+                          load_config)
 from avlib.errors import ConfigError
 from avlib.figures import number
 from avlib.io import read_json, runs_dir, skip_final_collection
@@ -65,6 +66,8 @@ def train_config(cls: str = "dog", encoder: str | None = None, text_prompt: str 
     Raises :class:`ConfigError` naming the bad parameter and what is allowed.
     """
     check_epochs_and_lr(epochs, lr, names=("epochs", "lr"))
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides={overrides!r} must be a dict of config keys, e.g. {{'train.max_steps': 5}}")
     if encoder is not None and encoder not in ENCODERS:
         raise ConfigError(f"encoder='{encoder}' is not one of: {', '.join(ENCODERS)}")
     experiment = experiment_name(cls, text_prompt, mapper)
@@ -101,7 +104,7 @@ def own_run_dir(config: ExperimentConfig, run_dir: str | Path | None = None, nam
     05-08 read. A re-run trains into the same folder (:func:`train_or_reuse`), so there is one
     default run per experiment and profile, never a ``_2``. The folder is printed, and also
     written to the terminal that started a headless kernel (papermill, nbval)."""
-    run_dir = Path(run_dir) if run_dir is not None else experiment_run_dir(config, name=name)
+    run_dir = check_path("run_dir", run_dir) if run_dir is not None else experiment_run_dir(config, name=name)
     announce(f"run folder: {run_dir}")
     return run_dir
 
@@ -195,7 +198,8 @@ def notebook_run(run_dir: str | Path | None, cls: str = "dog", profile: str = "t
     ``cls`` with ``mapper``."""
     if run_dir is None:
         run_dir = prepared_run(experiment_name(cls, mapper=mapper), profile, needs)
-    return Path(run_dir), require_run(run_dir, needs)
+    config = require_run(run_dir, needs)
+    return Path(run_dir), config
 
 
 def notebook_runs(run_dirs, experiments=("dog", "dog_text"), profile: str = "tiny") -> tuple[list[Path], str]:
@@ -203,7 +207,11 @@ def notebook_runs(run_dirs, experiments=("dog", "dog_text"), profile: str = "tin
     of ``experiments`` (dog and dog_text score the same test clips, so 08 can pair them)."""
     if run_dirs is None:
         run_dirs = [prepared_run(name, profile, SCORED) for name in experiments]
-    return [Path(d) for d in run_dirs], runs_profile(run_dirs)
+    if not isinstance(run_dirs, (list, tuple)):
+        raise ConfigError(f"run_dirs={run_dirs!r} must be a list of run folders (papermill -y "
+                          "'run_dirs: [runs/dog_tiny, runs/thunder_tiny]'), or None for the default runs")
+    run_dirs = [check_path(f"run_dirs[{i}]", d) for i, d in enumerate(run_dirs)]
+    return run_dirs, runs_profile(run_dirs)
 
 
 def runs_profile(run_dirs) -> str:
@@ -298,11 +306,18 @@ def show_videos(paths, labels=None, width: int = 256):
 
 
 # -- 01 / 03: datasets and the synthetic world ---------------------------------------------------
-def shipped_manifests() -> dict[str, list]:
+class Manifests(dict):
+    """Manifest rows by dataset; an unknown dataset (01's ``dataset`` parameter) is one clear error."""
+
+    def __missing__(self, dataset):
+        raise ConfigError(f"dataset={dataset!r} has no shipped manifest (choose from: {', '.join(self)})")
+
+
+def shipped_manifests() -> Manifests:
     """The rows of every dataset manifest shipped in ``data_manifests/``, by dataset."""
     from avlib.data.manifests import SHIPPED_DATASETS, default_manifest, read_manifest
 
-    return {name: read_manifest(default_manifest(name)) for name in SHIPPED_DATASETS}
+    return Manifests({name: read_manifest(default_manifest(name)) for name in SHIPPED_DATASETS})
 
 
 def synthetic_examples(config: ExperimentConfig, classes=None, per_class: int = 1, seed: int = 0) -> list:

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from avlib.config import ExperimentConfig, config_from_record
+from avlib.config import ExperimentConfig, check_path, config_from_record
 from avlib.errors import CheckpointError, ConfigError, MediaError
-from avlib.io import CLIP_ID, atomic_path, read_json, run_record, runs_dir, write_json
+from avlib.io import CLIP_ID, atomic_path, read_json, read_text, run_record, runs_dir, write_json
 from avlib.named_weights import BUILT_IN_MODELS, HUB_SEPARATOR, TOYWORLD, resolve_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -139,7 +139,7 @@ class Run:
     """The run folder at ``root`` (it need not exist yet: :meth:`write_config` creates it)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = check_path("run_dir", root)
         self.config_file = self.root / CONFIG_FILE
         self.losses_file = self.root / LOSSES_FILE
         self.summary_file = self.root / SUMMARY_FILE
@@ -197,8 +197,7 @@ class Run:
         """The training losses as columns: ``{"step": (S,), "loss": (S,), ...}`` float arrays."""
         import numpy as np
 
-        with open(self.losses_file, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = list(csv.DictReader(read_text(self.losses_file, "losses CSV").splitlines(keepends=True)))
         return {key: np.array([float(row[key]) for row in rows], dtype=float) for key in LOSS_COLUMNS}
 
     def write_summary(self, config: ExperimentConfig, seed: int | None, **summary: Any) -> Path:

@@ -23,6 +23,15 @@ from avlib.cache import CacheWarning
 from avlib.cli import main
 from avlib.metrics import MetricWarning
 from avlib.config import load_config
+from avlib.data.curate import dataset_status
+from avlib.errors import ConfigError
+from avlib.figures import save_figure
+from avlib.generate import read_conditioning_audio
+from avlib.human_eval import rater, ratings_path
+from avlib.notebook import notebook_run, notebook_runs, own_run_dir, shipped_manifests, train_config
+from avlib.pipeline.audio_to_video import AudioToVideoPipeline
+from avlib.toyworld.evaluate import evaluate_toyworld, load_evaluation
+from avlib.toyworld.long_video import long_clip, train_thunder_mapper
 from avlib.io import run_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -591,3 +600,108 @@ def test_papermill_per_class_of_the_wrong_kind_is_our_line(value, tmp_path):
                                    parameters={"per_class": value}, kernel_name="python3", progress_bar=False,
                                    cwd=str(tmp_path))
     assert caught.value.traceback == [f"ConfigError: per_class={value!r} must be a whole number >= 1"]
+
+
+NOWHERE = ROOT / "no-such-folder"
+# Each bad notebook parameter, handed to the avlib function its notebook passes it to.
+NOTEBOOK_PARAMETERS = {
+    "00-overrides-not-a-dict": (lambda: train_config("dog", overrides="x"), "overrides='x' must be a dict"),
+    "00-run_dir-a-number": (lambda: own_run_dir(load_config("dog", "tiny"), 5), "run_dir=5 must be a path"),
+    "01-dataset-unknown": (lambda: shipped_manifests()["cat"], "dataset='cat' has no shipped manifest"),
+    "01-data_root-missing": (lambda: dataset_status([], NOWHERE), f"dataset folder {NOWHERE} does not exist"),
+    "01-data_root-a-number": (lambda: dataset_status([], 5), "data_root=5 must be a path"),
+    "05-run_dir-a-number": (lambda: notebook_run(5), "run_dir=5 must be a path"),
+    "07-run_dirs-a-string": (lambda: notebook_runs("runs/dog_tiny"), "run_dirs='runs/dog_tiny' must be a list"),
+    "07-run_dirs-entry-a-number": (lambda: notebook_runs([5]), r"run_dirs\[0\]=5 must be a path"),
+    "08-ratings_file-a-number": (lambda: ratings_path(5), "ratings_file=5 must be a path"),
+    "08-rater_name-blank": (lambda: rater([], NOWHERE / "r.csv", " "), "rater_name=' ' must be your name"),
+    "any-figures_dir-a-list": (lambda: save_figure(None, ["f"], "x", "tiny"), r"figures_dir=\['f'\] must be a path"),
+    "09-evaluation-a-number": (lambda: load_evaluation(5), "evaluation=5 must be a path"),
+    "10-seconds-zero": (lambda: long_clip(0, 0, 0, 8, 32), "seconds=0 must be a number > 0"),
+    "10-seconds-text": (lambda: long_clip(0, 0, "12", 8, 32), "seconds='12' must be a number > 0"),
+    "10-seed-negative": (lambda: long_clip(-1, 0, 2.0, 8, 32), "seed=-1 must be a whole number >= 0"),
+    "10-seed-too-big": (lambda: long_clip(2**63, 0, 2.0, 8, 32), r"below 2\*\*63"),
+    "10-mapper_steps-zero": (lambda: train_thunder_mapper(NOWHERE, 0), "mapper_steps=0 must be a whole number >= 1"),
+    "10-mapper_run-a-number": (lambda: AudioToVideoPipeline.from_run(5), "run_dir=5 must be a path"),
+    "10-audio_file-a-number": (lambda: read_conditioning_audio(5), "audio_file=5 must be a path"),
+}
+
+
+@pytest.mark.parametrize("case", NOTEBOOK_PARAMETERS)
+def test_a_bad_notebook_parameter_is_one_config_error_naming_it(case):
+    call, message = NOTEBOOK_PARAMETERS[case]
+    with pytest.raises(ConfigError, match=message) as caught:
+        call()
+    # What the kernel shows (IPython's _render_traceback_): this one line, no frames.
+    assert "\n" not in str(caught.value) and caught.value._render_traceback_() == [f"ConfigError: {caught.value}"]
+    assert not NOWHERE.exists()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"test_per_class": 0}, "test_per_class=0 must be a whole number >= 1"),
+    ({"test_per_class": "40"}, "test_per_class='40' must be a whole number >= 1"),
+    ({"mapper_steps": -1}, "mapper_steps=-1 must be a whole number >= 1"),
+])
+def test_notebook_09_rerun_settings_are_refused_before_any_work(arguments, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        evaluate_toyworld(tmp_path / "rerun", **arguments)
+    assert not (tmp_path / "rerun").exists()
+
+
+@pytest.mark.parametrize("reader", ["losses", "ratings", "report-repo-index"])
+def test_a_binary_text_file_is_named(reader, tmp_path):
+    from avlib.data.manifests import convert_report_repo_index
+    from avlib.errors import AvlibError
+    from avlib.human_eval import read_ratings
+    from avlib.run import Run
+
+    path = tmp_path / {"losses": "losses.csv", "ratings": "ratings.csv", "report-repo-index": "index.csv"}[reader]
+    path.write_bytes(bytes(range(128, 256)) * 4)
+    read = {"losses": lambda: Run(tmp_path).read_losses(), "ratings": lambda: read_ratings(path),
+            "report-repo-index": lambda: convert_report_repo_index(path)}[reader]
+    with pytest.raises(AvlibError, match=f"{re.escape(str(path))} is binary, not a"):
+        read()
+
+
+def test_evaluate_warns_once_when_references_and_samples_differ_in_frame_rate(tmp_path, monkeypatch, capsys):
+    from avlib.media import write_video
+    from test_evaluate_report import jumping_frames, make_run
+
+    run = make_run(tmp_path / "dog", "dog")
+    for i in range(4):  # the same clips at 24 fps instead of the samples' 8
+        write_video(run / "reference" / f"r{i}.mp4", jumping_frames([3, 5], 60), 24)
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(MetricWarning) as caught:
+        assert main(["evaluate", "--run", str(run), "--metrics", "fvd", "--no-cache", "--quiet"]) == 0
+    warned = [str(w.message) for w in caught if "fps" in str(w.message)]
+    assert warned == ["the real videos play at 24 fps and the generated ones at 8 fps: FVD compares frame "
+                      "sequences, so motion is judged at different speeds (resample one set to the other's "
+                      "frame rate)"]
+
+
+def test_papermill_command_line_shows_our_line_below_its_own_call_stack(tmp_path):
+    """papermill's CLI prints the Python traceback of its own PapermillExecutionError (a known
+    limit, README "Reliability"); the executed notebook holds only our line."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(Path(sys.executable).with_name("papermill")), str(ROOT / "notebooks" / "01_dataset_curation.ipynb"),
+                           str(tmp_path / "out.ipynb"), "-p", "data_root", str(NOWHERE), "-k", "python3",
+                           "--no-progress-bar"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    line = (f"ConfigError: dataset folder {NOWHERE} does not exist: pass the folder `avlib data curate --out` "
+            "wrote (`avlib data status --root`, notebook 01's data_root)")
+    assert proc.returncode == 1 and proc.stderr.rstrip().endswith(line)
+    errors = [output for cell in json.loads((tmp_path / "out.ipynb").read_text())["cells"]
+              for output in cell.get("outputs", []) if output["output_type"] == "error"]
+    assert [error["traceback"] for error in errors] == [[line]]
+
+
+def test_reproduce_turns_a_failing_notebook_into_our_one_line(tmp_path):
+    from avlib.cli import describe_error
+    from avlib.reproduce import NotebookRun, run_notebook
+
+    step = NotebookRun("01_dataset_curation", "01_bad", {"data_root": str(NOWHERE)})
+    with pytest.raises(Exception) as caught:
+        run_notebook(step, tmp_path)
+    assert describe_error(caught.value) == (
+        f"01_bad failed in cell 5: ConfigError: dataset folder {NOWHERE} does not exist: pass the folder "
+        "`avlib data curate --out` wrote (`avlib data status --root`, notebook 01's data_root) "
+        f"(the executed notebook is {tmp_path / 'notebooks' / '01_bad.ipynb'})")

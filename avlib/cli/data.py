@@ -103,11 +103,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         check_output(args.json)
     rows = manifests.read_manifest(args.manifest)
-    root = Path(args.root)
-    if not root.is_dir():
-        raise AvlibError(f"dataset folder {root} {'is a file' if root.exists() else 'does not exist'} "
-                         "(pass --root the folder `avlib data curate --out` wrote)")
-    statuses = curate.dataset_status(rows, root)
+    statuses = curate.dataset_status(rows, args.root)
     counts = curate.count_states(statuses)
     print("  ".join(f"{state} {n}" for state, n in counts.items()) + f"  (of {len(statuses)} clips)")
     for status in statuses:

@@ -23,6 +23,7 @@ from typing import Sequence
 import soundfile
 from tqdm.auto import tqdm
 
+from avlib.config import check_path
 from avlib.data.manifests import ClipRow, distinct_clips
 from avlib.errors import AvlibError, ConfigError, MediaError
 from avlib.io import atomic_path
@@ -89,7 +90,12 @@ def _wav_problem(wav: Path, expected_s: float) -> str | None:
 
 
 def dataset_status(rows: Sequence[ClipRow], root: str | Path, progress: bool = True) -> list[ClipStatus]:
-    """One status per distinct clip of ``rows`` (a clip listed in two splits counts once)."""
+    """One status per distinct clip of ``rows`` (a clip listed in two splits counts once);
+    ``root`` must be a folder (else every clip would just count as missing)."""
+    root = check_path("data_root", root)
+    if not root.is_dir():
+        raise ConfigError(f"dataset folder {root} {'is a file' if root.exists() else 'does not exist'}: pass the "
+                         "folder `avlib data curate --out` wrote (`avlib data status --root`, notebook 01's data_root)")
     return [check_clip(root, row) for row in tqdm(distinct_clips(rows), desc="checking clips",
                                                   unit="clip", disable=not progress)]
 

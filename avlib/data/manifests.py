@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 from avlib.config import SPLIT_SCHEMES
 from avlib.errors import ConfigError
-from avlib.io import CLIP_ID, atomic_path
+from avlib.io import CLIP_ID, atomic_path, read_text
 
 MANIFEST_VERSION = 1
 VERSION_LINE = f"# avlib-manifest v{MANIFEST_VERSION}"
@@ -281,15 +281,14 @@ def convert_report_repo_index(path: str | Path) -> list[ClipRow]:
     stays empty and clip NNN is taken to be the NNN-th consecutive clip of that video.
     """
     rows = []
-    with Path(path).open(newline="") as f:
-        for fields in csv.DictReader(f):
-            ytid, label, split = fields["ytid"], fields["class"], fields["set"]
-            if label in CUSTOM_CLIP_S:
-                length = CUSTOM_CLIP_S[label]
-                index = int(ytid.rsplit("_", 1)[1])
-                rows.append(ClipRow(ytid, label, split, "", (index - 1) * length, index * length))
-            else:
-                start = int(fields["start_time"])
-                rows.append(ClipRow(vggsound_clip_id(ytid, start), label, split, ytid,
-                                    float(start), start + VGGSOUND_CLIP_S))
+    for fields in csv.DictReader(read_text(path, "index CSV").splitlines(keepends=True)):
+        ytid, label, split = fields["ytid"], fields["class"], fields["set"]
+        if label in CUSTOM_CLIP_S:
+            length = CUSTOM_CLIP_S[label]
+            index = int(ytid.rsplit("_", 1)[1])
+            rows.append(ClipRow(ytid, label, split, "", (index - 1) * length, index * length))
+        else:
+            start = int(fields["start_time"])
+            rows.append(ClipRow(vggsound_clip_id(ytid, start), label, split, ytid,
+                                float(start), start + VGGSOUND_CLIP_S))
     return rows

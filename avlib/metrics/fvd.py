@@ -363,6 +363,14 @@ def frame_rate_mismatch(real_videos: Sequence[str | Path], fake_videos: Sequence
             "the other's frame rate)")
 
 
+def warn_frame_rate_mismatch(real_videos: Sequence[str | Path], fake_videos: Sequence[str | Path]) -> str | None:
+    """:func:`frame_rate_mismatch`, also raised as a :class:`MetricWarning` (one line in the CLI)."""
+    message = frame_rate_mismatch(real_videos, fake_videos)
+    if message:
+        warnings.warn(message, MetricWarning, stacklevel=3)
+    return message
+
+
 def compute_fvd(real_videos: Sequence[str | Path], fake_videos: Sequence[str | Path],
                 backbone: FeatureBackbone, cache: FeatureCache | None = None, seed: int = 0,
                 n_resamples: int = N_RESAMPLES, device: str | None = None,
@@ -383,9 +391,8 @@ def compute_fvd(real_videos: Sequence[str | Path], fake_videos: Sequence[str | P
                    f"{backbone.preprocessing.frames} frames; their last frame was repeated")
         warnings.warn(message, MetricWarning, stacklevel=2)
         result["warnings"].append(message)
-    message = frame_rate_mismatch(real_videos, fake_videos)
+    message = warn_frame_rate_mismatch(real_videos, fake_videos)
     if message:
-        warnings.warn(message, MetricWarning, stacklevel=2)
         result["warnings"].append(message)
     return {**result, "protocol": conventions.describe(), "backbone": backbone.describe(),
             "preprocessing": backbone.preprocessing.describe()}

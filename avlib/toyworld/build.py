@@ -40,7 +40,7 @@ from avlib.audio.cavp import CAVPEncoder
 from avlib.audio.checkpoints import save_encoder
 from avlib.data.synthetic import synth_clip
 from avlib.errors import CheckpointError, ConfigError
-from avlib.io import run_record, write_json
+from avlib.io import read_json, run_record, write_json
 from avlib.pipeline.assemble import assemble
 from avlib.pipeline.conditioning import enable_frame_conditioning, encode_text
 from avlib.pipeline.tiny import build_tiny_t2v
@@ -306,7 +306,7 @@ def build_toyworld(out_dir: str | Path, cfg: BuildConfig = BuildConfig(), progre
     write_json(staging / "build.json", run_record(
         {**asdict(cfg), "init": Path(cfg.init).name}, seed=cfg.seed, spec=asdict(ToySpec()), latent_scaling=scaling, timings=timings,
         losses={"vae": summary(vae_losses), "unet": summary(unet_losses), "cavp": summary(cavp_losses)},
-        init_build=json.loads((Path(cfg.init) / "build.json").read_text()) if cfg.init else None))
+        init_build=read_json(Path(cfg.init) / "build.json", "toy world build record") if cfg.init else None))
     for config_file in (staging / T2V_SUBDIR).glob(f"*/{CONFIG_NAME}"):  # no staging paths in the output
         config = json.loads(config_file.read_text())
         if "_name_or_path" in config:

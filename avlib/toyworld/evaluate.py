@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avlib.config import GenerationSettings
+from avlib.config import GenerationSettings, check_path, check_whole_number
 from avlib.data.synthetic import CLASSES, derangement
 from avlib.errors import AvlibError, ConfigError
 from avlib.generate import clip_noise
@@ -91,7 +91,7 @@ def separated(a: dict, b: dict) -> bool:
 
 def load_evaluation(path: str | Path) -> dict:
     """The record :func:`evaluate_toyworld` wrote: a folder holding ``toyworld_eval.json``, or the file."""
-    path = Path(path)
+    path = check_path("evaluation", path)
     if path.is_dir():
         path = path / "toyworld_eval.json"
     if not path.is_file():
@@ -149,7 +149,10 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     ``av_align`` also holds ``real``: the held-out clips themselves, the ceiling of the metric here.
     The frame classifier always learns all three classes, so the class match's chance is 1/3.
     """
-    out_dir, weights = Path(out_dir), Path(weights)
+    for name, value in (("test_per_class", test_per_class), ("train_per_class", train_per_class),
+                        ("mapper_steps", mapper_steps)):
+        check_whole_number(name, value)
+    out_dir, weights = check_path("out_dir", out_dir), Path(weights)
     config = toyworld_config(weights, {"train.max_steps": mapper_steps, "train.epochs": 10_000,
                                        "train.checkpoint_every": mapper_steps,
                                        **(overrides or {})}, classes)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from avlib.config import check_path, check_positive_number, check_whole_number
 from avlib.data.synthetic import clip_seed, synth_clip
+from avlib.errors import ConfigError
 from avlib.io import run_record, write_json
 from avlib.toyworld.data import LAYOUT, TEST_OFFSET
 
@@ -30,6 +32,9 @@ RECORD_FILE = "long_thunder.json"
 
 def long_clip(seed: int, index: int, seconds: float, fps: float, size: int):
     """Long toy-world thunder clip ``index`` of ``seed`` (a :class:`SynthClip`)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed={seed!r} must be a whole number >= 0 and below 2**63")
+    check_positive_number("seconds", seconds, "(how much audio and video to make)")
     return synth_clip("thunder", clip_seed(seed, "thunder", LONG_OFFSET + index), seconds=seconds, fps=fps,
                       size=size, layout=LAYOUT)
 
@@ -60,7 +65,7 @@ def long_thunder_record(out_dir: str | Path, mapper_run: str | Path, seconds: fl
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
     from avlib.run import Run
 
-    out_dir, run = Path(out_dir), Run(mapper_run)
+    out_dir, run = check_path("out_dir", out_dir), Run(mapper_run)
     config = run.read_config()
     pipeline = AudioToVideoPipeline.from_run(run.root)
     pipeline.set_progress_bar_config(disable=True)
@@ -94,6 +99,7 @@ def train_thunder_mapper(out_dir: str | Path, steps: int = 400, seed: int = 0, p
     from avlib.toyworld.evaluate import toyworld_config
     from avlib.train import train
 
+    check_whole_number("mapper_steps", steps)
     config = toyworld_config(Path(WEIGHTS_DIR), {"train.max_steps": steps, "train.epochs": 10_000,
                                                  "train.checkpoint_every": steps, "train.cache_features": False,
                                                  "train.seed": seed}, ["thunder"])
