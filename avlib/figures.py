@@ -10,11 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import librosa
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
+from avlib import __version__
 from avlib.config import check_path
 from avlib.io import atomic_path
+from avlib.report import METRICS, TITLES
 
 CLASS_COLOURS = {"dog": "tab:brown", "thunder": "tab:blue", "volleyball": "tab:orange",
                  "playing volleyball": "tab:orange"}
@@ -26,8 +31,6 @@ def save_figure(fig, folder: str | Path | None, name: str, profile: str, source:
     ``folder=None`` (a notebook run for viewing only) writes nothing. Returns nothing, so a
     notebook cell ending with it shows the figure and no path.
     """
-    from avlib import __version__
-
     if folder is None:
         return
     folder = check_path("figures_dir", folder)
@@ -41,7 +44,7 @@ def save_figure(fig, folder: str | Path | None, name: str, profile: str, source:
 def show_figure(fig) -> None:
     """Display ``fig`` now and close it: in a loop, each figure then appears beside the output
     made with it, not all together when the cell ends (matplotlib's inline backend)."""
-    from IPython.display import display
+    from IPython.display import display  # a notebook's; scripts and the CLI import this module too
 
     display(fig)
     plt.close(fig)
@@ -49,8 +52,6 @@ def show_figure(fig) -> None:
 
 def figure_profile(path: str | Path) -> str | None:
     """The profile stamped into a PNG written by :func:`save_figure` (None if unstamped)."""
-    from PIL import Image
-
     with Image.open(path) as image:
         return image.text.get("avlib-profile")
 
@@ -81,8 +82,6 @@ def plot_dataset_overview(manifests: Mapping[str, Sequence[Any]]):
 def plot_clip(frames: np.ndarray, wave: np.ndarray, sample_rate: int, events_s: Sequence[float] = (),
               title: str = "", max_frames: int = 8):
     """A clip as a strip of frames over its mel spectrogram, with known events marked."""
-    import librosa
-
     step = max(1, len(frames) // max_frames)
     shown = frames[::step][:max_frames]
     fig = plt.figure(figsize=(1.4 * len(shown), 3.6))
@@ -182,8 +181,6 @@ def plot_embedding_over_time(embeddings: Mapping[str, np.ndarray], seconds: floa
 def plot_loss_curve(curve: Mapping[str, Any], title: str = ""):
     """Training loss per step, faint, under its running mean (:func:`avlib.notebook.loss_curve`):
     the loss is noisy, one random timestep per example. Steps are whole numbers on the axis."""
-    from matplotlib.ticker import MaxNLocator
-
     fig, ax = plt.subplots(figsize=(7, 3.2))
     if len(curve["step"]):
         ax.plot(curve["step"], curve["loss"], alpha=0.3, label="loss per step")
@@ -256,8 +253,6 @@ def plot_av_align_timelines(results: Sequence[Any], max_rows: int = 4):
 
 def plot_metric_cis(metrics: Mapping[str, Mapping[str, Any]], title: str = ""):
     """One panel per metric: value with its 95% CI, per group (e.g. a run's classes)."""
-    from avlib.report import METRICS, TITLES
-
     groups = list(metrics)
     fig, axes = plt.subplots(1, len(METRICS), figsize=(11, 3))
     for ax, name in zip(axes, METRICS):
@@ -306,8 +301,6 @@ def plot_table2(rows: Sequence[Mapping[str, Any]]):
     (tiny profile) gets the published values on a panel of their own below: a TOY number is
     never drawn on an axis beside a published one. Rows without a run of ours are left out
     (the table says why)."""
-    from avlib.report import METRICS, TITLES
-
     controls = {(row["run"], row["class"]): row for row in rows if row.get("control") == "shuffled"}
     rows = [row for row in rows if row["run"] and not row.get("control")]
     names = [row["experiment"] + (f":{row['class']}" if row["class"] else "") for row in rows]

@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from avlib.config import check_path
 from avlib.errors import ConfigError, MediaError
-from avlib.io import atomic_path, read_text
+from avlib.io import atomic_path, read_text, runs_dir
+from avlib.media import iter_videos
+from avlib.metrics.stats import bootstrap_ci
 from avlib.run import Run
 
 COLUMNS = ("pair_id", "clip_id", "left", "right", "choice", "rater", "kind", "time")
@@ -65,8 +68,6 @@ def make_pairs(run_dirs: Sequence[str | Path], seed: int = 0, limit: int | None 
 
 def ratings_path(ratings_file: str | Path | None = None) -> Path:
     """``ratings_file``, or by default ``ratings.csv`` in the runs folder (:func:`avlib.io.runs_dir`)."""
-    from avlib.io import runs_dir
-
     return check_path("ratings_file", ratings_file) if ratings_file is not None else runs_dir() / "ratings.csv"
 
 
@@ -105,8 +106,6 @@ def add_rating(path: str | Path, pair: Pair, choice: str, rater: str) -> Path:
 def distance_to_truth(frames: np.ndarray, truth: np.ndarray) -> float:
     """Mean squared pixel error between a generated video's uint8 frames (F, h, w, 3), resized to
     the truth's size, and the true clip's frames (F, H, W, 3) in [0, 1] (frames aligned)."""
-    import cv2
-
     if frames.shape[1:3] != truth.shape[1:3]:
         frames = np.stack([cv2.resize(f, (truth.shape[2], truth.shape[1]), interpolation=cv2.INTER_AREA)
                            for f in frames])
@@ -120,8 +119,6 @@ def oracle_ratings(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     Every video is decoded once, however many pairs it is in (the demo's six runs give 200 pairs
     of 280 distinct videos and 120 true clips), a clip at a time (its truth, then its videos not
     seen yet), many files per ffmpeg process (:func:`avlib.media.iter_videos`)."""
-    from avlib.media import iter_videos
-
     files: list[tuple[Path, bool]] = []               # (video, is the truth of the clips after it)
     seen: set[Path] = set()
     for clip_id, group in itertools.groupby(sorted(pairs, key=lambda pair: pair.clip_id),
@@ -166,8 +163,6 @@ def agreement(ratings: Sequence[dict[str, Any]], scores: dict[str, dict[str, flo
     metric missing from a rated video's scores (skipped when the run was evaluated) gets a row
     with ``agreement: None`` and the reason in ``skipped``.
     """
-    from avlib.metrics.stats import bootstrap_ci
-
     rows = []
     for metric in PER_VIDEO_METRICS:
         unscored = sorted({str(rating[side]) for rating in ratings for side in ("left", "right")
@@ -196,6 +191,7 @@ def rater(pairs: Sequence[Pair], ratings_file: str | Path, rater_name: str = "an
     Pairs already rated by ``rater_name`` in ``ratings_file`` are skipped. Headless (see
     :func:`avlib.notebook.is_headless`) it prints what it would show and returns None.
     """
+    # Importing avlib.notebook loads matplotlib and changes interpreter shutdown; only the widget needs it.
     from avlib.notebook import is_headless, video_html
 
     if not isinstance(rater_name, str) or not rater_name.strip():
@@ -206,7 +202,7 @@ def rater(pairs: Sequence[Pair], ratings_file: str | Path, rater_name: str = "an
         print(f"[headless] the 2AFC rater would show {len(todo)} unrated pairs and save choices "
               f"to {ratings_file}; open this notebook in JupyterLab to rate.")
         return None
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # a notebook's, needed only when the widget is shown
 
     status = widgets.Label()
     view = widgets.HTML()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import gc
 import glob
@@ -22,6 +23,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
+
+from avlib.errors import AvlibError
 
 CLIP_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]*$")  # a clip id is a safe file name stem
 
@@ -148,8 +151,6 @@ def _umask() -> int:
 def as_os_error(exc: BaseException, path: str | os.PathLike | None = None) -> BaseException:
     """``exc``, or the OSError inside a safetensors error (which reports a full disk only as
     text: ``IoError(Os { code: 28, ... })``), so it is named and explained like any other."""
-    import re
-
     found = re.search(r"Os \{ code: (\d+)", str(exc)) if type(exc).__name__ == "SafetensorError" else None
     if found is None:
         return exc
@@ -177,8 +178,6 @@ def read_text(path: str | os.PathLike, what: str = "text file") -> str:
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
     """Parse a JSON file, failing with one line that names it when it is damaged."""
-    from avlib.errors import AvlibError
-
     path = Path(path)
     try:
         return json.loads(path.read_text())
@@ -199,8 +198,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
         return dataclasses.asdict(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 

@@ -26,7 +26,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import imageio_ffmpeg
 import numpy as np
+import soundfile
 
 from avlib.errors import MediaError
 from avlib.io import atomic_path
@@ -35,8 +37,6 @@ SAMPLE_RATE = 16_000
 
 
 def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -81,7 +81,7 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Polyphase resampling along the last axis (deterministic, no extra dependency)."""
     if orig_sr == target_sr:
         return wave.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # seconds to import; most audio is 16 kHz already
 
     ratio = Fraction(target_sr, orig_sr)
     out = resample_poly(wave, ratio.numerator, ratio.denominator, axis=-1)
@@ -96,8 +96,6 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """
     path = _require_file(path, "audio")
     try:
-        import soundfile
-
         wave, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
         wave = wave.mean(axis=1)
     except Exception:
@@ -147,8 +145,6 @@ def _decode_audio_ffmpeg(path: Path, sample_rate: int) -> np.ndarray:
 
 def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write mono float audio as a 16-bit PCM wav, atomically."""
-    import soundfile
-
     with atomic_path(path) as tmp:
         soundfile.write(str(tmp), np.asarray(wave, dtype=np.float32), sample_rate,
                         subtype="PCM_16", format="WAV")
@@ -250,7 +246,7 @@ def side_by_side(videos: list[str | Path], path: str | Path, height: int | None 
     """A comparison clip: ``videos`` next to each other, left to right, each scaled to
     ``height`` (default: the first one's), as long as the shortest, with the first one's
     sound; e.g. a source clip beside the video generated from its audio."""
-    from moviepy import VideoFileClip, clips_array
+    from moviepy import VideoFileClip, clips_array  # heavy, and only this helper needs it
 
     clips = [VideoFileClip(str(_require_file(video, "video"))) for video in videos]
     try:

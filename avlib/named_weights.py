@@ -71,7 +71,7 @@ def t2v_folder(pretrained: str) -> Path:
                 f"{local} is not a diffusers text-to-video folder: missing {', '.join(missing)} "
                 "(pass the folder that holds unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
         return local
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # its HTTP stack only when a hub id is given
 
     patterns = ["model_index.json"] + [f"{s}/*" for s in T2V_SUBFOLDERS]
     try:
@@ -94,7 +94,7 @@ def resolve_checkpoint(spec: str | os.PathLike, cache_dir: str | os.PathLike | N
             raise CheckpointError(f"checkpoint file not found: {path} "
                                   f"(check the path, or give a hub id as repo_id{HUB_SEPARATOR}filename)")
         return path
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache  # as above
 
     repo_id, filename = spec.split(HUB_SEPARATOR, 1)
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from accelerate import Accelerator
 from diffusers import DDPMScheduler
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
@@ -209,8 +210,6 @@ def checkpoint_problem(path: Path) -> str | None:
     The folder appears by one rename, but a disk that fails, a copy cut short or a hand
     edit can still leave it incomplete, so every file is opened before it is trusted.
     """
-    from safetensors import safe_open
-
     for name in CHECKPOINT_FILES:
         if not (path / name).is_file():
             return f"{name} is missing"

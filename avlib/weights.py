@@ -10,6 +10,7 @@ execute whatever the file holds.
 from __future__ import annotations
 
 import contextlib
+import pickletools
 import re
 import warnings
 from pathlib import Path
@@ -50,8 +51,6 @@ def plain_pickle_object(path: Path, limit: int = 1 << 26) -> str | None:
 
     torch reports such a file only as an "unsupported operand", which names nothing.
     """
-    import pickletools
-
     try:
         with open(path, "rb") as handle:
             data = handle.read(limit)
@@ -100,7 +99,7 @@ def quiet_unpickler() -> Iterator[None]:
 def torch_load_weights(path: str | Path, expected: str) -> Any:
     """``torch.load(path, weights_only=True)``; a failure is one :class:`CheckpointError`
     naming what the file holds and pointing at ``expected`` (e.g. "i3d_pretrained_400.pt")."""
-    import torch
+    import torch  # a ground-floor module: importing it loads no torch
 
     path = Path(path)
     try:

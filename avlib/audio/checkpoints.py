@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from avlib.audio.beats import BEATsConfig, BEATsEncoder
@@ -137,8 +139,6 @@ def load_official_beats(path: str | os.PathLike) -> BEATsEncoder:
 
 def save_encoder(encoder: AudioEncoder, path: str | os.PathLike) -> Path:
     """Write an encoder's weights as safetensors, its class and architecture as metadata."""
-    from safetensors.torch import save_file
-
     metadata = {"avlib_encoder": encoder.name, "architecture": json.dumps(encoder.architecture())}
     tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     with atomic_path(path) as tmp:
@@ -148,8 +148,6 @@ def save_encoder(encoder: AudioEncoder, path: str | os.PathLike) -> Path:
 
 def load_saved_encoder(path: str | os.PathLike) -> AudioEncoder:
     """An encoder written by :func:`save_encoder`."""
-    from safetensors import safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -118,7 +118,7 @@ def cut_clip(source: str | Path, start_s: float, duration_s: float, mp4: Path, w
     sound is stereo (moviepy reads two channels, duplicating a mono source's). The wav is
     decoded from the source at 16 kHz (ffmpeg resamples) and averaged to mono.
     """
-    from moviepy import AudioFileClip, VideoFileClip
+    from moviepy import AudioFileClip, VideoFileClip  # heavy; `avlib data --help` imports this module
 
     source = str(Path(source).absolute())
     end_s = start_s + duration_s

@@ -14,12 +14,11 @@ from pathlib import Path
 from avlib.config import ExperimentConfig
 from avlib.data.dataset import ClipDataset
 from avlib.data.synthetic import write_synthetic_dataset
+from avlib.io import cache_dir
 
 
 def synthetic_root(config: ExperimentConfig) -> Path:
     """Where the synthetic clips for ``config`` live; written on first use."""
-    from avlib.io import cache_dir
-
     data = config.data
     params = dict(classes=list(data.classes), clips_per_class=data.synth_clips_per_class,
                   seconds=max(data.clip_seconds, data.num_frames / data.fps), fps=data.fps,

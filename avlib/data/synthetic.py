@@ -222,7 +222,7 @@ def _envelope(n: int, sr: int, attack_s: float, tau_s: float) -> np.ndarray:
 
 def _filtered_noise(rng: np.random.Generator, n: int, sr: int, btype: str, cutoff_hz: float) -> np.ndarray:
     """White noise through a 4th-order Butterworth filter, scaled to unit RMS."""
-    from scipy.signal import butter, sosfilt
+    from scipy.signal import butter, sosfilt  # seconds to import; `avlib data --help` imports this module
 
     noise = sosfilt(butter(4, cutoff_hz, btype=btype, fs=sr, output="sos"), rng.uniform(-1, 1, n))
     return noise / np.sqrt(np.mean(noise ** 2))

@@ -17,7 +17,9 @@ FVD_RESIZE_MODES = ("short-side", "squash", "crop-squash")
 CLIPSIM_PROTOCOLS = ("clip", "report")                   # avlib.metrics.clipsim.PROTOCOLS
 
 
-from avlib.errors import AvlibWarning
+from pathlib import Path
+
+from avlib.errors import AvlibWarning, MediaError
 
 
 class MetricWarning(AvlibWarning):
@@ -30,10 +32,6 @@ def video_paths(paths) -> list:
 
     AV-Align pairs each video with ``{stem}.wav`` beside it, so a folder of pairs is enough.
     """
-    from pathlib import Path
-
-    from avlib.errors import MediaError
-
     videos = []
     for path in map(Path, paths):
         if path.is_dir():

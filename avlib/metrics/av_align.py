@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from avlib.errors import ConfigError, MediaError
-from avlib.media import load_audio
+from avlib.media import load_audio, probe
 from avlib.metrics import MetricWarning
 from avlib.metrics.onsets import SAMPLE_RATE as ONSET_SAMPLE_RATE
 from avlib.metrics.onsets import load_mono, onset_times
@@ -259,8 +259,6 @@ def opencv_threads(count: int) -> Iterator[None]:
 
 def check_audio_sources(videos: Sequence[Path]) -> None:
     """Fail before any flow is computed if a video has neither ``{stem}.wav`` nor an audio track."""
-    from avlib.media import probe
-
     for video in videos:
         if not video.with_suffix(".wav").is_file() and not probe(video).has_audio:
             raise MediaError(f"no audio track in {video} (put {video.stem}.wav beside it "

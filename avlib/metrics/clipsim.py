@@ -24,10 +24,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
 
 from avlib.errors import CheckpointError, ConfigError
+from avlib.media import iter_videos, read_video
+from avlib.metrics.av_align import read_bgr_frames
 from avlib.metrics.stats import mean_with_ci
 from avlib.named_weights import METRIC_NETS_DIR, TOY_CLIP_SUBDIR
+from avlib.tokenizers import tiny_clip_tokenizer
 from avlib.weights import folder_problem, quiet_unpickler
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -59,8 +64,6 @@ def report_pixels(bgr_frames: Sequence[np.ndarray], size: int) -> torch.Tensor:
     ``Image.fromarray`` on a BGR array, ``Resize((size, size))`` (PIL bilinear),
     ``ToTensor`` and ``Normalize(0.5, 0.5)``, written out without torchvision.
     """
-    from PIL import Image
-
     squashed = np.stack([np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR))
                          for frame in bgr_frames])                       # (F, size, size, 3)
     x = torch.from_numpy(squashed).permute(0, 3, 1, 2).float().div(255)  # (F, 3, size, size)
@@ -94,6 +97,7 @@ class ClipScorer:
     def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: str | None = None,
                         protocol: str = DEFAULT_PROTOCOL) -> "ClipScorer":
         """Any CLIP on the hub (or a local folder) in transformers' layout."""
+        # transformers takes seconds to import: only building a scorer pays for it
         from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 
         try:
@@ -112,9 +116,7 @@ class ClipScorer:
     @classmethod
     def tiny(cls, seed: int = 0, protocol: str = DEFAULT_PROTOCOL) -> "ClipScorer":
         """A seeded random CLIP at 32x32 for the tiny profile; its scores mean nothing semantic."""
-        from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
-
-        from avlib.tokenizers import tiny_clip_tokenizer
+        from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel  # seconds: see above
 
         tokenizer = tiny_clip_tokenizer()
         layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -162,12 +164,8 @@ class ClipScorer:
         """CLIPSIM of ``video`` against ``text``; ``frames``: its RGB frames (F, H, W, 3), already
         decoded by :func:`avlib.media.read_video` (the ``clip`` protocol's pixels)."""
         if self.protocol == "report":
-            from avlib.metrics.av_align import read_bgr_frames  # OpenCV's pixels, as the report
-
-            frames, _ = read_bgr_frames(Path(video))
+            frames, _ = read_bgr_frames(Path(video))  # OpenCV's pixels, as the report
         elif frames is None:
-            from avlib.media import read_video
-
             frames, _ = read_video(video)
         return frame_averaged_cosine(self.image_embeddings(frames), self.text_embedding(text))
 
@@ -182,10 +180,6 @@ def toy_clip_scorer(folder: str | Path = METRIC_NETS_DIR, protocol: str = DEFAUL
 def clipsim_videos(videos: Sequence[str | Path], texts: Sequence[str], scorer: ClipScorer,
                    progress: bool = True) -> list[float]:
     """Per-video CLIPSIM, each video against its own text."""
-    from tqdm.auto import tqdm
-
-    from avlib.media import iter_videos
-
     pairs = tqdm(list(zip(videos, texts)), desc="CLIPSIM", unit="video", disable=not progress)
     if scorer.protocol == "report":  # OpenCV decodes each video
         return [scorer.score_video(video, text) for video, text in pairs]

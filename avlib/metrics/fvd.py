@@ -47,12 +47,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
 from threadpoolctl import threadpool_limits
 from torch import nn
+from tqdm.auto import tqdm
 
 from avlib.errors import AvlibError, ConfigError
 from avlib.cache import FeatureCache, cache_key, file_digest, weights_digest
 from avlib.io import cache_dir
+from avlib.media import iter_videos, probe
 from avlib.metrics import FVD_RESIZE_MODES, MetricWarning, i3d
 from avlib.metrics.stats import bootstrap_replicates, percentile_interval
 from avlib.named_weights import METRIC_NETS_DIR, TOY_VIDEO_FILE
@@ -190,9 +194,6 @@ def tiny_backbone(seed: int = 0, frames: int = 8, protocol: str = DEFAULT_PROTOC
 def toy_backbone(frames: int = 8, protocol: str = DEFAULT_PROTOCOL, resize: str | None = None,
                  folder: str | Path = METRIC_NETS_DIR) -> FeatureBackbone:
     """The toy world's trained TOY video network (``avlib toyworld metrics``), named TOY."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(folder) / TOY_VIDEO_FILE
     with safe_open(str(path), "pt") as handle:
         config = json.loads(handle.metadata()["config"])
@@ -218,10 +219,6 @@ def extract_features(videos: Sequence[str | Path], backbone: FeatureBackbone,
                      cache: FeatureCache | None = None, batch_size: int = 4,
                      device: str | None = None, progress: bool = True) -> tuple[np.ndarray, int]:
     """Features (N, D) of the videos, in order, and how many videos had frames repeated."""
-    from tqdm.auto import tqdm
-
-    from avlib.media import iter_videos
-
     device = device or default_device()
     model = backbone.model.to(device).eval()
     features: dict[int, np.ndarray] = {}
@@ -353,8 +350,6 @@ def fvd_with_ci(real: np.ndarray, fake: np.ndarray, seed: int = 0,
 def frame_rate_mismatch(real_videos: Sequence[str | Path], fake_videos: Sequence[str | Path]) -> str | None:
     """A warning when the two sets play at different frame rates (judged from each set's first
     video): FVD takes consecutive frames, so it would compare different spans of time."""
-    from avlib.media import probe
-
     real_fps, fake_fps = probe(real_videos[0]).fps, probe(fake_videos[0]).fps
     if real_fps is None or fake_fps is None or math.isclose(real_fps, fake_fps, rel_tol=0.01):
         return None

@@ -28,6 +28,8 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import soundfile
+import soxr
 
 from avlib.errors import MediaError
 
@@ -46,9 +48,6 @@ def load_mono(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     A file libsndfile cannot read goes to librosa itself, which then tries audioread, as
     upstream's call would.
     """
-    import soundfile
-    import soxr
-
     try:
         with soundfile.SoundFile(path) as handle:
             native_rate = handle.samplerate
@@ -70,6 +69,7 @@ def load_mono(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def _load_with_librosa(path: str | Path, sample_rate: int) -> np.ndarray:
+    # Only files libsndfile cannot read come here; `avlib metrics av-align` loads no librosa (or numba).
     import librosa
 
     try:
