@@ -30,8 +30,12 @@ class LiveReport:
     real_time_factor: float        # video seconds per second of generation
     first_frame_latency_s: float   # first audio in to first frame out: the broadcast delay
     late_frames: int               # frames shown after their time
+    shown: bool = True             # False headless: nothing was on screen to be late
 
     def summary(self) -> str:
+        if not self.shown:  # a stored notebook keeps what does not depend on this machine's clock
+            return (f"{self.frames} frames ({self.video_seconds:.1f} s of video) streamed headless: run this "
+                    "cell in JupyterLab to watch it and see the real-time factor and first-frame latency")
         return (f"{self.frames} frames ({self.video_seconds:.1f} s of video) in {self.generation_seconds:.1f} s: "
                 f"real-time factor {self.real_time_factor:.2f}, first frame after "
                 f"{self.first_frame_latency_s:.2f} s, {self.late_frames} frame(s) late")
@@ -114,4 +118,5 @@ def live_view(pipeline, audio: np.ndarray, prompt: str | None = None, scale: int
     if failed:
         raise failed[0]
     generation = times["last_frame"] - times["first_audio"]
-    return LiveReport(count, count / settings.fps, generation, count / settings.fps / generation, latency, late)
+    return LiveReport(count, count / settings.fps, generation, count / settings.fps / generation, latency, late,
+                      shown=show)

@@ -43,6 +43,9 @@ from avlib.io import atomic_path, run_record, runs_dir, write_json
 from avlib.notebook import HEADLESS_ENV, notebook_parameters
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+# What stored outputs say instead of this checkout's folder: a second `make demo` in another
+# clone writes the same bytes, and nbval's path rule sanitizes it as it does the live path.
+CHECKOUT_PLACEHOLDER = "/path/to/avlib"
 RECORD = "reproduce.json"
 KERNEL = "python3"
 
@@ -321,18 +324,20 @@ def run_notebook(step: NotebookRun, out_dir: Path, notebook_dir: Path = NOTEBOOK
 
 def store_outputs(executed: Path, source: Path) -> Path:
     """Write ``source`` back with ``executed``'s outputs (:func:`stored_notebook`)."""
-    notebook = stored_notebook(nbformat.read(executed, as_version=4), nbformat.read(source, as_version=4))
+    notebook = stored_notebook(nbformat.read(executed, as_version=4), nbformat.read(source, as_version=4),
+                               checkout=NOTEBOOK_DIR.parent)
     with atomic_path(source) as tmp:
         nbformat.write(notebook, str(tmp))
     return source
 
 
-def stored_notebook(executed, source):
+def stored_notebook(executed, source, checkout: Path | None = None):
     """The committed form of an executed notebook: ``source``'s cells and metadata with
     ``executed``'s outputs, so that a second run on an unchanged tree writes the same bytes.
     papermill's injected parameters cell and its metadata (timings, timestamps) are dropped,
     execution counts run 1, 2, ... over the code cells, and consecutive writes to one stream
-    become one output (how the kernel split them depends on timing)."""
+    become one output (how the kernel split them depends on timing). ``checkout`` (a folder)
+    is written as :data:`CHECKOUT_PLACEHOLDER` in every text output."""
     ran = [cell for cell in executed.cells if "injected-parameters" not in cell.metadata.get("tags", [])]
     if [cell.source for cell in ran] != [cell.source for cell in source.cells]:
         raise AvlibError(f"the executed notebook's cells differ from {source}: was it edited while running?")
@@ -344,10 +349,22 @@ def stored_notebook(executed, source):
         count += 1
         cell.execution_count = count
         cell.outputs = merged_streams(done.outputs)
+        if checkout is not None:
+            for output in cell.outputs:
+                placed_checkout(output, str(checkout), CHECKOUT_PLACEHOLDER)
         for output in cell.outputs:
             if output.output_type == "execute_result":
                 output.execution_count = count
     return stored
+
+
+def placed_checkout(output, checkout: str, placeholder: str) -> None:
+    """Write ``placeholder`` for ``checkout`` in ``output``'s text (streams and text data)."""
+    if output.output_type == "stream":
+        output.text = output.text.replace(checkout, placeholder)
+    for mime, value in output.get("data", {}).items():
+        if mime.startswith("text/") and isinstance(value, str):
+            output.data[mime] = value.replace(checkout, placeholder)
 
 
 def merged_streams(outputs: list) -> list:

@@ -354,3 +354,14 @@ def test_evaluate_scores_long_samples_whole_and_their_seams(trained_run, pipelin
     note = next(note for note in result["notes"] if "longer than one window" in note)
     assert f"{len(samples)} of {len(samples)} samples" in note and "first 8 frames" in note
     assert json.loads(run.metrics_file.read_text())["metrics"]["seam_score"]["value"] == seam["value"]
+
+
+def test_a_headless_live_report_stores_no_timings():
+    """A stored notebook keeps only what does not depend on the machine's clock."""
+    from avlib.live import LiveReport
+
+    live = LiveReport(48, 6.0, 6.6, 0.91, 1.30, 2)
+    headless = LiveReport(48, 6.0, 6.6, 0.91, 1.30, 2, shown=False)
+    assert "real-time factor 0.91" in live.summary() and "first frame after 1.30 s" in live.summary()
+    assert headless.summary().startswith("48 frames (6.0 s of video) streamed headless")
+    assert "0.91" not in headless.summary() and "1.30" not in headless.summary()

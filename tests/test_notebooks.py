@@ -84,6 +84,11 @@ def test_stored_notebook_is_the_source_with_the_outputs_and_nothing_volatile():
     assert stored.cells[2].metadata == {} and [o.output_type for o in stored.cells[2].outputs] == ["stream", "execute_result"]
     assert stored.cells[2].outputs[0].text == "2\n" and stored.cells[2].outputs[1].execution_count == 2
     assert not source.cells[2].outputs  # the source is left as it was
+    executed.cells[3].outputs = [new.new_output("stream", name="stdout", text="run folder: /home/u/avlib/runs/dog\n"),
+                                 new.new_output("display_data", {"text/markdown": "| /home/u/avlib/runs/dog |"})]
+    placed = stored_notebook(executed, source, checkout=Path("/home/u/avlib")).cells[2].outputs
+    assert placed[0].text == "run folder: /path/to/avlib/runs/dog\n"
+    assert placed[1].data["text/markdown"] == "| /path/to/avlib/runs/dog |"
     source.cells[2].source = "print(x)"
     with pytest.raises(AvlibError, match="cells differ"):
         stored_notebook(executed, source)
