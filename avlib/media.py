@@ -161,6 +161,36 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+# BT.601 studio range, the matrix ffmpeg and browsers assume for an untagged standard-definition
+# stream, and the one these streams are tagged with (YUV_TAGS).
+_RGB_TO_YUV = np.array([[65.481, 128.553, 24.966],
+                        [-37.797, -74.203, 112.0],
+                        [112.0, -93.786, -18.214]], dtype=np.float32) / 255.0
+_YUV_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float32)
+YUV_TAGS = ["-color_range", "tv", "-colorspace", "smpte170m", "-color_primaries", "smpte170m",
+            "-color_trc", "smpte170m"]
+
+
+def yuv420p_frames(frames: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) RGB frames -> the planar yuv420p bytes H.264 encodes, (F, H * W * 3 // 2) uint8,
+    odd sizes padded by one edge pixel (yuv420p needs even ones).
+
+    Converted here rather than by ffmpeg: its RGB -> YUV scaler gave a slightly different
+    picture now and then for the same frames (one tiny clip in ~50 encodes), so the same
+    frames did not always make the same mp4; this conversion is a pure function of the
+    frames. Chroma is the mean of each 2x2 block."""
+    frames = to_uint8_frames(frames)
+    h, w = frames.shape[1:3]
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    f, h, w = frames.shape[:3]
+    yuv = frames.astype(np.float32) @ _RGB_TO_YUV.T + _YUV_OFFSET                  # (F, H, W, 3)
+    luma = yuv[..., 0]                                                              # (F, H, W)
+    chroma = yuv[..., 1:].reshape(f, h // 2, 2, w // 2, 2, 2).mean(axis=(2, 4))    # (F, H/2, W/2, 2)
+    planes = [luma.reshape(f, -1), chroma[..., 0].reshape(f, -1), chroma[..., 1].reshape(f, -1)]
+    return np.rint(np.concatenate(planes, axis=1)).clip(0, 255).astype(np.uint8)
+
+
 VIDEOS_PER_PROCESS = 16   # files one ffmpeg process encodes or decodes (raw frames wait in a temp folder)
 
 
@@ -194,16 +224,12 @@ def write_videos(paths: Sequence[str | Path], videos: Sequence[np.ndarray], fps:
     try:
         with tempfile.TemporaryDirectory(prefix="avlib-encode-") as scratch, contextlib.ExitStack() as files:
             for index, (path, frames, audio) in enumerate(zip(paths, videos, audios)):
-                frames = to_uint8_frames(frames)
-                h, w = frames.shape[1:3]
-                # yuv420p needs even sizes: pad by one edge pixel rather than fail on odd tiny frames.
-                if h % 2 or w % 2:
-                    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-                raw = Path(scratch) / f"{index}.rgb"
-                frames.tofile(raw)
+                h, w = np.shape(frames)[1:3]
+                raw = Path(scratch) / f"{index}.yuv"
+                yuv420p_frames(frames).tofile(raw)
                 streams = ["-map", f"{count}:v"]
-                inputs += ["-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{frames.shape[2]}x{frames.shape[1]}",
-                           "-pix_fmt", "rgb24", "-r", f"{fps:.6g}", "-i", str(raw)]
+                inputs += ["-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w + w % 2}x{h + h % 2}",
+                           "-pix_fmt", "yuv420p", "-r", f"{fps:.6g}", "-i", str(raw)]
                 count += 1
                 if audio is not None:
                     samples = Path(scratch) / f"{index}.f32"
@@ -212,7 +238,7 @@ def write_videos(paths: Sequence[str | Path], videos: Sequence[np.ndarray], fps:
                     inputs += ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(samples)]
                     count += 1
                 outputs += streams + ["-vcodec", "libx264", "-preset", "veryfast", "-crf", str(crf),
-                                      "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+                                      "-pix_fmt", "yuv420p", *YUV_TAGS, "-movflags", "+faststart",
                                       str(files.enter_context(atomic_path(path)))]
             encoded = subprocess.run([ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error", *inputs, *outputs],
                                      stdin=subprocess.DEVNULL, capture_output=True)

@@ -25,7 +25,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from avlib.errors import MediaError
-from avlib.media import SAMPLE_RATE, ffmpeg_exe, ffmpeg_message, resample, to_uint8_frames
+from avlib.media import SAMPLE_RATE, YUV_TAGS, ffmpeg_exe, ffmpeg_message, resample, yuv420p_frames
 
 CHUNK_SECONDS = 0.25          # what a source hands over at a time
 PCM_DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}
@@ -133,11 +133,11 @@ class FragmentedMp4Writer:
         audio_read, self.audio_fd = os.pipe()
         self.process = subprocess.Popen(
             [ffmpeg_exe(), "-y", "-loglevel", "error",
-             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width + self.pad[1]}x{height + self.pad[0]}",
+             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width + self.pad[1]}x{height + self.pad[0]}",
              "-r", f"{fps:.6g}", "-i", "pipe:0",
              "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", f"pipe:{audio_read}",
              "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf),
-             "-g", str(max(1, round(fps))), "-bf", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k",
+             "-g", str(max(1, round(fps))), "-bf", "0", "-pix_fmt", "yuv420p", *YUV_TAGS, "-c:a", "aac", "-b:a", "128k",
              "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-use_editlist", "1", "-f", "mp4", str(self.path)],
             stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(audio_read,))
         os.close(audio_read)
@@ -157,11 +157,8 @@ class FragmentedMp4Writer:
         self.audio.put(samples)
 
     def write_frame(self, frame: np.ndarray) -> None:
-        frame = to_uint8_frames(frame[None])[0]
-        if any(self.pad):
-            frame = np.pad(frame, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
         try:
-            self.process.stdin.write(frame.tobytes())
+            self.process.stdin.write(yuv420p_frames(frame[None]).tobytes())
         except BrokenPipeError:
             raise MediaError(f"cannot write {self.path}: {ffmpeg_message(self.process.stderr.read())}") from None
 
