@@ -6,6 +6,7 @@ folder. That every stored output comes back is nbval's check, run by ``make test
 tests (``pytest --nbval notebooks/ --nbval-sanitize-with notebooks/nbval_sanitize.cfg``).
 """
 import json
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -429,6 +430,29 @@ def test_reproduce_kernels_start_without_the_tcp_warning(tmp_path, capfd):
     assert "without encryption" not in capfd.readouterr().err
     printed = code_cells(tmp_path / "out" / "notebooks" / "probe.ipynb")[0].outputs[0].text
     assert printed.strip() == str(ROOT / "avlib" / "__init__.py")  # the kernel imports this checkout
+
+
+def test_nbval_kernels_start_on_local_sockets():
+    """notebooks/conftest.py makes the kernels `pytest --nbval notebooks/` starts use IPC."""
+    import importlib.util
+
+    import nbval.kernel
+
+    spec = importlib.util.spec_from_file_location("notebooks_conftest", ROOT / "notebooks" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    kernel_manager = nbval.kernel.KernelManager
+    try:
+        spec.loader.exec_module(conftest)
+        kernel = nbval.kernel.RunningKernel("python3")
+        try:
+            connection = json.loads(Path(kernel.km.connection_file).read_text())
+            assert connection["transport"] == "ipc" and connection["ip"].startswith(conftest.SOCKETS)
+            assert kernel.kc.execute_interactive("x = 1", timeout=60)["content"]["status"] == "ok"
+        finally:
+            kernel.stop()
+    finally:
+        nbval.kernel.KernelManager = kernel_manager
+        shutil.rmtree(conftest.SOCKETS, ignore_errors=True)
 
 
 def test_a_headless_kernel_prints_the_run_folder_on_the_terminal_and_once_in_the_notebook(tmp_path, capfd,
