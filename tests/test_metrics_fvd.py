@@ -183,6 +183,22 @@ def test_zeros_vs_ones_on_a_tiny_i3d_is_positive_and_cached(black_and_white, tmp
     assert again["fvd"] == different["fvd"]
 
 
+def test_a_videos_features_do_not_depend_on_what_else_was_cached(tmp_path):
+    """Six videos at once (batches of 4 and 2); again with five cached, so the sixth is computed
+    alone; and with one cached (batches of 4 and 1): the same features, bit for bit."""
+    from avlib.metrics.fvd import extract_features
+
+    rng = np.random.default_rng(4)
+    videos = [write_video(tmp_path / f"v{i}.mp4", rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), fps=8)
+              for i in range(6)]
+    backbone = tiny_backbone()
+    cold, _ = extract_features(videos, backbone, None, progress=False)
+    for cached in (videos[:5], videos[:1]):
+        cache = FeatureCache(tmp_path / f"cache{len(cached)}")
+        extract_features(cached, backbone, cache, progress=False)
+        np.testing.assert_array_equal(extract_features(videos, backbone, cache, progress=False)[0], cold)
+
+
 @pytest.mark.filterwarnings("ignore::avlib.metrics.MetricWarning")
 def test_cli_writes_the_documented_json(black_and_white, tmp_path, monkeypatch):
     monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))

@@ -13,7 +13,6 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from avlib.audio.embed import iter_embeddings
 from avlib.audio.encoder import AudioEncoder
 from avlib.cache import CachedModel
 from avlib.media import load_audio
@@ -30,12 +29,17 @@ class EmbeddingCache(CachedModel):
         # float32 samples whatever they came as (numpy from a file, a tensor from a dataset)
         return super().key(torch.as_tensor(np.asarray(waveform, dtype=np.float32)))
 
-    def fill(self, encoder: AudioEncoder, clips: Mapping[str, str | os.PathLike],
-             batch_size: int = 8) -> int:
-        """Encode the audio files whose samples are not cached yet; returns how many were encoded."""
-        keys = {clip_id: self.key(load_audio(path)) for clip_id, path in clips.items()}
-        missing = {clip_id: clips[clip_id] for clip_id, (key, content) in keys.items()
-                   if self.entries.load(key, content) is None}
-        for clip_id, embedding in iter_embeddings(encoder, missing, batch_size):
-            self.entries.save(*keys[clip_id], embedding.astype(np.float32))
-        return len(missing)
+    def fill(self, encoder: AudioEncoder, clips: Mapping[str, str | os.PathLike]) -> int:
+        """Encode the audio files whose samples are not cached yet; returns how many were encoded.
+
+        Each clip is encoded alone, as training encodes it: PyTorch's CPU convolutions round
+        a batch of one differently in the last bits, and an entry must hold what training
+        would compute."""
+        def encode_alone(waveform: torch.Tensor) -> np.ndarray:
+            return encoder.encode(waveform[None])[0].float().cpu().numpy()    # (T', D)
+
+        encoded = 0
+        for path in clips.values():
+            _, hit = self.get(torch.as_tensor(load_audio(path)), encode_alone)
+            encoded += not hit
+        return encoded

@@ -39,7 +39,8 @@ def iter_embeddings(encoder: AudioEncoder, clips: Mapping[str, str | os.PathLike
     """Yield ``(clip_id, (T', D) float32)`` for each clip, encoding ``batch_size`` at a time.
 
     Clips of equal length share a batch; a batch of mixed lengths is split by length
-    rather than padded, so every clip's embedding is the one it would get alone.
+    rather than padded, so padding never changes an embedding (the batch itself may round its
+    last bits differently from a clip alone: :meth:`EmbeddingCache.fill` encodes each alone).
     """
     ids = list(clips)
     with tqdm(total=len(ids), desc=f"{encoder.name} embeddings", unit="clip") as progress:

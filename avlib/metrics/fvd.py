@@ -227,7 +227,11 @@ def extract_features(videos: Sequence[str | Path], backbone: FeatureBackbone,
 
     def run_batch() -> None:
         inputs = torch.stack([x for _, _, x in batch]).to(device)   # (B, 3, T, R, R)
-        outputs = model(inputs).double().cpu().numpy()               # (B, D)
+        if len(batch) == 1:
+            # PyTorch's CPU convolutions take another path for a batch of one, whose last bits
+            # differ; which videos are left uncached must not change any video's features.
+            inputs = inputs.repeat(2, 1, 1, 1, 1)                    # (2, 3, T, R, R)
+        outputs = model(inputs)[:len(batch)].double().cpu().numpy()  # (B, D)
         for (index, _, _), feature in zip(batch, outputs):
             features[index] = feature
             if cache is not None:
