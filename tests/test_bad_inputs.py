@@ -679,19 +679,82 @@ def test_evaluate_warns_once_when_references_and_samples_differ_in_frame_rate(tm
                       "frame rate)"]
 
 
-def test_papermill_command_line_shows_our_line_below_its_own_call_stack(tmp_path):
-    """papermill's CLI prints the Python traceback of its own PapermillExecutionError (a known
-    limit, README "Reliability"); the executed notebook holds only our line."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(Path(sys.executable).with_name("papermill")), str(ROOT / "notebooks" / "01_dataset_curation.ipynb"),
-                           str(tmp_path / "out.ipynb"), "-p", "data_root", str(NOWHERE), "-k", "python3",
-                           "--no-progress-bar"], capture_output=True, text=True, cwd=tmp_path, env=env)
-    line = (f"ConfigError: dataset folder {NOWHERE} does not exist: pass the folder `avlib data curate --out` "
-            "wrote (`avlib data status --root`, notebook 01's data_root)")
-    assert proc.returncode == 1 and proc.stderr.rstrip().endswith(line)
+def _papermill_command(notebook: str, *parameters: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``papermill NOTEBOOK OUT -p ...`` as a user types it, with avlib's ``papermill.engine``
+    entry point visible as ``pyproject.toml`` declares it (a dist-info folder on the path: the
+    test does not depend on when the editable install was last refreshed)."""
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["papermill.engine"]
+    dist_info = cwd / "entry_points" / "avlib_papermill_test-0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: avlib-papermill-test\nVersion: 0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[papermill.engine]\n" + "".join(f"{name} = {target}\n" for name, target in declared.items()))
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{dist_info.parent}", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(Path(sys.executable).with_name("papermill")), str(ROOT / "notebooks" / notebook),
+                           str(cwd / "out.ipynb"), *parameters, "-k", "python3"],
+                          capture_output=True, text=True, cwd=cwd, env=env)
+
+
+@pytest.mark.parametrize("notebook, parameters, line", [
+    ("04_train.ipynb", ("-p", "cls", "cat"), "the notebook failed in cell 3: ConfigError: cls='cat' is not a dataset "
+                                             "of the report (choose from: dog, thunder, volleyball, multiclass)"),
+    ("01_dataset_curation.ipynb", ("-p", "data_root", str(NOWHERE), "--no-progress-bar"),
+     f"the notebook failed in cell 5: ConfigError: dataset folder {NOWHERE} does not exist: pass the folder "
+     "`avlib data curate --out` wrote (`avlib data status --root`, notebook 01's data_root)"),
+])
+def test_papermill_command_line_shows_only_our_line_and_exits_2(notebook, parameters, line, tmp_path):
+    proc = _papermill_command(notebook, *parameters, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1] == f"papermill: error: {line}"
+    assert "Traceback" not in proc.stderr and "PapermillExecutionError" not in proc.stderr
     errors = [output for cell in json.loads((tmp_path / "out.ipynb").read_text())["cells"]
               for output in cell.get("outputs", []) if output["output_type"] == "error"]
-    assert [error["traceback"] for error in errors] == [[line]]
+    assert [error["traceback"] for error in errors] == [[line.split(": ", 1)[1]]]  # the notebook: our line
+
+
+def _raised(error: BaseException):
+    try:
+        raise error
+    except BaseException as caught:
+        return caught.__traceback__
+
+
+def test_the_papermill_hook_leaves_every_other_error_as_python_shows_it():
+    """Only an avlib error that reached the top of papermill's command line is shortened: not
+    another cell error, not papermill's error in a program of its own (``avlib reproduce``)."""
+    from papermill.exceptions import PapermillExecutionError
+
+    import avlib.papermill_cli as hook
+
+    def cell_error(ename):
+        return PapermillExecutionError(2, 3, "", ename, "x=1 must be a path", [f"{ename}: x=1 must be a path"])
+
+    def through_the_command_line(error):  # a frame of papermill.cli on the way up
+        exec(compile("def run(error):\n    raise error\n", "cli.py", "exec"), namespace := {"__name__": "papermill.cli"})
+        try:
+            namespace["run"](error)
+        except BaseException as caught:
+            return caught.__traceback__
+
+    for name in ("ConfigError", "CheckpointError", "MediaError", "AvlibError"):
+        error = cell_error(name)
+        assert hook.one_line(error, through_the_command_line(error)) == (
+            f"papermill: error: the notebook failed in cell 3: {name}: x=1 must be a path")
+        error = cell_error(name)
+        assert hook.one_line(error, _raised(error)) is None               # not papermill's command line
+    for error in (cell_error("ValueError"), ConfigError("x=1 must be a path"), KeyError("x")):
+        assert hook.one_line(error, through_the_command_line(error)) is None
+    # Installed once, in front of the hook before it, to which every other error goes.
+    hook.install()
+    assert sys.excepthook is hook.excepthook and hook._previous_hook is not hook.excepthook
+    shown = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hook, "_previous_hook", lambda *args: shown.append(args))
+        error = cell_error("ValueError")
+        hook.excepthook(PapermillExecutionError, error, through_the_command_line(error))
+    assert shown == [(PapermillExecutionError, error, error.__traceback__)]
 
 
 def test_reproduce_turns_a_failing_notebook_into_our_one_line(tmp_path):
