@@ -28,10 +28,12 @@ from avlib.errors import ConfigError
 from avlib.figures import save_figure
 from avlib.generate import read_conditioning_audio
 from avlib.human_eval import rater, ratings_path
-from avlib.notebook import notebook_run, notebook_runs, own_run_dir, shipped_manifests, train_config
+from avlib.live import live_view
+from avlib.notebook import (notebook_run, notebook_runs, own_run_dir, shipped_manifests, synthetic_examples, table2_files,
+                            train_config)
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.toyworld.evaluate import evaluate_toyworld, load_evaluation
-from avlib.toyworld.long_video import long_clip, train_thunder_mapper
+from avlib.toyworld.long_video import long_clip, long_thunder_record, train_thunder_mapper
 from avlib.io import run_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -603,6 +605,7 @@ def test_papermill_per_class_of_the_wrong_kind_is_our_line(value, tmp_path):
 
 
 NOWHERE = ROOT / "no-such-folder"
+A_FILE = ROOT / "pyproject.toml"
 # Each bad notebook parameter, handed to the avlib function its notebook passes it to.
 NOTEBOOK_PARAMETERS = {
     "00-overrides-not-a-dict": (lambda: train_config("dog", overrides="x"), "overrides='x' must be a dict"),
@@ -624,6 +627,26 @@ NOTEBOOK_PARAMETERS = {
     "10-mapper_steps-zero": (lambda: train_thunder_mapper(NOWHERE, 0), "mapper_steps=0 must be a whole number >= 1"),
     "10-mapper_run-a-number": (lambda: AudioToVideoPipeline.from_run(5), "run_dir=5 must be a path"),
     "10-audio_file-a-number": (lambda: read_conditioning_audio(5), "audio_file=5 must be a path"),
+    "00-overrides-key-not-text": (lambda: train_config("dog", overrides={5: 1}), "override key 5 is not a config key"),
+    "04-text_prompt-blank": (lambda: train_config("dog", text_prompt="  "), "text_prompt='  ' is blank"),
+    "00-run_dir-a-file": (lambda: own_run_dir(load_config("dog", "tiny"), A_FILE),
+                          f"{A_FILE} is a file, not a folder; give a folder"),
+    "03-per_class-beyond-memory": (lambda: synthetic_examples(load_config("multiclass", "tiny"), per_class=10**12),
+                                   "per_class=1000000000000 must be at most 1000"),
+    "07-table_dir-a-number": (lambda: table2_files(5, "tiny"), "table_dir=5 must be a path"),
+    "07-table_dir-a-file": (lambda: table2_files(A_FILE, "tiny"), f"{A_FILE} is a file, not a folder"),
+    "08-ratings_file-a-folder": (lambda: ratings_path(ROOT), "is a folder: give a file name"),
+    "any-figures_dir-under-a-file": (lambda: save_figure(None, A_FILE / "figures", "x", "tiny"),
+                                     f"{A_FILE} is a file, not a folder; check the path"),
+    "09-classes-a-number": (lambda: evaluate_toyworld(NOWHERE, classes=5), "classes=5: toy world classes must be"),
+    "09-classes-none": (lambda: evaluate_toyworld(NOWHERE, classes=None), "classes=None: toy world classes must be"),
+    "09-classes-twice": (lambda: evaluate_toyworld(NOWHERE, classes=["dog", "dog"]), "each once"),
+    "09-rerun_into-a-file": (lambda: evaluate_toyworld(A_FILE), f"{A_FILE} is a file, not a folder"),
+    "10-rerun_into-a-file": (lambda: long_thunder_record(A_FILE, NOWHERE), f"{A_FILE} is a file, not a folder"),
+    "10-live_seconds-negative": (lambda: live_view(None, np.zeros(16000), live_seconds=-1),
+                                 "live_seconds=-1 must be a number > 0"),
+    "10-live_seconds-text": (lambda: live_view(None, np.zeros(16000), live_seconds="6"),
+                             "live_seconds='6' must be a number > 0"),
 }
 
 
@@ -635,6 +658,16 @@ def test_a_bad_notebook_parameter_is_one_config_error_naming_it(case):
     # What the kernel shows (IPython's _render_traceback_): this one line, no frames.
     assert "\n" not in str(caught.value) and caught.value._render_traceback_() == [f"ConfigError: {caught.value}"]
     assert not NOWHERE.exists()
+
+
+def test_a_ratings_file_that_is_another_file_is_refused_not_overwritten(tmp_path):
+    from avlib.errors import MediaError
+
+    other = tmp_path / "notes.txt"
+    other.write_text("my notes\n")  # one line: a CSV header with no rows, none of the rating columns
+    with pytest.raises(MediaError, match=f"{re.escape(str(other))} is not a ratings file"):
+        rater([], ratings_path(other), "me")
+    assert other.read_text() == "my notes\n"
 
 
 @pytest.mark.parametrize("arguments, message", [

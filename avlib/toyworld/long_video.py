@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avlib.config import check_path, check_positive_number, check_whole_number
+from avlib.config import check_positive_number, check_whole_number, check_writable_path
 from avlib.data.synthetic import clip_seed, synth_clip
 from avlib.errors import ConfigError
 from avlib.io import run_record, write_json
@@ -65,7 +65,7 @@ def long_thunder_record(out_dir: str | Path, mapper_run: str | Path, seconds: fl
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
     from avlib.run import Run
 
-    out_dir, run = check_path("out_dir", out_dir), Run(mapper_run)
+    out_dir, run = check_writable_path("out_dir", out_dir), Run(mapper_run)
     config = run.read_config()
     pipeline = AudioToVideoPipeline.from_run(run.root)
     pipeline.set_progress_bar_config(disable=True)
