@@ -630,6 +630,7 @@ NOTEBOOK_PARAMETERS = {
     "09-evaluation-a-number": (lambda: load_evaluation(5), "evaluation=5 must be a path"),
     "10-seconds-zero": (lambda: long_clip(0, 0, 0, 8, 32), "seconds=0 must be a number > 0"),
     "10-seconds-text": (lambda: long_clip(0, 0, "12", 8, 32), "seconds='12' must be a number > 0"),
+    "10-seconds-beyond-memory": (lambda: long_clip(0, 0, 1e6, 8, 32), "seconds=1000000.0 must be at most 3600"),
     "10-seed-negative": (lambda: long_clip(-1, 0, 2.0, 8, 32), "seed=-1 must be a whole number >= 0"),
     "10-seed-too-big": (lambda: long_clip(2**63, 0, 2.0, 8, 32), r"below 2\*\*63"),
     "10-mapper_steps-zero": (lambda: train_thunder_mapper(NOWHERE, 0), "mapper_steps=0 must be a whole number >= 1"),

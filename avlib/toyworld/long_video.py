@@ -28,6 +28,7 @@ from avlib.toyworld.data import LAYOUT, TEST_OFFSET
 LONG_OFFSET = 2 * TEST_OFFSET     # long clips' indices: neither training nor short test clips
 CONDITIONS = ("whole", "shuffled", "independent", "real")
 RECORD_FILE = "long_thunder.json"
+MAX_SECONDS = 3600.0              # an hour: its audio and frames fit in memory many times over
 
 
 def long_clip(seed: int, index: int, seconds: float, fps: float, size: int):
@@ -35,6 +36,8 @@ def long_clip(seed: int, index: int, seconds: float, fps: float, size: int):
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ConfigError(f"seed={seed!r} must be a whole number >= 0 and below 2**63")
     check_positive_number("seconds", seconds, "(how much audio and video to make)")
+    if seconds > MAX_SECONDS:
+        raise ConfigError(f"seconds={seconds!r} must be at most {MAX_SECONDS:g} (how much audio and video to make)")
     return synth_clip("thunder", clip_seed(seed, "thunder", LONG_OFFSET + index), seconds=seconds, fps=fps,
                       size=size, layout=LAYOUT)
 
