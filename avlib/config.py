@@ -251,6 +251,10 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
     if not items:
         return {}
     if isinstance(items, Mapping):
+        keys = [key for key in items if not isinstance(key, str)]
+        if keys:
+            raise ConfigError(f"override key {keys[0]!r} is not a config key: name one as text, e.g. "
+                              "{'train.max_steps': 5}")
         return dict(items)
     out = {}
     for item in items:
@@ -333,17 +337,34 @@ def check_path(name: str, value: Any) -> Path:
     return Path(value)
 
 
+def check_writable_path(name: str, value: Any, folder: bool = True) -> Path:
+    """A path something will be written to (a folder, created if missing; or a file when
+    ``folder`` is False), refused where the disk holds the wrong kind of thing: a file in place
+    of the folder or of a folder above it, or a folder in place of the file."""
+    path = check_path(name, value)
+    if path.is_dir() and not folder:
+        raise ConfigError(f"{name}={str(value)!r} is a folder: give a file name")
+    existing = next((p for p in ((path,) if folder else ()) + tuple(path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        fix = "give a folder (it is created if missing)" if existing == path else "check the path"
+        raise ConfigError(f"{name}={str(value)!r}: {existing} is a file, not a folder; {fix}")
+    return path
+
+
 def check_positive_number(name: str, value: Any, note: str = "") -> None:
     """Refuse a parameter that is not a finite number > 0, naming it (as :func:`check_whole_number`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{name}={value!r} must be a number > 0{' ' + note if note else ''}")
 
 
-def check_whole_number(name: str, value: Any, minimum: int = 1, note: str = "") -> None:
-    """Refuse a parameter that is not a whole number >= ``minimum`` (papermill and Python callers
-    pass values of any type), naming it: ``limit=-1 must be a whole number >= 1 {note}``."""
+def check_whole_number(name: str, value: Any, minimum: int = 1, note: str = "", maximum: int | None = None) -> None:
+    """Refuse a parameter that is not a whole number >= ``minimum`` (and <= ``maximum`` if given;
+    papermill and Python callers pass values of any type), naming it: ``limit=-1 must be a whole
+    number >= 1 {note}``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name}={value!r} must be a whole number >= {minimum}{' ' + note if note else ''}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value!r} must be at most {maximum}{' ' + note if note else ''}")
 
 
 def validate(config: ExperimentConfig) -> None:

@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from avlib import __version__
-from avlib.config import check_path
+from avlib.config import check_writable_path
 from avlib.io import atomic_path
 from avlib.report import METRICS, TITLES
 
@@ -33,7 +33,7 @@ def save_figure(fig, folder: str | Path | None, name: str, profile: str, source:
     """
     if folder is None:
         return
-    folder = check_path("figures_dir", folder)
+    folder = check_writable_path("figures_dir", folder)
     metadata = {"Title": name, "Software": f"avlib {__version__}",
                 "Description": f"avlib profile={profile}; made by {source or 'avlib.figures'}",
                 "avlib-profile": profile}

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from avlib.config import check_path
+from avlib.config import check_writable_path
 from avlib.errors import ConfigError, MediaError
 from avlib.io import atomic_path, read_text, runs_dir
 from avlib.media import iter_videos
@@ -68,7 +68,9 @@ def make_pairs(run_dirs: Sequence[str | Path], seed: int = 0, limit: int | None 
 
 def ratings_path(ratings_file: str | Path | None = None) -> Path:
     """``ratings_file``, or by default ``ratings.csv`` in the runs folder (:func:`avlib.io.runs_dir`)."""
-    return check_path("ratings_file", ratings_file) if ratings_file is not None else runs_dir() / "ratings.csv"
+    if ratings_file is None:
+        return runs_dir() / "ratings.csv"
+    return check_writable_path("ratings_file", ratings_file, folder=False)
 
 
 def read_ratings(path: str | Path) -> list[dict[str, str]]:
@@ -76,8 +78,9 @@ def read_ratings(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         return []
-    rows = list(csv.DictReader(read_text(path, "ratings CSV").splitlines(keepends=True)))
-    if rows and set(COLUMNS) - set(rows[0]):
+    reader = csv.DictReader(read_text(path, "ratings CSV").splitlines(keepends=True))
+    rows = list(reader)
+    if reader.fieldnames is not None and set(COLUMNS) - set(reader.fieldnames):  # never overwrite another file
         raise MediaError(f"{path} is not a ratings file (columns: {', '.join(COLUMNS)})")
     return rows
 

@@ -61,14 +61,20 @@ def wav_bytes(wave: np.ndarray) -> bytes:
 
 
 def live_view(pipeline, audio: np.ndarray, prompt: str | None = None, scale: int = 8,
-              chunk_seconds: float = 0.25, **options) -> LiveReport:
-    """Show ``audio`` (16 kHz) becoming video live in the notebook, with the pipeline's
-    settings (``options`` go to :meth:`AudioToVideoPipeline.stream`); returns what it measured."""
+              chunk_seconds: float = 0.25, live_seconds: float | None = None, **options) -> LiveReport:
+    """Show ``audio`` (16 kHz; its first ``live_seconds`` if given) becoming video live in the
+    notebook, with the pipeline's settings (``options`` go to :meth:`AudioToVideoPipeline.stream`);
+    returns what it measured."""
     import ipywidgets as widgets
     from IPython.display import display
 
+    from avlib.config import check_positive_number
     from avlib.notebook import is_headless
     from avlib.streaming import paced
+
+    if live_seconds is not None:
+        check_positive_number("live_seconds", live_seconds, "(seconds of audio played in the live view)")
+        audio = audio[: round(live_seconds * SAMPLE_RATE)]
 
     settings = pipeline.settings
     frames: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)

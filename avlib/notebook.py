@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avlib.config import (ENCODERS, MAPPER_KINDS, REPORT_DATASETS, ExperimentConfig, check_epochs_and_lr, check_path,
-                          load_config)
+                          check_writable_path, load_config)
 from avlib.errors import ConfigError
 from avlib.figures import number
 from avlib.io import read_json, runs_dir, skip_final_collection
@@ -42,6 +42,8 @@ def experiment_name(cls: str, text_prompt: str | None = None, mapper: str = "aud
                           f"{', '.join(REPORT_DATASETS)})")
     if mapper not in MAPPER_KINDS:
         raise ConfigError(f"mapper='{mapper}' is not one of: {', '.join(MAPPER_KINDS)}")
+    if isinstance(text_prompt, str) and text_prompt and not text_prompt.strip():
+        raise ConfigError(f"text_prompt={text_prompt!r} is blank: give a prompt, or '' to condition on audio only")
     if mapper == "tempotokens":
         if cls != "volleyball" or text_prompt:
             raise ConfigError("the TempoTokens baseline is the report's volleyball, audio-only run: "
@@ -104,7 +106,7 @@ def own_run_dir(config: ExperimentConfig, run_dir: str | Path | None = None, nam
     05-08 read. A re-run trains into the same folder (:func:`train_or_reuse`), so there is one
     default run per experiment and profile, never a ``_2``. The folder is printed, and also
     written to the terminal that started a headless kernel (papermill, nbval)."""
-    run_dir = check_path("run_dir", run_dir) if run_dir is not None else experiment_run_dir(config, name=name)
+    run_dir = check_writable_path("run_dir", run_dir) if run_dir is not None else experiment_run_dir(config, name=name)
     announce(f"run folder: {run_dir}")
     return run_dir
 
@@ -214,6 +216,12 @@ def notebook_runs(run_dirs, experiments=("dog", "dog_text"), profile: str = "tin
     return run_dirs, runs_profile(run_dirs)
 
 
+def table2_files(table_dir: str | Path, profile: str) -> list[Path]:
+    """07's Table 2 files: ``table2.{profile}.md`` and ``.csv`` in ``table_dir`` (created if missing)."""
+    folder = check_writable_path("table_dir", table_dir)
+    return [folder / f"table2.{profile}.md", folder / f"table2.{profile}.csv"]
+
+
 def runs_profile(run_dirs) -> str:
     """The one profile that all ``run_dirs`` were trained in (mixing profiles is refused)."""
     if not run_dirs:
@@ -320,12 +328,15 @@ def shipped_manifests() -> Manifests:
     return Manifests({name: read_manifest(default_manifest(name)) for name in SHIPPED_DATASETS})
 
 
+MAX_SYNTHETIC_PER_CLASS = 1000  # each clip is held in memory (03 also encodes each twice)
+
+
 def synthetic_examples(config: ExperimentConfig, classes=None, per_class: int = 1, seed: int = 0) -> list:
     """Synthetic clips (:class:`~avlib.data.synthetic.SynthClip`) at ``config``'s data sizes."""
     from avlib.config import check_whole_number
     from avlib.data.synthetic import CLASSES, clip_seed, synth_clip
 
-    check_whole_number("per_class", per_class)
+    check_whole_number("per_class", per_class, maximum=MAX_SYNTHETIC_PER_CLASS)
     data = config.data
     seconds = max(data.clip_seconds, data.num_frames / data.fps)
     return [synth_clip(label, clip_seed(seed, label, i), seconds=seconds, fps=data.fps,

@@ -28,10 +28,12 @@ from avlib.errors import ConfigError
 from avlib.figures import save_figure
 from avlib.generate import read_conditioning_audio
 from avlib.human_eval import rater, ratings_path
-from avlib.notebook import notebook_run, notebook_runs, own_run_dir, shipped_manifests, train_config
+from avlib.live import live_view
+from avlib.notebook import (notebook_run, notebook_runs, own_run_dir, shipped_manifests, synthetic_examples, table2_files,
+                            train_config)
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
 from avlib.toyworld.evaluate import evaluate_toyworld, load_evaluation
-from avlib.toyworld.long_video import long_clip, train_thunder_mapper
+from avlib.toyworld.long_video import long_clip, long_thunder_record, train_thunder_mapper
 from avlib.io import run_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,6 +265,14 @@ CASES = [
     ("train-set-section", "train --set train=5 --out {out}/run", "'train' is a section, not a value"),
     ("train-resume-with-experiment", "train --resume {run} --experiment thunder", "drop --experiment"),
     ("train-out-is-a-file", "train --out {good}", "tone.wav is a file; give a folder"),
+    ("data-synth-out-is-a-file", "data synth --out {good} --clips-per-class 1", "tone.wav is a file, not a folder"),
+    ("data-curate-out-under-a-file", "data curate --manifest {dog_manifest} --source {short_source} --out {good}/clips",
+     "tone.wav is a file, not a folder"),
+    ("toyworld-build-out-is-a-file", "toyworld build --out {good}", "tone.wav is a file, not a folder"),
+    ("toyworld-metrics-out-is-a-file", "toyworld metrics --out {good}", "tone.wav is a file, not a folder"),
+    ("toyworld-evaluate-out-is-a-file", "toyworld evaluate --out {good}", "tone.wav is a file, not a folder"),
+    ("reproduce-out-is-a-file", "reproduce --out {good}", "tone.wav is a file, not a folder"),
+    ("reproduce-figures-is-a-file", "reproduce --figures {good} --out {out}/r", "tone.wav is a file, not a folder"),
     # files that hold code or are not what they claim
     ("fvd-i3d-plain-pickle", "metrics fvd --real {dir} --fake {dir} --i3d {plain_evil} --json {out}/f.json",
      "holds the Python object posix.system, which avlib never unpickles"),
@@ -603,6 +613,7 @@ def test_papermill_per_class_of_the_wrong_kind_is_our_line(value, tmp_path):
 
 
 NOWHERE = ROOT / "no-such-folder"
+A_FILE = ROOT / "pyproject.toml"
 # Each bad notebook parameter, handed to the avlib function its notebook passes it to.
 NOTEBOOK_PARAMETERS = {
     "00-overrides-not-a-dict": (lambda: train_config("dog", overrides="x"), "overrides='x' must be a dict"),
@@ -619,11 +630,32 @@ NOTEBOOK_PARAMETERS = {
     "09-evaluation-a-number": (lambda: load_evaluation(5), "evaluation=5 must be a path"),
     "10-seconds-zero": (lambda: long_clip(0, 0, 0, 8, 32), "seconds=0 must be a number > 0"),
     "10-seconds-text": (lambda: long_clip(0, 0, "12", 8, 32), "seconds='12' must be a number > 0"),
+    "10-seconds-beyond-memory": (lambda: long_clip(0, 0, 1e6, 8, 32), "seconds=1000000.0 must be at most 3600"),
     "10-seed-negative": (lambda: long_clip(-1, 0, 2.0, 8, 32), "seed=-1 must be a whole number >= 0"),
     "10-seed-too-big": (lambda: long_clip(2**63, 0, 2.0, 8, 32), r"below 2\*\*63"),
     "10-mapper_steps-zero": (lambda: train_thunder_mapper(NOWHERE, 0), "mapper_steps=0 must be a whole number >= 1"),
     "10-mapper_run-a-number": (lambda: AudioToVideoPipeline.from_run(5), "run_dir=5 must be a path"),
     "10-audio_file-a-number": (lambda: read_conditioning_audio(5), "audio_file=5 must be a path"),
+    "00-overrides-key-not-text": (lambda: train_config("dog", overrides={5: 1}), "override key 5 is not a config key"),
+    "04-text_prompt-blank": (lambda: train_config("dog", text_prompt="  "), "text_prompt='  ' is blank"),
+    "00-run_dir-a-file": (lambda: own_run_dir(load_config("dog", "tiny"), A_FILE),
+                          f"{A_FILE} is a file, not a folder; give a folder"),
+    "03-per_class-beyond-memory": (lambda: synthetic_examples(load_config("multiclass", "tiny"), per_class=10**12),
+                                   "per_class=1000000000000 must be at most 1000"),
+    "07-table_dir-a-number": (lambda: table2_files(5, "tiny"), "table_dir=5 must be a path"),
+    "07-table_dir-a-file": (lambda: table2_files(A_FILE, "tiny"), f"{A_FILE} is a file, not a folder"),
+    "08-ratings_file-a-folder": (lambda: ratings_path(ROOT), "is a folder: give a file name"),
+    "any-figures_dir-under-a-file": (lambda: save_figure(None, A_FILE / "figures", "x", "tiny"),
+                                     f"{A_FILE} is a file, not a folder; check the path"),
+    "09-classes-a-number": (lambda: evaluate_toyworld(NOWHERE, classes=5), "classes=5: toy world classes must be"),
+    "09-classes-none": (lambda: evaluate_toyworld(NOWHERE, classes=None), "classes=None: toy world classes must be"),
+    "09-classes-twice": (lambda: evaluate_toyworld(NOWHERE, classes=["dog", "dog"]), "each once"),
+    "09-rerun_into-a-file": (lambda: evaluate_toyworld(A_FILE), f"{A_FILE} is a file, not a folder"),
+    "10-rerun_into-a-file": (lambda: long_thunder_record(A_FILE, NOWHERE), f"{A_FILE} is a file, not a folder"),
+    "10-live_seconds-negative": (lambda: live_view(None, np.zeros(16000), live_seconds=-1),
+                                 "live_seconds=-1 must be a number > 0"),
+    "10-live_seconds-text": (lambda: live_view(None, np.zeros(16000), live_seconds="6"),
+                             "live_seconds='6' must be a number > 0"),
 }
 
 
@@ -635,6 +667,16 @@ def test_a_bad_notebook_parameter_is_one_config_error_naming_it(case):
     # What the kernel shows (IPython's _render_traceback_): this one line, no frames.
     assert "\n" not in str(caught.value) and caught.value._render_traceback_() == [f"ConfigError: {caught.value}"]
     assert not NOWHERE.exists()
+
+
+def test_a_ratings_file_that_is_another_file_is_refused_not_overwritten(tmp_path):
+    from avlib.errors import MediaError
+
+    other = tmp_path / "notes.txt"
+    other.write_text("my notes\n")  # one line: a CSV header with no rows, none of the rating columns
+    with pytest.raises(MediaError, match=f"{re.escape(str(other))} is not a ratings file"):
+        rater([], ratings_path(other), "me")
+    assert other.read_text() == "my notes\n"
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -679,19 +721,82 @@ def test_evaluate_warns_once_when_references_and_samples_differ_in_frame_rate(tm
                       "frame rate)"]
 
 
-def test_papermill_command_line_shows_our_line_below_its_own_call_stack(tmp_path):
-    """papermill's CLI prints the Python traceback of its own PapermillExecutionError (a known
-    limit, README "Reliability"); the executed notebook holds only our line."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(Path(sys.executable).with_name("papermill")), str(ROOT / "notebooks" / "01_dataset_curation.ipynb"),
-                           str(tmp_path / "out.ipynb"), "-p", "data_root", str(NOWHERE), "-k", "python3",
-                           "--no-progress-bar"], capture_output=True, text=True, cwd=tmp_path, env=env)
-    line = (f"ConfigError: dataset folder {NOWHERE} does not exist: pass the folder `avlib data curate --out` "
-            "wrote (`avlib data status --root`, notebook 01's data_root)")
-    assert proc.returncode == 1 and proc.stderr.rstrip().endswith(line)
+def _papermill_command(notebook: str, *parameters: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``papermill NOTEBOOK OUT -p ...`` as a user types it, with avlib's ``papermill.engine``
+    entry point visible as ``pyproject.toml`` declares it (a dist-info folder on the path: the
+    test does not depend on when the editable install was last refreshed)."""
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["papermill.engine"]
+    dist_info = cwd / "entry_points" / "avlib_papermill_test-0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: avlib-papermill-test\nVersion: 0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[papermill.engine]\n" + "".join(f"{name} = {target}\n" for name, target in declared.items()))
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{dist_info.parent}", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(Path(sys.executable).with_name("papermill")), str(ROOT / "notebooks" / notebook),
+                           str(cwd / "out.ipynb"), *parameters, "-k", "python3"],
+                          capture_output=True, text=True, cwd=cwd, env=env)
+
+
+@pytest.mark.parametrize("notebook, parameters, line", [
+    ("04_train.ipynb", ("-p", "cls", "cat"), "the notebook failed in cell 3: ConfigError: cls='cat' is not a dataset "
+                                             "of the report (choose from: dog, thunder, volleyball, multiclass)"),
+    ("01_dataset_curation.ipynb", ("-p", "data_root", str(NOWHERE), "--no-progress-bar"),
+     f"the notebook failed in cell 5: ConfigError: dataset folder {NOWHERE} does not exist: pass the folder "
+     "`avlib data curate --out` wrote (`avlib data status --root`, notebook 01's data_root)"),
+])
+def test_papermill_command_line_shows_only_our_line_and_exits_2(notebook, parameters, line, tmp_path):
+    proc = _papermill_command(notebook, *parameters, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1] == f"papermill: error: {line}"
+    assert "Traceback" not in proc.stderr and "PapermillExecutionError" not in proc.stderr
     errors = [output for cell in json.loads((tmp_path / "out.ipynb").read_text())["cells"]
               for output in cell.get("outputs", []) if output["output_type"] == "error"]
-    assert [error["traceback"] for error in errors] == [[line]]
+    assert [error["traceback"] for error in errors] == [[line.split(": ", 1)[1]]]  # the notebook: our line
+
+
+def _raised(error: BaseException):
+    try:
+        raise error
+    except BaseException as caught:
+        return caught.__traceback__
+
+
+def test_the_papermill_hook_leaves_every_other_error_as_python_shows_it():
+    """Only an avlib error that reached the top of papermill's command line is shortened: not
+    another cell error, not papermill's error in a program of its own (``avlib reproduce``)."""
+    from papermill.exceptions import PapermillExecutionError
+
+    import avlib.papermill_cli as hook
+
+    def cell_error(ename):
+        return PapermillExecutionError(2, 3, "", ename, "x=1 must be a path", [f"{ename}: x=1 must be a path"])
+
+    def through_the_command_line(error):  # a frame of papermill.cli on the way up
+        exec(compile("def run(error):\n    raise error\n", "cli.py", "exec"), namespace := {"__name__": "papermill.cli"})
+        try:
+            namespace["run"](error)
+        except BaseException as caught:
+            return caught.__traceback__
+
+    for name in ("ConfigError", "CheckpointError", "MediaError", "AvlibError"):
+        error = cell_error(name)
+        assert hook.one_line(error, through_the_command_line(error)) == (
+            f"papermill: error: the notebook failed in cell 3: {name}: x=1 must be a path")
+        error = cell_error(name)
+        assert hook.one_line(error, _raised(error)) is None               # not papermill's command line
+    for error in (cell_error("ValueError"), ConfigError("x=1 must be a path"), KeyError("x")):
+        assert hook.one_line(error, through_the_command_line(error)) is None
+    # Installed once, in front of the hook before it, to which every other error goes.
+    hook.install()
+    assert sys.excepthook is hook.excepthook and hook._previous_hook is not hook.excepthook
+    shown = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hook, "_previous_hook", lambda *args: shown.append(args))
+        error = cell_error("ValueError")
+        hook.excepthook(PapermillExecutionError, error, through_the_command_line(error))
+    assert shown == [(PapermillExecutionError, error, error.__traceback__)]
 
 
 def test_reproduce_turns_a_failing_notebook_into_our_one_line(tmp_path):

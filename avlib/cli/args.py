@@ -62,6 +62,16 @@ def check_device(device: str, what: str = "--device") -> str:
     return device
 
 
+def output_folder(text: str) -> Path:
+    """An argparse ``type`` for a folder a command writes into (created if missing), refused at
+    parse time where a file stands in its place or in place of a folder above it."""
+    path = Path(text)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder (give a folder; it is created if missing)")
+    return path
+
+
 def check_output(path: str | Path, suffix: str | None = None) -> Path:
     """An output path that can be written: not a folder, in a folder we may write to.
 

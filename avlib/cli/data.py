@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avlib.cli.args import check_output, finite_float, positive_float, positive_int, seed_int
+from avlib.cli.args import check_output, finite_float, output_folder, positive_float, positive_int, seed_int
 from avlib.config import SYNTH_LAYOUTS
 from avlib.data import curate, manifests, synthetic
 from avlib.errors import AvlibError
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
         description="Deterministic clips with known events: dog barks (the dog hops), thunder "
                     "claps (a bolt strikes), volleyball thuds (the ball crosses the net). "
                     "Writes mp4 + wav per clip and manifest.csv with the event times.")
-    synth.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+    synth.add_argument("--out", type=output_folder, required=True, metavar="DIR", help="dataset folder to write")
     synth.add_argument("--clips-per-class", type=positive_int, required=True, metavar="N")
     synth.add_argument("--classes", nargs="+", default=list(synthetic.CLASSES),
                        choices=synthetic.CLASSES, help="default: all three")
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
                     "time span fits in the source; clips already in --out are skipped. The "
                     "custom sets' source videos are unknown: any long video of the class works.")
     cut.add_argument("--manifest", required=True, metavar="CSV")
-    cut.add_argument("--out", required=True, metavar="DIR", help="dataset folder")
+    cut.add_argument("--out", type=output_folder, required=True, metavar="DIR", help="dataset folder")
     source = cut.add_mutually_exclusive_group(required=True)
     source.add_argument("--source", metavar="VIDEO", help="local video every clip is cut from")
     source.add_argument("--download", action="store_true",

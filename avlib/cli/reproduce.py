@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avlib.cli.args import positive_int
+from avlib.cli.args import output_folder, positive_int
 from avlib.config import PROFILES, parse_overrides
 
 
@@ -18,9 +18,9 @@ def register(subparsers) -> None:
     p.add_argument("--profile", choices=PROFILES, default="tiny", help="tiny (CPU, minutes; default) or paper (GPU)")
     p.add_argument("--experiments", nargs="+", default=list(DEFAULT_EXPERIMENTS), metavar="NAME",
                    help=f"experiments to run (default: all of Table 2: {' '.join(DEFAULT_EXPERIMENTS)})")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=output_folder, default=None,
                    help="output folder (default: runs/reproduce_PROFILE at the checkout root, or $AVLIB_RUNS)")
-    p.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder to refresh")
+    p.add_argument("--figures", type=output_folder, default=Path("figures"), help="figures folder to refresh")
     p.add_argument("--limit", type=positive_int, default=None, help="generate at most this many test clips per run")
     p.add_argument("--jobs", type=positive_int, default=None,
                    help="notebooks run at once, each lane of them in one kernel "

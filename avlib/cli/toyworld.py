@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from avlib.cli.args import nonnegative_int, positive_float, positive_int, seed_int
+from avlib.cli.args import nonnegative_int, output_folder, positive_float, positive_int, seed_int
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
     build = commands.add_parser("build", help="train the stand-ins into --out (or --check the shipped ones)",
                                 description="Train the stand-in t2v (diffusers layout) and CAVP encoder.")
-    build.add_argument("--out", type=Path, help=f"output folder (to update the shipped weights: {WEIGHTS_DIR})")
+    build.add_argument("--out", type=output_folder, help=f"output folder (to update the shipped weights: {WEIGHTS_DIR})")
     build.add_argument("--check", action="store_true",
                        help="instead of building: load --weights and generate one video from text and one from audio")
     build.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="weights to --check (default: shipped)")
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     metrics = commands.add_parser(
         "metrics", help="train the toy CLIP and toy video network (the tiny profile's CLIPSIM and FVD)",
         description="Train the toy metric networks on the synthetic world (about a minute on one core).")
-    metrics.add_argument("--out", type=Path, default=METRIC_NETS_DIR,
+    metrics.add_argument("--out", type=output_folder, default=METRIC_NETS_DIR,
                          help=f"output folder (default: the shipped {METRIC_NETS_DIR})")
     for field in dataclasses.fields(MetricNetsConfig):
         metrics.add_argument(f"--{field.name.replace('_', '-')}", type=_field_type(field, zero_steps=False),
@@ -52,7 +52,7 @@ def register(subparsers) -> None:
         description="AV-Align (2025) with 95% bootstrap CIs of videos from the trained mapper, the same "
                     "model fed shuffled audio, and an untrained mapper; class match by a frame classifier. "
                     "Writes OUT/toyworld_eval.json.")
-    evaluate.add_argument("--out", type=Path, required=True, help="output folder")
+    evaluate.add_argument("--out", type=output_folder, required=True, help="output folder")
     evaluate.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="toy world weights (default: shipped)")
     evaluate.add_argument("--test-per-class", type=positive_int, default=10, help="held-out clips per class (default: 10)")
     evaluate.add_argument("--mapper-steps", type=positive_int, default=1000, help="mapper training steps (default: 1000)")

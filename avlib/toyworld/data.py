@@ -107,10 +107,11 @@ def toy_clips(classes=CLASSES, per_class: int = 32, split: str = "train", seed: 
 def toyworld_config(weights: Path, overrides: dict | None = None, classes=CLASSES):
     """The tiny profile of the report's experiment for ``classes`` (one class: that class's
     experiment; several: multiclass) on the toy world's stand-ins."""
+    if (not isinstance(classes, (list, tuple)) or not classes or not all(c in CLASSES for c in classes)
+            or len(set(classes)) < len(classes)):
+        raise ConfigError(f"classes={classes!r}: toy world classes must be among {', '.join(CLASSES)}, "
+                          "a list of one or more, each once")
     classes = list(classes)
-    unknown = sorted(set(classes) - set(CLASSES))
-    if unknown or not classes:
-        raise ConfigError(f"toy world classes must be among {', '.join(CLASSES)} (got {classes or 'none'})")
     return load_config(classes[0] if len(classes) == 1 else "multiclass", "tiny", {
         "data.classes": classes, "model.pretrained": str(weights / T2V_SUBDIR),
         "encoder.name": "cavp", "encoder.checkpoint": str(weights / CAVP_FILE),

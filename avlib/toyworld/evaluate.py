@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avlib.config import GenerationSettings, check_path, check_whole_number
+from avlib.config import GenerationSettings, check_path, check_whole_number, check_writable_path
 from avlib.data.synthetic import CLASSES, derangement
 from avlib.errors import AvlibError, ConfigError
 from avlib.generate import clip_noise
@@ -152,7 +152,7 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     for name, value in (("test_per_class", test_per_class), ("train_per_class", train_per_class),
                         ("mapper_steps", mapper_steps)):
         check_whole_number(name, value)
-    out_dir, weights = check_path("out_dir", out_dir), Path(weights)
+    out_dir, weights = check_writable_path("out_dir", out_dir), Path(weights)
     config = toyworld_config(weights, {"train.max_steps": mapper_steps, "train.epochs": 10_000,
                                        "train.checkpoint_every": mapper_steps,
                                        **(overrides or {})}, classes)

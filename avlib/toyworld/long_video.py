@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avlib.config import check_path, check_positive_number, check_whole_number
+from avlib.config import check_positive_number, check_whole_number, check_writable_path
 from avlib.data.synthetic import clip_seed, synth_clip
 from avlib.errors import ConfigError
 from avlib.io import run_record, write_json
@@ -28,6 +28,7 @@ from avlib.toyworld.data import LAYOUT, TEST_OFFSET
 LONG_OFFSET = 2 * TEST_OFFSET     # long clips' indices: neither training nor short test clips
 CONDITIONS = ("whole", "shuffled", "independent", "real")
 RECORD_FILE = "long_thunder.json"
+MAX_SECONDS = 3600.0              # an hour: its audio and frames fit in memory many times over
 
 
 def long_clip(seed: int, index: int, seconds: float, fps: float, size: int):
@@ -35,6 +36,8 @@ def long_clip(seed: int, index: int, seconds: float, fps: float, size: int):
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ConfigError(f"seed={seed!r} must be a whole number >= 0 and below 2**63")
     check_positive_number("seconds", seconds, "(how much audio and video to make)")
+    if seconds > MAX_SECONDS:
+        raise ConfigError(f"seconds={seconds!r} must be at most {MAX_SECONDS:g} (how much audio and video to make)")
     return synth_clip("thunder", clip_seed(seed, "thunder", LONG_OFFSET + index), seconds=seconds, fps=fps,
                       size=size, layout=LAYOUT)
 
@@ -65,7 +68,7 @@ def long_thunder_record(out_dir: str | Path, mapper_run: str | Path, seconds: fl
     from avlib.pipeline.audio_to_video import AudioToVideoPipeline
     from avlib.run import Run
 
-    out_dir, run = check_path("out_dir", out_dir), Run(mapper_run)
+    out_dir, run = check_writable_path("out_dir", out_dir), Run(mapper_run)
     config = run.read_config()
     pipeline = AudioToVideoPipeline.from_run(run.root)
     pipeline.set_progress_bar_config(disable=True)
