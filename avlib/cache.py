@@ -27,7 +27,7 @@ import numpy as np
 from avlib.errors import AvlibWarning
 from avlib.io import as_os_error, atomic_path, cache_dir
 
-CACHE_VERSION = 3  # bump when a front end, network or entry layout changes what an entry holds
+CACHE_VERSION = 4  # bump when a front end, network or entry layout changes what an entry holds
 HINT = "the cache is the folder AVLIB_CACHE names; --no-cache runs without it"
 
 
