@@ -12,7 +12,9 @@ imports this module, which installs :func:`excepthook`. That hook handles one ca
 ``PapermillExecutionError`` that reached the top of papermill's command line and whose cell
 failed with one of avlib's errors; it prints ``papermill: error: ...`` and exits with status 2.
 Every other error, and any program that catches the error itself (``avlib reproduce``), is
-left as it was. The engine itself is papermill's own: ``--engine avlib`` runs as the default.
+left as it was. The engine is papermill's own, its kernels on local sockets (IPC) as every kernel
+avlib starts (:mod:`avlib.kernels`); it is also made papermill's default, so that a plain
+``papermill NB OUT`` prints no "Kernel is running over TCP without encryption" warning.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import threading
 from types import TracebackType
 
 from avlib import errors
+from avlib.kernels import ipc_kernel_config
 
 EXIT_STATUS = 2   # bad input, as every avlib command
 
@@ -86,13 +89,29 @@ def install() -> None:
 
 
 def __getattr__(name: str):
-    # The entry point's engine, looked up only by papermill (importing this module alone
-    # imports nothing of papermill's).
+    # The entry point's engine, built only when papermill looks it up (importing this module
+    # alone imports nothing of papermill's).
     if name == "Engine":
-        from papermill.engines import NBClientEngine
-
-        return NBClientEngine
+        return local_socket_engine()
     raise AttributeError(name)
+
+
+def local_socket_engine():
+    """papermill's default engine, starting kernels on local sockets (:mod:`avlib.kernels`)
+    unless the caller brings a kernel manager or a configuration of its own; registered as
+    papermill's default too, so that ``papermill NB OUT`` prints no TCP warning."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class LocalSocketEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            if "km" in kwargs or "config" in kwargs:
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            with ipc_kernel_config() as config:
+                return super().execute_managed_notebook(nb_man, kernel_name, config=config, **kwargs)
+
+    papermill_engines.register(None, LocalSocketEngine)
+    return LocalSocketEngine
 
 
 _previous_hook = sys.excepthook

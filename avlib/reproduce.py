@@ -22,7 +22,6 @@ import contextlib
 import copy
 import os
 import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,12 +33,12 @@ import nbformat
 from jupyter_core.utils import ensure_event_loop, run_sync
 from tqdm.auto import tqdm
 from traitlets import List
-from traitlets.config import Config
 
 from avlib.config import PROFILES, load_config
 from avlib.errors import AvlibError, ConfigError
 from avlib.figures import figure_profile
 from avlib.io import atomic_path, run_record, runs_dir, write_json
+from avlib.kernels import ipc_kernel_config
 from avlib.notebook import HEADLESS_ENV, notebook_parameters
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -49,21 +48,6 @@ CHECKOUT_PLACEHOLDER = "/path/to/avlib"
 RECORD = "reproduce.json"
 KERNEL = "python3"
 
-
-@contextlib.contextmanager
-def ipc_kernel_config():
-    """papermill's kernel over local sockets (IPC), not loopback TCP: same speed, and ipykernel no
-    longer warns "Kernel is running over TCP without encryption" for every notebook.
-
-    The sockets get an absolute path of their own: the default (``kernel-ipc-N``) is relative,
-    so a kernel started in another folder than ours never meets us, and parallel runs would
-    share names.
-    """
-    folder = tempfile.mkdtemp(prefix="avlib-kernel-")
-    try:
-        yield Config({"KernelManager": {"transport": "ipc", "ip": f"{folder}/ipc"}})
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 # The experiments of the report's Table 2, in its row order.
 DEFAULT_EXPERIMENTS = ("volleyball", "thunder", "dog", "dog_text", "multiclass", "tempotokens")

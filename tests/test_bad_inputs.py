@@ -751,6 +751,7 @@ def test_papermill_command_line_shows_only_our_line_and_exits_2(notebook, parame
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.rstrip().splitlines()[-1] == f"papermill: error: {line}"
     assert "Traceback" not in proc.stderr and "PapermillExecutionError" not in proc.stderr
+    assert "without encryption" not in proc.stderr  # papermill's kernel on local sockets (avlib.kernels)
     errors = [output for cell in json.loads((tmp_path / "out.ipynb").read_text())["cells"]
               for output in cell.get("outputs", []) if output["output_type"] == "error"]
     assert [error["traceback"] for error in errors] == [[line.split(": ", 1)[1]]]  # the notebook: our line
