@@ -60,6 +60,15 @@ def test_committed_notebooks_stay_small():
     assert sum(path.stat().st_size for path in NOTEBOOKS) < 3_000_000
 
 
+def test_nbval_compares_every_cell():
+    """Scores of generated videos come back to the last digit (mp4s are a pure function of the
+    frames, features of the video alone), so no cell is exempt from nbval's comparison."""
+    exempt = [(path.name, i) for path in NOTEBOOKS for i, cell in enumerate(code_cells(path))
+              if "NBVAL_IGNORE_OUTPUT" in cell.source or "NBVAL_SKIP" in cell.source
+              or {"nbval-ignore-output", "nbval-skip"} & set(cell.metadata.get("tags", []))]
+    assert exempt == []
+
+
 def test_stored_notebook_is_the_source_with_the_outputs_and_nothing_volatile():
     """What `avlib reproduce` writes back: papermill's injected cell and metadata gone, counts
     from 1, a stream split by timing joined; a source edited meanwhile is refused."""
