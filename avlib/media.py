@@ -161,12 +161,13 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+DEFAULT_CRF = 18  # x264 quality of every video avlib writes unless a caller asks for another
 VIDEOS_PER_PROCESS = 16   # files one ffmpeg process encodes or decodes (raw frames wait in a temp folder)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float,
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
-                crf: int = 18) -> Path:
+                crf: int = DEFAULT_CRF) -> Path:
     """Encode frames (F, H, W, 3) as an H.264 (yuv420p) mp4, muxing ``audio`` (mono at
     ``sample_rate``) as AAC when given. The file appears at ``path`` only once complete
     (:func:`write_videos` of one)."""
@@ -175,7 +176,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
 
 def write_videos(paths: Sequence[str | Path], videos: Sequence[np.ndarray], fps: float,
                  audios: Sequence[np.ndarray | None] | None = None, sample_rate: int = SAMPLE_RATE,
-                 crf: int = 18) -> list[Path]:
+                 crf: int = DEFAULT_CRF) -> list[Path]:
     """:func:`write_video` of each ``videos[i]`` (F, H, W, 3) with ``audios[i]`` to ``paths[i]``,
     :data:`VIDEOS_PER_PROCESS` files per ffmpeg process fed raw frames and float samples, with
     moviepy's video settings (the same H.264 stream as :func:`write_clip`). The process's start-up
@@ -226,7 +227,7 @@ def write_videos(paths: Sequence[str | Path], videos: Sequence[np.ndarray], fps:
     return [Path(path) for path in paths]
 
 
-def write_clip(clip, path: str | Path, fps: float | None = None, crf: int = 18,
+def write_clip(clip, path: str | Path, fps: float | None = None, crf: int = DEFAULT_CRF,
                audio_fps: int = SAMPLE_RATE) -> Path:
     """Write a moviepy clip as H.264 (yuv420p) + AAC mp4, atomically; ffmpeg's complaint
     becomes one :class:`MediaError` line."""

@@ -214,7 +214,7 @@ def test_clips_that_reuse_ids_cannot_change_a_seeded_run(tmp_path, monkeypatch, 
 
 def test_the_toy_world_uses_the_cache_and_gets_the_same_mapper(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
-    argv = ["toyworld", "evaluate", "--test-per-class", "1", "--mapper-steps", "2", "--classes", "thunder", "--quiet"]
+    argv = ["toyworld", "evaluate", "--test-per-class", "2", "--mapper-steps", "2", "--classes", "thunder", "--quiet"]
     assert main([*argv, "--out", str(tmp_path / "first")]) == 0
     assert main([*argv, "--out", str(tmp_path / "second")]) == 0
     capsys.readouterr()
