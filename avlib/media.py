@@ -64,7 +64,7 @@ def ffmpeg_message(stderr: str | bytes) -> str:
 def require_audio_track(path: str | Path) -> None:
     """Fail before any work when a media file ffmpeg reads has no sound in it (files it
     cannot read at all are left to the reader's own error)."""
-    text = _probe_text(_require_file(path, "media"))
+    text = _probe_text([_require_file(path, "media")])
     if "Duration:" in text and "Audio:" not in text:
         raise MediaError(f"{path} has no audio track (give a file with sound, or its audio as a "
                          "wav beside it)")
@@ -354,10 +354,12 @@ def _raw_frames(path: Path, data: bytes, source: str, output: str) -> tuple[np.n
     return frames.copy(), float(fps.group(1)) if fps else 0.0  # a writable array, as np.stack gave
 
 
-def _probe_text(path: Path) -> str:
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-                          capture_output=True)
-    return proc.stderr.decode(errors="replace")
+def _probe_text(paths: Sequence[Path]) -> str:
+    """ffmpeg's listing of ``paths`` (one ``Input #i`` section each, as far as it got)."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
+    for path in paths:
+        command += ["-i", str(path)]
+    return subprocess.run(command, capture_output=True).stderr.decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,27 @@ class MediaInfo:
 def probe(path: str | Path) -> MediaInfo:
     """Container duration and streams, parsed from ``ffmpeg -i`` (no ffprobe needed)."""
     path = _require_file(path, "media")
-    text = _probe_text(path)
+    return _media_info(path, _probe_text([path]))
+
+
+def probe_many(paths: Sequence[str | Path]) -> list[MediaInfo]:
+    """:func:`probe` of each of ``paths``, :data:`VIDEOS_PER_PROCESS` files per ffmpeg process
+    (its start-up is most of a probe's cost). When a batch fails, each of its files is probed
+    alone, so the error names the file at fault."""
+    paths = [_require_file(path, "media") for path in paths]
+    infos = []
+    for start in range(0, len(paths), VIDEOS_PER_PROCESS):
+        batch = paths[start:start + VIDEOS_PER_PROCESS]
+        sections = _log_sections(_probe_text(batch))
+        try:
+            infos += [_media_info(path, sections.get(("Input", index), "")) for index, path in enumerate(batch)]
+        except MediaError:
+            infos += [probe(path) for path in batch]
+    return infos
+
+
+def _media_info(path: Path, text: str) -> MediaInfo:
+    """A file's :class:`MediaInfo` from ffmpeg's listing of it."""
     dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
     if dur is None:
         raise MediaError(f"cannot read {path}: not a media file ffmpeg understands")
