@@ -32,6 +32,7 @@ import numpy as np
 from avlib.errors import AvlibError, CheckpointError, ConfigError, MediaError
 from avlib.cache import default_root
 from avlib.io import run_record
+from avlib.media import probe_many
 from avlib.metrics import av_align, clipsim, fvd, long_video
 from avlib.metrics.stats import mean_with_ci
 from avlib.pipeline.model_card import MODEL_INDEX, write_model_card
@@ -220,8 +221,12 @@ class Scoring:
                 changes)
 
     def long_video_changes(self, videos: list[Path]) -> list[np.ndarray] | None:
-        """Each video's frame changes when any of them is longer than one window, else None."""
+        """Each video's frame changes when any of them is longer than one window, else None.
+        The containers' durations rule out a run of one-window samples without decoding them."""
         if self.window is None:
+            return None
+        # A video's frames span at most its container's duration (which covers its audio too).
+        if all(info.duration_s * (info.fps or 0) < self.window + 0.5 for info in probe_many(videos)):
             return None
         changes = long_video.video_frame_changes(videos)
         if not any(len(video_changes) + 1 > self.window for video_changes in changes):

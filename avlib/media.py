@@ -64,7 +64,7 @@ def ffmpeg_message(stderr: str | bytes) -> str:
 def require_audio_track(path: str | Path) -> None:
     """Fail before any work when a media file ffmpeg reads has no sound in it (files it
     cannot read at all are left to the reader's own error)."""
-    text = _probe_text(_require_file(path, "media"))
+    text = _probe_text([_require_file(path, "media")])
     if "Duration:" in text and "Audio:" not in text:
         raise MediaError(f"{path} has no audio track (give a file with sound, or its audio as a "
                          "wav beside it)")
@@ -191,12 +191,13 @@ def yuv420p_frames(frames: np.ndarray) -> np.ndarray:
     return np.rint(np.concatenate(planes, axis=1)).clip(0, 255).astype(np.uint8)
 
 
+DEFAULT_CRF = 18  # x264 quality of every video avlib writes unless a caller asks for another
 VIDEOS_PER_PROCESS = 16   # files one ffmpeg process encodes or decodes (raw frames wait in a temp folder)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float,
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
-                crf: int = 18) -> Path:
+                crf: int = DEFAULT_CRF) -> Path:
     """Encode frames (F, H, W, 3) as an H.264 (yuv420p) mp4, muxing ``audio`` (mono at
     ``sample_rate``) as AAC when given. The file appears at ``path`` only once complete
     (:func:`write_videos` of one)."""
@@ -205,7 +206,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
 
 def write_videos(paths: Sequence[str | Path], videos: Sequence[np.ndarray], fps: float,
                  audios: Sequence[np.ndarray | None] | None = None, sample_rate: int = SAMPLE_RATE,
-                 crf: int = 18) -> list[Path]:
+                 crf: int = DEFAULT_CRF) -> list[Path]:
     """:func:`write_video` of each ``videos[i]`` (F, H, W, 3) with ``audios[i]`` to ``paths[i]``,
     :data:`VIDEOS_PER_PROCESS` files per ffmpeg process fed raw frames and float samples, with
     moviepy's video settings (the same H.264 stream as :func:`write_clip`). The process's start-up
@@ -252,7 +253,7 @@ def write_videos(paths: Sequence[str | Path], videos: Sequence[np.ndarray], fps:
     return [Path(path) for path in paths]
 
 
-def write_clip(clip, path: str | Path, fps: float | None = None, crf: int = 18,
+def write_clip(clip, path: str | Path, fps: float | None = None, crf: int = DEFAULT_CRF,
                audio_fps: int = SAMPLE_RATE) -> Path:
     """Write a moviepy clip as H.264 (yuv420p) + AAC mp4, atomically; ffmpeg's complaint
     becomes one :class:`MediaError` line."""
@@ -379,10 +380,12 @@ def _raw_frames(path: Path, data: bytes, source: str, output: str) -> tuple[np.n
     return frames.copy(), float(fps.group(1)) if fps else 0.0  # a writable array, as np.stack gave
 
 
-def _probe_text(path: Path) -> str:
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-                          capture_output=True)
-    return proc.stderr.decode(errors="replace")
+def _probe_text(paths: Sequence[Path]) -> str:
+    """ffmpeg's listing of ``paths`` (one ``Input #i`` section each, as far as it got)."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
+    for path in paths:
+        command += ["-i", str(path)]
+    return subprocess.run(command, capture_output=True).stderr.decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -397,7 +400,27 @@ class MediaInfo:
 def probe(path: str | Path) -> MediaInfo:
     """Container duration and streams, parsed from ``ffmpeg -i`` (no ffprobe needed)."""
     path = _require_file(path, "media")
-    text = _probe_text(path)
+    return _media_info(path, _probe_text([path]))
+
+
+def probe_many(paths: Sequence[str | Path]) -> list[MediaInfo]:
+    """:func:`probe` of each of ``paths``, :data:`VIDEOS_PER_PROCESS` files per ffmpeg process
+    (its start-up is most of a probe's cost). When a batch fails, each of its files is probed
+    alone, so the error names the file at fault."""
+    paths = [_require_file(path, "media") for path in paths]
+    infos = []
+    for start in range(0, len(paths), VIDEOS_PER_PROCESS):
+        batch = paths[start:start + VIDEOS_PER_PROCESS]
+        sections = _log_sections(_probe_text(batch))
+        try:
+            infos += [_media_info(path, sections.get(("Input", index), "")) for index, path in enumerate(batch)]
+        except MediaError:
+            infos += [probe(path) for path in batch]
+    return infos
+
+
+def _media_info(path: Path, text: str) -> MediaInfo:
+    """A file's :class:`MediaInfo` from ffmpeg's listing of it."""
     dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
     if dur is None:
         raise MediaError(f"cannot read {path}: not a media file ffmpeg understands")

@@ -25,7 +25,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from avlib.errors import MediaError
-from avlib.media import SAMPLE_RATE, YUV_TAGS, ffmpeg_exe, ffmpeg_message, resample, yuv420p_frames
+from avlib.media import DEFAULT_CRF, SAMPLE_RATE, YUV_TAGS, ffmpeg_exe, ffmpeg_message, resample, yuv420p_frames
 
 CHUNK_SECONDS = 0.25          # what a source hands over at a time
 PCM_DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}
@@ -125,7 +125,7 @@ class FragmentedMp4Writer:
     Frames go to ffmpeg's stdin, audio through a second pipe fed by its own thread (ffmpeg
     reads the two inputs at its own pace). ``abort()`` stops ffmpeg and removes the file."""
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], crf: int = 18):
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], crf: int = DEFAULT_CRF):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         height, width = size

@@ -319,14 +319,13 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     tcfg = config.train
     accelerator = Accelerator(mixed_precision=tcfg.mixed_precision, cpu=config.model.device == "cpu")
     pipeline, trainables, optimizer = trainable_pipeline(config, str(accelerator.device))
-    mapper = trainables["mapper"]
     noise_schedule = DDPMScheduler.from_config(pipeline.scheduler.config)
     noise_generator = torch.Generator().manual_seed(tcfg.seed)
     step, losses = resumed_state(run, trainables, optimizer, noise_generator) if resume else (0, [])
     if accelerator.is_main_process:
         run.write_config(config, seed=tcfg.seed)
     windows, features, loader = training_data(config, clips, pipeline)
-    mapper, optimizer, loader = accelerator.prepare(mapper, optimizer, loader)
+    mapper, optimizer, loader = accelerator.prepare(trainables["mapper"], optimizer, loader)
     # Batches per epoch of this process: with N processes (accelerate launch) each trains on its
     # 1/N shard of every epoch's permutation, so a step is N batches and ``step`` counts per process.
     steps_per_epoch = len(loader)
@@ -334,24 +333,9 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
     bar = tqdm(total=total, initial=step, desc=f"train {config.name}", disable=not progress)
     while step < total:
         epoch, done_in_epoch = divmod(step, steps_per_epoch)
-        epoch_loader = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
-        epoch_loader.set_epoch(epoch)  # accelerate would otherwise count epochs per loader object
-        windows.set_epoch(epoch)       # new window starts each epoch
-        for batch in epoch_loader:
-            latents = batch["latents"]                                         # (B, C, F, h, w)
-            noise = torch.randn(latents.shape, generator=noise_generator).to(latents)
-            timesteps = sample_timesteps(latents.shape[0], noise_schedule.config.num_train_timesteps,
-                                         tcfg.timestep_power, noise_generator).to(latents.device)
-            # The <class> pooling's dropout draws from the global RNG, which the data loader
-            # also consumes; seeding it from the checkpointed generator keeps resume exact.
-            torch.manual_seed(int(torch.randint(0, 2**62, (), generator=noise_generator)))
-            with accelerator.autocast():
-                loss, mse, regulariser = denoising_loss(
-                    pipeline, mapper, noise_schedule, batch["audio"], latents, noise, timesteps,
-                    config.prompt, tcfg.temporal_reg)
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        for batch in epoch_batches(accelerator, loader, windows, epoch, done_in_epoch):
+            loss, mse, regulariser = training_step(accelerator, pipeline, mapper, optimizer, noise_schedule,
+                                                   noise_generator, batch, config)
             step += 1
             losses.append({"step": step, "epoch": epoch, "loss": loss.item(), "mse": mse.item(),
                            "regulariser": regulariser.item()})
@@ -364,6 +348,37 @@ def train(config: ExperimentConfig, clips: Dataset, run_dir: str | Path, resume:
                 break
     bar.close()
     return finish_run(run, config, accelerator, pipeline, losses, step, features)
+
+
+def epoch_batches(accelerator, loader: DataLoader, windows: FeatureDataset, epoch: int, done_in_epoch: int):
+    """The batches of ``epoch`` not yet trained on (a resumed run skips the first
+    ``done_in_epoch``), in that epoch's seeded order and with its new window starts."""
+    epoch_loader = accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
+    epoch_loader.set_epoch(epoch)  # accelerate would otherwise count epochs per loader object
+    windows.set_epoch(epoch)       # new window starts each epoch
+    return epoch_loader
+
+
+def training_step(accelerator, pipeline: AudioToVideoPipeline, mapper, optimizer, noise_schedule,
+                  noise_generator: torch.Generator, batch: dict,
+                  config: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on ``batch``: noise and timesteps drawn from ``noise_generator``, the
+    denoising loss, its gradient; returns (loss, mse, regulariser)."""
+    tcfg = config.train
+    latents = batch["latents"]                                         # (B, C, F, h, w)
+    noise = torch.randn(latents.shape, generator=noise_generator).to(latents)
+    timesteps = sample_timesteps(latents.shape[0], noise_schedule.config.num_train_timesteps,
+                                 tcfg.timestep_power, noise_generator).to(latents.device)
+    # The <class> pooling's dropout draws from the global RNG, which the data loader
+    # also consumes; seeding it from the checkpointed generator keeps resume exact.
+    torch.manual_seed(int(torch.randint(0, 2**62, (), generator=noise_generator)))
+    with accelerator.autocast():
+        loss, mse, regulariser = denoising_loss(pipeline, mapper, noise_schedule, batch["audio"], latents, noise,
+                                                timesteps, config.prompt, tcfg.temporal_reg)
+    accelerator.backward(loss)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, mse, regulariser
 
 
 def trainable_pipeline(config: ExperimentConfig,

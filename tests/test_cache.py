@@ -214,7 +214,7 @@ def test_clips_that_reuse_ids_cannot_change_a_seeded_run(tmp_path, monkeypatch, 
 
 def test_the_toy_world_uses_the_cache_and_gets_the_same_mapper(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
-    argv = ["toyworld", "evaluate", "--test-per-class", "1", "--mapper-steps", "2", "--classes", "thunder", "--quiet"]
+    argv = ["toyworld", "evaluate", "--test-per-class", "2", "--mapper-steps", "2", "--classes", "thunder", "--quiet"]
     assert main([*argv, "--out", str(tmp_path / "first")]) == 0
     assert main([*argv, "--out", str(tmp_path / "second")]) == 0
     capsys.readouterr()
@@ -224,3 +224,19 @@ def test_the_toy_world_uses_the_cache_and_gets_the_same_mapper(tmp_path, monkeyp
     first, second = (sorted((tmp_path / name / "mapper_run" / "pipeline" / "mapper").rglob("*.safetensors"))
                      for name in ("first", "second"))
     assert first and [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+def test_synthetic_clips_and_the_class_judge_are_named_by_the_one_key_function(monkeypatch, tmp_path):
+    """Made from settings alone, they are still named by :func:`cache_key`, so a new cache version
+    (code that writes them differently) never reads an older copy."""
+    from avlib.config import load_config
+    from avlib.data import splits
+
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path))
+    written = []
+    monkeypatch.setattr(splits, "write_synthetic_dataset", lambda root, **params: written.append(root))
+    config = load_config("dog", "tiny")
+    first = splits.synthetic_root(config)
+    assert splits.synthetic_root(dataclasses.replace(config, data=dataclasses.replace(config.data, fps=4))) != first
+    monkeypatch.setattr(avlib.cache, "CACHE_VERSION", CACHE_VERSION + 1)
+    assert splits.synthetic_root(config) != first and len(set(written)) == 3

@@ -315,12 +315,14 @@ def test_evaluate_scores_long_samples_whole_and_their_seams(trained_run, pipelin
     from avlib.evaluate import evaluate_run
     from avlib.generate import sample_test_set
     from avlib.media import save_audio, write_videos
-    from avlib.metrics import MetricWarning
+    from avlib.metrics import MetricWarning, long_video
     from avlib.run import Run
 
     run = Run(shutil.copytree(trained_run, tmp_path / "run"))
     sample_test_set(run.root, progress=False, shuffled_control=False)
-    one_window = evaluate_run(run.root, metrics=["av-align"], workers=1, progress=False, use_cache=False)
+    with pytest.MonkeyPatch.context() as patch:   # one-window samples are told by their containers, not decoded
+        patch.setattr(long_video, "iter_videos", lambda videos: pytest.fail("decoded for the seam score"))
+        one_window = evaluate_run(run.root, metrics=["av-align"], workers=1, progress=False, use_cache=False)
     assert "seam_score" not in one_window["metrics"] and "seam_score" not in one_window["definitions"]
     assert not any("window" in note for note in one_window["notes"])
     assert all("frames" not in entry for entry in one_window["per_video"].values())

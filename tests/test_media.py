@@ -131,6 +131,29 @@ def test_many_videos_decode_in_one_process_as_each_alone(tmp_path):
         read_videos([videos[0], tmp_path / "broken.mp4", videos[1]])
 
 
+def test_many_files_probe_in_one_process_as_each_alone(tmp_path, monkeypatch):
+    """probe_many: durations, rates and streams of files of mixed sizes, rates and lengths, as
+    probe gives them one by one, with one ffmpeg process per batch; a bad file is named."""
+    import subprocess
+
+    from avlib import media
+
+    rng = np.random.default_rng(2)
+    shapes = [(9, 32, 32, 12.0), (5, 16, 18, 29.97), (24, 24, 40, 8.0)] * 2
+    videos = [write_video(tmp_path / f"v{i}.mp4", rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8), fps=fps,
+                          audio=np.zeros(4000, np.float32) if i % 2 else None)
+              for i, (n, h, w, fps) in enumerate(shapes)]
+    alone = [probe(video) for video in videos]
+    assert [info.fps for info in alone] == [fps for *_, fps in shapes] and alone[1].has_audio and not alone[0].has_audio
+    calls, run = [], subprocess.run
+    monkeypatch.setattr(media.subprocess, "run", lambda command, **kw: calls.append(command) or run(command, **kw))
+    monkeypatch.setattr(media, "VIDEOS_PER_PROCESS", 4)
+    assert media.probe_many(videos) == alone and len(calls) == 2
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 broken")
+    with pytest.raises(MediaError, match="cannot read .*broken.mp4"):
+        media.probe_many([videos[0], tmp_path / "broken.mp4", videos[1]])
+
+
 @pytest.mark.parametrize("content,match", [(None, "not found"), (b"\x00\x00\x00\x18ftypmp42 broken", "cannot decode"),
                                            ("audio only", "has no video stream")])
 def test_read_video_errors_name_the_file(tmp_path, content, match):

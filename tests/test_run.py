@@ -2,6 +2,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,22 @@ def test_what_is_missing_is_one_clear_error(tmp_path, make, call, message):
     make(tmp_path / "r")
     with pytest.raises(AvlibError, match=message):
         call(Run(tmp_path / "r"))
+
+
+def test_the_cli_and_the_notebooks_name_a_run_folder_by_one_rule(tmp_path, monkeypatch, capsys):
+    """``avlib train`` without --out trains where notebook 04 does: runs/{experiment}_{profile}
+    (:func:`avlib.run.experiment_run_dir`, the rule's one owner)."""
+    import avlib.train
+    from avlib.cli import main
+    from avlib.notebook import own_run_dir, train_config
+    from avlib.run import experiment_run_dir
+
+    monkeypatch.setenv("AVLIB_RUNS", str(tmp_path))
+    trained_in = []
+    monkeypatch.setattr(avlib.train, "train", lambda config, clips, run_dir, **kwargs:
+                        trained_in.append(Path(run_dir)) or {"steps": 0, "final_loss": None})
+    monkeypatch.setattr("avlib.data.splits.training_clips", lambda config: [])
+    assert main(["train", "--experiment", "thunder", "--profile", "tiny"]) == 0
+    assert trained_in == [tmp_path / "thunder_tiny"] == [own_run_dir(train_config("thunder"))]
+    assert experiment_run_dir(train_config("thunder"), root=tmp_path / "x") == tmp_path / "x" / "thunder_tiny"
+    assert f"run folder {tmp_path / 'thunder_tiny'}" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from avlib.pipeline.tiny import build_tiny_t2v
 from avlib.toyworld.build import BuildConfig, build_toyworld, cavp_loss
 from avlib.toyworld.data import frame_captions, toy_clip
 from avlib.data.synthetic import derangement
+from avlib.run import Run
 from avlib.toyworld.evaluate import separated
 
 
@@ -277,22 +278,35 @@ def test_evaluate_one_class_end_to_end(tmp_path, capsys):
     from avlib.toyworld.evaluate import CONDITION_NOTES, evaluation_rows, load_evaluation
 
     out = tmp_path / "eval"
-    assert main(["toyworld", "evaluate", "--out", str(out), "--test-per-class", "1", "--mapper-steps", "2",
+    assert main(["toyworld", "evaluate", "--out", str(out), "--test-per-class", "2", "--mapper-steps", "2",
                  "--classes", "thunder", "--set", "mapper.frame_attention=true", "--quiet"]) == 0
     assert "AV-Align 2025 trained" in capsys.readouterr().out
     record = load_evaluation(out)
     assert record["config"]["name"] == "thunder" and record["config"]["data"]["classes"] == ["thunder"]
     assert record["config"]["mapper"]["frame_attention"] is True
-    assert set(record["av_align"]) == set(CONDITION_NOTES) and record["n_test_clips"] == 1
+    assert set(record["av_align"]) == set(CONDITION_NOTES) and record["n_test_clips"] == 2
     assert record["av_align"]["real"]["mean"] == 1.0 and record["class_chance"] == pytest.approx(1 / 3)
     assert [row["condition"] for row in evaluation_rows(record)] == list(CONDITION_NOTES)
-    assert len(list((out / "trained").glob("*.mp4"))) == 1
+    # The trained and the untrained mapper are runs like any other: sampled, controlled, scored.
+    trained, untrained = Run(out / "mapper_run"), Run(out / "untrained_run")
+    clip_ids = [s.clip_id for s in trained.samples()]
+    assert [s.clip_id for s in untrained.samples()] == clip_ids and untrained.shuffled_samples() is None
+    assert [s.clip_id for s in trained.shuffled_samples()] == clip_ids
+    assert {name: list(scores) for name, scores in record["per_video"].items()} == {
+        name: clip_ids for name in ("trained", "shuffled", "untrained", "captions", "real")}
+    for run, name in ((trained, "trained"), (untrained, "untrained")):
+        per_video = run.read_metrics()["per_video"]
+        assert [per_video[c]["score"] for c in clip_ids] == [record["per_video"][name][c] for c in clip_ids]
+    assert all((out / "captions" / f"{c}.mp4").is_file() for c in clip_ids)
     assert json.loads((out / "mapper_run" / "config.json").read_text())["config"]["train"]["timestep_power"] == 0.5
     assert record["weights_build"] == json.loads((WEIGHTS_DIR / "build.json").read_text())["config"]
 
     assert main(["toyworld", "evaluate", "--out", str(tmp_path / "bad"), "--classes", "cat"]) == 2
     assert "toy world classes must be among" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    assert main(["toyworld", "evaluate", "--out", str(tmp_path / "one"), "--classes", "dog", "--test-per-class", "1"]) == 2
+    assert "the shuffled-audio condition feeds each clip another clip's audio" in capsys.readouterr().err
+    assert not (tmp_path / "one").exists()
 
 
 def test_shipped_evaluation_records_are_complete():

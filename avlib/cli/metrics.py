@@ -21,14 +21,17 @@ from avlib.metrics import AV_ALIGN_VERSIONS, CLIPSIM_PROTOCOLS, FVD_PROTOCOLS, F
 from avlib.named_weights import TOY_METRICS
 
 
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "metrics", help="compute AV-Align, FVD or CLIPSIM on videos (JSON with 95%% CIs)",
         description="Compute one metric with its pinned definition, N and a seeded 95% "
                     "bootstrap CI, and write it as JSON.")
     metrics = parser.add_subparsers(dest="metric", metavar="METRIC", required=True)
+    for register_metric in (_register_av_align, _register_seam, _register_fvd, _register_clipsim):
+        register_metric(metrics)
 
+
+def _register_av_align(metrics) -> None:
     align = metrics.add_parser("av-align", help="AV-Align (TempoTokens) of each video",
                                description="Audio comes from {stem}.wav beside each video, "
                                            "else from the video's own audio track.")
@@ -43,6 +46,8 @@ def register(subparsers) -> None:
     _common(align)
     align.set_defaults(func=run_av_align)
 
+
+def _register_seam(metrics) -> None:
     seam = metrics.add_parser("seam", help="seam score of long videos (1.0 = seamless)",
                               description="Frame change across window boundaries over frame change "
                                           "inside windows, pooled over the videos, with a 95% CI.")
@@ -52,6 +57,8 @@ def register(subparsers) -> None:
     _common(seam)
     seam.set_defaults(func=run_seam)
 
+
+def _register_fvd(metrics) -> None:
     fvd = metrics.add_parser("fvd", help="Frechet Video Distance between two folders")
     fvd.add_argument("--real", required=True, nargs="+", metavar="DIR",
                      help="folder(s) or files of real .mp4 clips")
@@ -72,6 +79,8 @@ def register(subparsers) -> None:
     _common(fvd)
     fvd.set_defaults(func=run_fvd)
 
+
+def _register_clipsim(metrics) -> None:
     clip = metrics.add_parser("clipsim", help="CLIP similarity of each video's frames to a text")
     clip.add_argument("--videos", required=True, nargs="+", metavar="DIR",
                       help="folder(s) or files of .mp4 videos")

@@ -54,7 +54,8 @@ def register(subparsers) -> None:
                     "Writes OUT/toyworld_eval.json.")
     evaluate.add_argument("--out", type=output_folder, required=True, help="output folder")
     evaluate.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="toy world weights (default: shipped)")
-    evaluate.add_argument("--test-per-class", type=positive_int, default=10, help="held-out clips per class (default: 10)")
+    evaluate.add_argument("--test-per-class", type=positive_int, default=10, help="held-out clips per class (default: 10; "
+                          "two or more in all: the shuffled-audio condition needs another clip)")
     evaluate.add_argument("--mapper-steps", type=positive_int, default=1000, help="mapper training steps (default: 1000)")
     evaluate.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
                           help="dog / thunder / volleyball: one class trains that class's experiment "

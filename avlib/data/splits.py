@@ -7,13 +7,12 @@ clips are generated once into avlib's cache folder, keyed by their parameters.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 from avlib.config import ExperimentConfig
 from avlib.data.dataset import ClipDataset
 from avlib.data.synthetic import write_synthetic_dataset
+from avlib.cache import cache_key
 from avlib.io import cache_dir
 
 
@@ -24,7 +23,8 @@ def synthetic_root(config: ExperimentConfig) -> Path:
                   seconds=max(data.clip_seconds, data.num_frames / data.fps), fps=data.fps,
                   size=max(data.height, data.width), layout=data.synth_layout, seed=config.train.seed,
                   test_clips=data.synth_test_clips)
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    # Made from settings alone (no input, no network); the cache version names the code that writes it.
+    key = cache_key("synth", content="", weights="", settings=params, dtype="uint8")[:16]
     root = cache_dir() / "synth" / key
     if not (root / "manifest.csv").is_file():
         write_synthetic_dataset(root, **params)

@@ -91,12 +91,13 @@ class AudioToVideoPipelineOutput(BaseOutput):
     audio: np.ndarray | None = None
     conditioning: dict | None = None
 
-    def save(self, path: str | Path, index: int = 0, crf: int = 18) -> Path:
-        """Write video ``index`` as an mp4 at ``fps``, its audio window muxed in."""
-        from avlib.media import write_video  # media pulls in ffmpeg plumbing only writers need
+    def save(self, path: str | Path, index: int = 0, crf: int | None = None) -> Path:
+        """Write video ``index`` as an mp4 at ``fps``, its audio window muxed in, at x264
+        ``crf`` (None: :data:`avlib.media.DEFAULT_CRF`)."""
+        from avlib.media import DEFAULT_CRF, write_video  # media pulls in ffmpeg plumbing only writers need
 
         audio = None if self.audio is None else self.audio[index]
-        return write_video(path, self.frames[index], self.fps, audio=audio, crf=crf)
+        return write_video(path, self.frames[index], self.fps, audio=audio, crf=DEFAULT_CRF if crf is None else crf)
 
 
 class AudioToVideoPipeline(DiffusionPipeline):

@@ -4,11 +4,14 @@ where the sound is?
 1. Train the multiclass mapper (dog, thunder, volleyball) on toy-world clips with the frozen
    stand-ins, through :func:`avlib.train.train` -- the method's own loop.
 2. On held-out clips, generate one video per clip under three conditions, with the same
-   initial noise per clip: the trained mapper fed the clip's audio (``trained``), fed another
-   held-out clip's audio (``shuffled``), and an untrained mapper fed the clip's audio
-   (``untrained``). Every video is written with the clip's own soundtrack.
-3. Score AV-Align (2025 definition) with 95% bootstrap CIs, and judge each ``trained`` and
-   ``untrained`` video's class with :class:`~avlib.toyworld.frame_classifier.FrameClassifier`.
+   initial noise per clip (:func:`avlib.generate.clip_noise`): the trained mapper fed the
+   clip's audio (``trained``), fed another held-out clip's audio (``shuffled``, the run's
+   shuffled-audio control), and an untrained mapper fed the clip's audio (``untrained``, a run
+   of its own). Both runs are sampled by :func:`avlib.generate.sample_test_set`, as any run is.
+   Every video is written with the clip's own soundtrack.
+3. Score AV-Align (2025 definition) with 95% bootstrap CIs through
+   :func:`avlib.evaluate.evaluate_run`, and judge each ``trained`` and ``untrained`` video's
+   class with :class:`~avlib.toyworld.frame_classifier.FrameClassifier`.
 """
 from __future__ import annotations
 
@@ -19,12 +22,13 @@ import numpy as np
 import torch
 
 from avlib.config import GenerationSettings, check_path, check_whole_number, check_writable_path
-from avlib.data.synthetic import CLASSES, derangement
+from avlib.data.synthetic import CLASSES
 from avlib.errors import AvlibError, ConfigError
-from avlib.generate import clip_noise
+from avlib.evaluate import evaluate_run
+from avlib.generate import clip_noise, sample_test_set
 from avlib.io import read_json, run_record, write_json
 from avlib.mapper import build_mapper
-from avlib.media import SAMPLE_RATE, write_video
+from avlib.media import SAMPLE_RATE, iter_videos, write_videos
 from avlib.metrics.av_align import av_align_videos
 from avlib.metrics.stats import mean_with_ci
 from avlib.pipeline.audio_to_video import AudioToVideoPipeline
@@ -36,7 +40,6 @@ from avlib.toyworld.data import ToySpec, rgb_frames, toy_clips, toyworld_config
 from avlib.toyworld.frame_classifier import train_frame_classifier
 from avlib.train import train
 
-CONDITIONS = ("trained", "shuffled", "untrained")
 SHIPPED_EVALUATIONS = Path(__file__).parent / "evaluations"  # {experiment}.json: the runs RESULTS.md reports
 OLD_MAPPER_EVALUATIONS = SHIPPED_EVALUATIONS / "old_mapper"  # the same runs with the mapper before the report's
 ROBUST_T2V_EVALUATIONS = SHIPPED_EVALUATIONS / "robust_t2v"  # a t2v trained on noised caption contexts
@@ -148,6 +151,9 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     ``classes``: all three (the multiclass mapper, the default) or one (that class's experiment).
     ``av_align`` also holds ``real``: the held-out clips themselves, the ceiling of the metric here.
     The frame classifier always learns all three classes, so the class match's chance is 1/3.
+    The trained mapper's run (``mapper_run``) and the untrained mapper's (``untrained_run``) are
+    sampled by :func:`avlib.generate.sample_test_set` and scored by
+    :func:`avlib.evaluate.evaluate_run`, as any run is; ``captions/`` holds the caption ceiling.
     """
     for name, value in (("test_per_class", test_per_class), ("train_per_class", train_per_class),
                         ("mapper_steps", mapper_steps)):
@@ -156,24 +162,29 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
     config = toyworld_config(weights, {"train.max_steps": mapper_steps, "train.epochs": 10_000,
                                        "train.checkpoint_every": mapper_steps,
                                        **(overrides or {})}, classes)
+    if test_per_class * len(config.data.classes) < 2:
+        raise ConfigError(f"test_per_class={test_per_class} gives one held-out clip: the shuffled-audio condition "
+                          "feeds each clip another clip's audio, so give two or more (--test-per-class 2)")
     timings, started = {}, time.perf_counter()
     lap = lambda name: timings.__setitem__(name, time.perf_counter() - started - sum(timings.values()))
     train_clips = toy_clips(config.data.classes, per_class=train_per_class, seed=seed)
     test_clips = toy_clips(config.data.classes, per_class=test_per_class, split="test", seed=seed)
     lap("data_s")
-    mapper_run = Run(out_dir / "mapper_run")
-    summary = train(config, train_clips, mapper_run.root, progress=progress)
+    trained = Run(out_dir / "mapper_run")
+    summary = train(config, train_clips, trained.root, progress=progress)
     lap("mapper_training_s")
-    videos, generated = generate_conditions(mapper_run, config, test_clips, out_dir, seed)
+    untrained = untrained_run(trained, out_dir / "untrained_run", config, seed)
+    for run, shuffled_control in ((trained, True), (untrained, False)):
+        sample_test_set(run.root, seed=seed, progress=progress, shuffled_control=shuffled_control,
+                        clips=test_clips, crf=VIDEO_CRF)
+    captions = write_caption_videos(trained, test_clips, out_dir / CAPTIONS, seed)
     lap("generation_s")
-    videos[REFERENCE] = [write_video(out_dir / REFERENCE / f"{c['clip_id']}.mp4", rgb_frames(c), config.inference.fps,
-                                     audio=c["waveform"].numpy(), crf=VIDEO_CRF) for c in test_clips]
-    scores = {name: av_align_videos(paths, AV_ALIGN_VERSION, workers=1, progress=progress)
-              for name, paths in videos.items()}
-    av_align = {name: mean_with_ci([r.score for r in results], seed=seed) for name, results in scores.items()}
+    per_video = score_conditions(trained, untrained, captions, seed, progress)
+    av_align = {name: mean_with_ci(list(scores.values()), seed=seed) for name, scores in per_video.items()}
     lap("av_align_s")
-    class_match, real_accuracy = judge_classes(config, train_clips, test_clips, generated, train_per_class,
-                                               seed, progress)
+    class_match, real_accuracy = judge_classes(config, train_clips, test_clips,
+                                               {"trained": trained, "untrained": untrained},
+                                               train_per_class, seed, progress)
     lap("classifier_s")
     acceptance = {
         "av_align_trained_above_shuffled": separated(av_align["trained"], av_align["shuffled"]),
@@ -186,53 +197,69 @@ def evaluate_toyworld(out_dir: str | Path, weights: str | Path = WEIGHTS_DIR, te
         av_align=av_align, class_match=class_match, class_chance=1 / len(CLASSES),
         classifier_accuracy_on_real_test_frames=float(real_accuracy), mapper_training=summary,
         acceptance={**acceptance, "passed": all(acceptance.values())}, timings=timings,
-        per_video={name: {Path(r.video).stem: r.score for r in results} for name, results in scores.items()},
-        spec=ToySpec().__dict__)
+        per_video=per_video, spec=ToySpec().__dict__)
     write_json(out_dir / "toyworld_eval.json", result)
     return result
 
 
-def generate_conditions(mapper_run: Run, config, test_clips: list[dict], out_dir: Path,
-                        seed: int) -> tuple[dict[str, list[Path]], dict[str, list[np.ndarray]]]:
-    """Every held-out clip's video under each condition (:data:`CONDITIONS`, then the caption
-    ceiling), clip ``i`` with :func:`avlib.generate.clip_noise`'s noise and its own soundtrack:
-    (videos written per condition, frames (F, H, W, 3) per condition)."""
-    trained = AudioToVideoPipeline.from_run(mapper_run.root)
+def untrained_run(trained: Run, root: Path, config, seed: int) -> Run:
+    """A run at ``root`` holding ``trained``'s pipeline with a fresh mapper (initialised from
+    ``seed + 1``, not the trained mapper's start): the untrained-mapper condition, sampled and
+    scored like any run."""
+    pipeline = AudioToVideoPipeline.from_run(trained.root)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
-        fresh = build_mapper(config.mapper, in_dim=trained.audio_encoder.output_dim).eval()
-    untrained = AudioToVideoPipeline(**{**trained.components, "mapper": fresh}, t2v_source=trained.t2v_source,
-                                     settings=dict(trained.config.settings))
-    for pipeline in (trained, untrained):
-        pipeline.set_progress_bar_config(disable=True)
-    own = np.arange(len(test_clips))
-    plan = {"trained": (trained, own), "shuffled": (trained, derangement(len(test_clips), seed)),
-            "untrained": (untrained, own)}
-    generated = {name: [pipeline(test_clips[audio_of[i]]["waveform"], config.prompt,
-                                 generator=clip_noise(seed, i)).frames[0] for i in range(len(test_clips))]
-                 for name, (pipeline, audio_of) in plan.items()}
-    # The caption ceiling: the t2v fed each clip's true per-frame captions (no audio, no mapper),
-    # with the same noise. A mapper can at best steer as well as the captions it imitates.
-    generated[CAPTIONS] = caption_videos(trained, test_clips, seed)
-    videos = {name: [write_video(out_dir / name / f"{clip['clip_id']}.mp4", frames, config.inference.fps,
-                                 audio=clip["waveform"].numpy(), crf=VIDEO_CRF)
-                     for clip, frames in zip(test_clips, generated[name])] for name in generated}
-    return videos, {name: generated[name] for name in CONDITIONS}
+        fresh = build_mapper(config.mapper, in_dim=pipeline.audio_encoder.output_dim).eval()
+    run = Run(root)
+    run.write_config(trained.read_config(), seed=config.train.seed)
+    untrained = AudioToVideoPipeline(**{**pipeline.components, "mapper": fresh}, t2v_source=pipeline.t2v_source,
+                                     settings=dict(pipeline.config.settings))
+    untrained.save_pretrained(run.pipeline_dir, save_unet=config.train.train_unet)
+    return run
 
 
-def judge_classes(config, train_clips: list[dict], test_clips: list[dict], generated: dict[str, list[np.ndarray]],
+def write_caption_videos(trained: Run, clips: list[dict], folder: Path, seed: int) -> list[Path]:
+    """The caption ceiling: the t2v fed each clip's true per-frame captions (no audio, no
+    mapper), with the noise the audio conditions use, written with the clip's own soundtrack.
+    A mapper can at best steer as well as the captions it imitates."""
+    pipeline = AudioToVideoPipeline.from_run(trained.root)
+    pipeline.set_progress_bar_config(disable=True)
+    return write_videos([folder / f"{clip['clip_id']}.mp4" for clip in clips], caption_videos(pipeline, clips, seed),
+                        pipeline.settings.fps, [clip["waveform"].numpy() for clip in clips], crf=VIDEO_CRF)
+
+
+def score_conditions(trained: Run, untrained: Run, captions: list[Path], seed: int,
+                     progress: bool) -> dict[str, dict[str, float]]:
+    """AV-Align of every video, by condition and clip id: the runs' samples and the trained
+    run's shuffled-audio control through :func:`avlib.evaluate.evaluate_run`, the caption
+    videos and the real held-out clips (the trained run's references) directly."""
+    own, fresh = (evaluate_run(run.root, av_align_version=AV_ALIGN_VERSION, workers=1, seed=seed,
+                               progress=progress, metrics=["av-align"]) for run in (trained, untrained))
+    entries = {"trained": own["per_video"], "shuffled": own["controls"]["shuffled"]["per_video"],
+               "untrained": fresh["per_video"]}
+    scores = {name: {clip_id: entry["score"] for clip_id, entry in videos.items()} for name, videos in entries.items()}
+    references = [trained.reference_video(sample.clip_id) for sample in trained.samples()]
+    for name, paths in ((CAPTIONS, captions), (REFERENCE, references)):
+        results = av_align_videos(paths, AV_ALIGN_VERSION, workers=1, progress=progress)
+        scores[name] = {Path(result.video).stem: result.score for result in results}
+    return scores
+
+
+def judge_classes(config, train_clips: list[dict], test_clips: list[dict], runs: dict[str, Run],
                   train_per_class: int, seed: int, progress: bool) -> tuple[dict, float]:
-    """The frame classifier's verdicts: class match (mean, CI) of the ``trained`` and
-    ``untrained`` videos, and its accuracy on the real held-out clips."""
+    """The frame classifier's verdicts: class match (mean, CI) of the ``runs``' samples (the
+    videos as written), and its accuracy on the real held-out clips."""
     # The classifier learns all three classes; a one-class run's training clips hold only one.
     classifier_clips = (train_clips if set(config.data.classes) == set(CLASSES)
                         else toy_clips(per_class=train_per_class, seed=seed))
     classifier = train_frame_classifier(classifier_clips, CLASSES, seed=seed, progress=progress)
-    labels = [c["label"] for c in test_clips]
     real_accuracy = np.mean([classifier.classify_video(rgb_frames(c)) == c["label"] for c in test_clips])
-    class_match = {name: mean_with_ci([float(classifier.classify_video(f) == labels[i])
-                                       for i, f in enumerate(generated[name])], seed=seed)
-                   for name in ("trained", "untrained")}
+    class_match = {}
+    for name, run in runs.items():
+        samples = run.samples()
+        videos = iter_videos([s.video for s in samples])            # (F, H, W, 3) uint8 each
+        class_match[name] = mean_with_ci([float(classifier.classify_video(frames / 255.0) == s.label)
+                                          for s, (frames, _) in zip(samples, videos)], seed=seed)
     return class_match, real_accuracy
 
 

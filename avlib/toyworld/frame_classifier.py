@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from avlib.cache import cache_key
 from avlib.data.synthetic import CLASSES
 from avlib.io import atomic_path, cache_dir
 from avlib.toyworld.data import toy_clips
@@ -63,17 +64,22 @@ def train_frame_classifier(clips: list[dict], classes: tuple[str, ...], steps: i
     return model.eval().requires_grad_(False)
 
 
+JUDGE_CLIPS_PER_CLASS = 32
+
+
 @lru_cache(maxsize=1)
 def toy_class_judge(seed: int = 0) -> FrameClassifier:
     """The frame classifier trained on the toy world's training clips of all three classes: what
     names the class a tiny-profile video shows (notebook 05's Figure 2). Seeded; trained once
     (seconds) and kept in avlib's cache folder, so the notebooks of one ``make demo`` share it."""
-    path = cache_dir() / "toyworld" / f"frame_classifier_seed{seed}.safetensors"
+    key = cache_key("frame_classifier", content="", weights="", dtype="float32",
+                    settings={"seed": seed, "classes": list(CLASSES), "clips_per_class": JUDGE_CLIPS_PER_CLASS})
+    path = cache_dir() / "toyworld" / f"frame_classifier_{key[:16]}.safetensors"
     if path.is_file():
         model = FrameClassifier(tuple(CLASSES))
         model.load_state_dict(load_file(path))
         return model.eval().requires_grad_(False)
-    model = train_frame_classifier(toy_clips(per_class=32, seed=seed), tuple(CLASSES), seed=seed, progress=False)
+    model = train_frame_classifier(toy_clips(per_class=JUDGE_CLIPS_PER_CLASS, seed=seed), tuple(CLASSES), seed=seed, progress=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(model.state_dict(), str(tmp))
