@@ -103,8 +103,9 @@ def sample_test_set(run_dir: str | Path, limit: int | None = None, seed: int | N
     top. Each test clip gets a sample (its audio window muxed in, and that audio beside it)
     and its real clip at the training size as a reference, then the index of both and the
     settings used (:class:`avlib.run.Run`). Clip ``i`` gets the noise :func:`clip_noise`
-    gives it, so a rerun reproduces every video, whatever ``batch_size`` (clips generated at
-    once). ``clips`` (a sequence of clip dicts as :func:`avlib.train.train` takes them, with
+    gives it whatever ``batch_size`` (clips generated at once): a rerun reproduces every video
+    bit for bit, and another ``batch_size`` gives the same videos up to round-off (a batch
+    rounds its last bits differently). ``clips`` (a sequence of clip dicts as :func:`avlib.train.train` takes them, with
     ``label``) replaces the config's test split, as the toy world's held-out clips do; every
     video is encoded at x264 ``crf``. Returns the samples folder.
 
